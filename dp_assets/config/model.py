@@ -1,0 +1,134 @@
+"""The pipeline's TOML config as a pydantic model: unknown keys and wrong types are errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Spark SQL DDL types a design may declare; decimal(p,s) is matched separately.
+SIMPLE_TYPES = {
+    "string",
+    "boolean",
+    "int",
+    "bigint",
+    "long",
+    "smallint",
+    "tinyint",
+    "double",
+    "float",
+    "date",
+    "timestamp",
+}
+_DECIMAL = re.compile(r"^decimal\(\s*\d+\s*,\s*\d+\s*\)$")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class General(_Strict):
+    pipeline_name: str
+    env: Literal["local", "dev", "integration", "preprod", "prod"] = "local"
+    # Local paths are resolved against DP_HOME (default ./.dp); s3:// URIs are kept as they are.
+    input_path: str
+    output_path: str
+    start_date: dt.date
+    end_date: dt.date | None = None  # inclusive; None = partitions up to today
+
+    @model_validator(mode="after")
+    def _dates_ordered(self) -> General:
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise ValueError(f"end_date {self.end_date} is before start_date {self.start_date}")
+        return self
+
+
+class Processing(_Strict):
+    max_partitions: int = Field(default=400, ge=1, description="most daily partitions one run may cover")
+    enable_deduplication: bool = False
+
+
+class Spark(_Strict):
+    launcher: Literal["local"] = "local"
+    master: str = "local[*]"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class Column(_Strict):
+    name: str
+    type: str
+    nullable: bool = True
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _snake_case(cls, v: str) -> str:
+        if not _IDENTIFIER.match(v):
+            raise ValueError(f"column name {v!r} must be snake_case (letters, digits, _)")
+        return v
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in SIMPLE_TYPES and not _DECIMAL.match(v):
+            raise ValueError(f"unknown type {v!r}; use one of {sorted(SIMPLE_TYPES)} or decimal(p,s)")
+        return v
+
+
+class CsvFormat(_Strict):
+    delimiter: str = ","
+    header: bool = True
+    null_value: str = ""
+    encoding: str = "UTF-8"
+
+
+class FileSource(_Strict):
+    """Files dropped by upstream under `<input_path>/<prefix>/<YYYY-MM-DD>/`."""
+
+    kind: Literal["files"] = "files"
+    prefix: str
+    format: Literal["csv"] = "csv"
+    csv: CsvFormat = Field(default_factory=CsvFormat)
+
+
+class Table(_Strict):
+    description: str = ""
+    partition_column: str = "partition_date"
+    key: list[str] = Field(default_factory=list)
+    source: FileSource
+    columns: list[Column] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Table:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"columns declared twice: {dupes}")
+        unknown = [k for k in self.key if k not in names]
+        if unknown:
+            raise ValueError(f"key columns {unknown} are not among the declared columns {names}")
+        if self.partition_column in names:
+            raise ValueError(
+                f"partition_column {self.partition_column!r} is also a declared column; "
+                "the partition column is added by the load from the delivery date"
+            )
+        return self
+
+
+class PipelineConfig(_Strict):
+    general: General
+    processing: Processing = Field(default_factory=Processing)
+    spark: Spark = Field(default_factory=Spark)
+    tables: dict[str, Table] = Field(min_length=1)
+
+    @field_validator("tables")
+    @classmethod
+    def _table_names(cls, v: dict[str, Table]) -> dict[str, Table]:
+        bad = [n for n in v if not _IDENTIFIER.match(n)]
+        if bad:
+            raise ValueError(f"table names {bad} must be snake_case (letters, digits, _)")
+        return v

@@ -1,0 +1,43 @@
+"""Where each zone of the lake lives for a table and day: one place that knows the layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from dp_assets.config.loader import LoadedConfig
+from dp_assets.config.model import Table
+from dp_assets.storage import Store, store_for
+
+RAW_ZONE = "_raw"  # leading underscore: Spark and Hive readers skip it under output_path
+QUARANTINE_ZONE = "_quarantine"
+MANIFEST = "_manifest.json"
+
+
+@dataclass(frozen=True)
+class Lake:
+    loaded: LoadedConfig
+
+    @cached_property
+    def landing(self) -> Store:
+        return store_for(self.loaded.input_path)
+
+    @cached_property
+    def store(self) -> Store:
+        return store_for(self.loaded.output_path)
+
+    def table(self, name: str) -> Table:
+        return self.loaded.config.tables[name]
+
+    def delivery_prefix(self, name: str, day: str) -> str:
+        """Where upstream drops a day's files, relative to input_path."""
+        return f"{self.table(name).source.prefix.strip('/')}/{day}"
+
+    def raw_prefix(self, name: str, day: str) -> str:
+        return f"{RAW_ZONE}/{name}/{self.table(name).partition_column}={day}"
+
+    def manifest_path(self, name: str, day: str) -> str:
+        return f"{self.raw_prefix(name, day)}/{MANIFEST}"
+
+    def uri(self, path: str) -> str:
+        return self.store.uri(path)

@@ -1,0 +1,144 @@
+"""One interface over the two places a lake can live: a local folder (embedded default) or S3.
+
+Paths inside a store are ``/``-separated and relative to its root, so stages never branch on where
+the lake is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: str  # relative to the store's root
+    size: int
+
+
+class Store(Protocol):
+    root: str
+
+    def uri(self, path: str) -> str: ...
+    def list(self, prefix: str) -> list[StoredFile]: ...
+    def open_read(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
+    def open_write(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+
+
+def store_for(root: str) -> Store:
+    """A store rooted at a local path or an ``s3://bucket/prefix`` URI."""
+    return S3Store(root) if root.startswith("s3://") else LocalStore(root)
+
+
+def read_json(store: Store, path: str) -> Any:
+    with store.open_read(path) as f:
+        return json.load(f)
+
+
+def write_json(store: Store, path: str, data: Any) -> None:
+    with store.open_write(path) as f:
+        f.write(json.dumps(data, indent=2, sort_keys=True).encode())
+
+
+class LocalStore:
+    def __init__(self, root: str) -> None:
+        self.root = str(Path(root))
+
+    def uri(self, path: str) -> str:
+        return str(Path(self.root, path))
+
+    def list(self, prefix: str) -> list[StoredFile]:
+        base = Path(self.root, prefix)
+        if not base.is_dir():
+            return []
+        return sorted(
+            (
+                StoredFile(p.relative_to(self.root).as_posix(), p.stat().st_size)
+                for p in base.rglob("*")
+                if p.is_file()
+            ),
+            key=lambda f: f.path,
+        )
+
+    @contextlib.contextmanager
+    def open_read(self, path: str) -> Iterator[IO[bytes]]:
+        with open(Path(self.root, path), "rb") as f:
+            yield f
+
+    @contextlib.contextmanager
+    def open_write(self, path: str) -> Iterator[IO[bytes]]:
+        """Write to a temporary sibling and rename, so readers never see a half-written file."""
+        target = Path(self.root, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete_prefix(self, prefix: str) -> int:
+        base = Path(self.root, prefix)
+        if not base.exists():
+            return 0
+        count = sum(1 for p in base.rglob("*") if p.is_file())
+        shutil.rmtree(base)
+        return count
+
+
+class S3Store:
+    def __init__(self, root: str) -> None:
+        import boto3
+
+        self.root = root.rstrip("/")
+        bucket, _, prefix = self.root.removeprefix("s3://").partition("/")
+        self.bucket, self.prefix = bucket, prefix
+        self._s3 = boto3.client("s3")
+
+    def _key(self, path: str) -> str:
+        return f"{self.prefix}/{path}".lstrip("/") if self.prefix else path
+
+    def uri(self, path: str) -> str:
+        return f"s3://{self.bucket}/{self._key(path)}"
+
+    def list(self, prefix: str) -> list[StoredFile]:
+        key_prefix = self._key(prefix).rstrip("/") + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        out = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=key_prefix):
+            out += [StoredFile(o["Key"][strip:], o["Size"]) for o in page.get("Contents", [])]
+        return out
+
+    @contextlib.contextmanager
+    def open_read(self, path: str) -> Iterator[IO[bytes]]:
+        body = self._s3.get_object(Bucket=self.bucket, Key=self._key(path))["Body"]
+        try:
+            yield body
+        finally:
+            body.close()
+
+    @contextlib.contextmanager
+    def open_write(self, path: str) -> Iterator[IO[bytes]]:
+        """Spool locally and upload on close: an S3 object appears whole or not at all."""
+        with tempfile.SpooledTemporaryFile(max_size=64 * 2**20) as f:
+            yield f
+            f.seek(0)
+            self._s3.upload_fileobj(f, self.bucket, self._key(path))
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = [self._key(f.path) for f in self.list(prefix)]
+        for i in range(0, len(keys), 1000):
+            self._s3.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]}
+            )
+        return len(keys)

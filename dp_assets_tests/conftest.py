@@ -1,0 +1,69 @@
+"""Shared fixtures: an isolated DP_HOME per test and one moto S3 server over HTTP per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own DP_HOME and cwd, and no config URI or Dagster home leaks in."""
+    home = tmp_path / "dp_home"
+    home.mkdir()
+    monkeypatch.setenv("DP_HOME", str(home))
+    for var in ("CONFIG_S3_URI", "DAGSTER_HOME", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point boto3 (through AWS_ENDPOINT_URL, as in production code) at the moto server."""
+    for key, value in AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # boto3 caches credentials in its default session
+    return moto_endpoint
+
+
+@pytest.fixture
+def versioned_bucket(aws: str, request: pytest.FixtureRequest) -> str:
+    """A fresh versioned bucket per test."""
+    name = "cfg-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "dp_assets" / "config" / "config.toml"
+
+
+def packaged_text() -> str:
+    return PACKAGED_CONFIG.read_text()
+
+
+def spark_available() -> bool:
+    return os.system("java -version >/dev/null 2>&1") == 0

@@ -1,0 +1,41 @@
+"""Small helpers shared by tests: configs, deliveries and reading results back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.dataset as pads
+
+from dp_assets.config.loader import PACKAGED, LoadedConfig, load_config_from
+from dp_assets.demo import write_flight_deliveries
+from dp_assets.lake import Lake
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def demo_lake(home: Path, start: str, end: str) -> tuple[LoadedConfig, dict[str, int]]:
+    """The packaged config rooted at `home`, with the demo deliveries for [start, end] written."""
+    loaded = load_config_from(PACKAGED, home=home)
+    rows = write_flight_deliveries(Lake(loaded), dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+    return loaded, rows
+
+
+def range_tags(start: str, end: str) -> dict[str, str]:
+    return {RANGE_START: start, RANGE_END: end}
+
+
+def read_table(path: str | Path) -> pads.Dataset:
+    return pads.dataset(str(path), format="parquet", partitioning="hive")
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def asset_def(defs: dg.Definitions, key: str | list[str]) -> dg.AssetsDefinition:
+    """The unbound assets definition for a key, as passed to Definitions (resources come separately)."""
+    asset_key = dg.AssetKey(key)
+    return next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and asset_key in a.keys)

@@ -1,0 +1,214 @@
+"""dump -> load -> checks end to end on real local Spark (spark-submit through Pipes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.compute as pc
+import pytest
+
+from dp_assets.config.loader import load_config_from
+from dp_assets.config.resource import PipelineConfigResource
+from dp_assets.definitions import build_definitions
+from dp_assets.lake import Lake
+from dp_assets.partitions import daily_partitions
+from dp_assets_tests.conftest import packaged_text
+from dp_assets_tests.helpers import asset_def, check_results, demo_lake, range_tags, read_table
+
+START, END = "2013-01-01", "2013-01-03"
+
+
+def materialize_range(loaded, start: str, end: str, extra_assets=(), raise_on_error: bool = True):
+    defs = build_definitions(loaded)
+    assets = [*defs.assets, *extra_assets]  # type: ignore[misc]
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        assets,
+        resources=defs.resources,
+        instance=instance,
+        tags=range_tags(start, end),
+        raise_on_error=raise_on_error,
+    )
+    return result, instance
+
+
+@pytest.fixture(scope="module")
+def three_days(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("three_days")
+    loaded, delivered = demo_lake(home, START, END)
+    result, instance = materialize_range(loaded, START, END)
+    return loaded, delivered, result, instance
+
+
+def test_range_loads_every_row_into_hive_partitions(three_days) -> None:
+    loaded, delivered, result, _ = three_days
+    assert result.success
+    table = read_table(Path(loaded.output_path) / "flights").to_table()
+    assert table.num_rows == sum(delivered.values()) == 842 + 943 + 914
+    by_day = pc.value_counts(table["flight_date"].cast("string")).to_pylist()
+    assert {d["values"]: d["counts"] for d in by_day} == delivered
+    assert sorted(p.name for p in (Path(loaded.output_path) / "flights").iterdir() if p.is_dir()) == [
+        f"flight_date={d}" for d in delivered
+    ]
+    assert str(table.schema.field("time_hour").type) == "timestamp[us, tz=UTC]"
+
+
+def test_every_check_passes_and_reports_through_pipes(three_days) -> None:
+    _, _, result, _ = three_days
+    assert check_results(result) == {
+        "schema_matches_design": True,
+        "required_columns_not_null": True,
+        "key_unique": True,
+        "row_accounting": True,
+    }
+
+
+def test_one_run_one_spark_application_for_the_range(three_days) -> None:
+    _, delivered, result, instance = three_days
+    steps = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
+    assert sorted(steps) == ["flights", "raw__flights"]
+    logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert sum("loading flights for 3 day(s): 2013-01-01 .. 2013-01-03" in m for m in logs) == 1
+    mats = result.asset_materializations_for_node("flights")
+    assert sorted(m.partition for m in mats) == sorted(delivered)
+
+
+def test_materializations_carry_counts_schema_and_config_provenance(three_days) -> None:
+    loaded, delivered, result, _ = three_days
+    for node in ("raw__flights", "flights"):
+        md = result.asset_materializations_for_node(node)[0].metadata
+        assert md["config_sha256"].value == loaded.provenance.sha256
+        assert md["config_source"].value == "packaged"
+        assert md["dagster/row_count"].value == sum(delivered.values())
+    load_md = result.asset_materializations_for_node("flights")[0].metadata
+    assert load_md["rows_quarantined"].value == 0
+    assert load_md["rows_by_partition"].value == delivered
+    columns = [c.name for c in load_md["dagster/column_schema"].schema.columns]
+    assert columns[:3] == ["year", "month", "day"] and columns[-1] == "flight_date"
+
+
+def test_manifest_records_files_rows_bytes_sha256(three_days) -> None:
+    loaded, delivered, _, _ = three_days
+    lake = Lake(loaded)
+    manifest = json.loads(Path(lake.uri(lake.manifest_path("flights", START))).read_text())
+    assert manifest["rows"] == delivered[START]
+    (entry,) = manifest["files"]
+    raw_file = Path(lake.uri(lake.raw_prefix("flights", START))) / entry["file"]
+    assert entry["sha256"] == hashlib.sha256(raw_file.read_bytes()).hexdigest()
+    assert entry["bytes"] == raw_file.stat().st_size
+
+
+def test_rerun_is_idempotent(three_days) -> None:
+    loaded, delivered, _, _ = three_days
+    before = (
+        read_table(Path(loaded.output_path) / "flights")
+        .to_table()
+        .sort_by(
+            [
+                ("flight_date", "ascending"),
+                ("carrier", "ascending"),
+                ("flight", "ascending"),
+                ("origin", "ascending"),
+            ]
+        )
+    )
+    again, _ = materialize_range(loaded, END, END)  # only the last day: other partitions untouched
+    assert again.success
+    after = (
+        read_table(Path(loaded.output_path) / "flights")
+        .to_table()
+        .sort_by(
+            [
+                ("flight_date", "ascending"),
+                ("carrier", "ascending"),
+                ("flight", "ascending"),
+                ("origin", "ascending"),
+            ]
+        )
+    )
+    assert after.num_rows == sum(delivered.values())
+    assert after.equals(before)
+
+
+def test_failing_check_blocks_downstream_and_bad_rows_are_quarantined(tmp_path: Path) -> None:
+    day = "2013-01-02"
+    loaded, delivered = demo_lake(tmp_path / "bad", day, day)
+    lake = Lake(loaded)
+    delivery = Path(lake.landing.uri(lake.delivery_prefix("flights", day))) / f"flights_{day}.csv"
+    lines = delivery.read_text().splitlines(keepends=True)
+    fields = lines[1].split(",")
+    fields[3] = "not-a-time"  # dep_time must be an int
+    delivery.write_text("".join([*lines, lines[2], ",".join(fields)]))  # one duplicate key, one bad value
+
+    downstream_ran = []
+
+    @dg.asset(
+        deps=["flights"],
+        partitions_def=daily_partitions(loaded.config.general),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def flights_report() -> None:
+        downstream_ran.append(True)
+
+    result, _ = materialize_range(loaded, day, day, extra_assets=[flights_report], raise_on_error=False)
+    checks = check_results(result)
+    assert checks["key_unique"] is False
+    assert checks["row_accounting"] is True  # rows in = loaded + quarantined, bad row included
+    assert downstream_ran == []
+    assert not result.asset_materializations_for_node("flights_report")
+
+    md = result.asset_materializations_for_node("flights")[0].metadata
+    assert md["rows_in"].value == delivered[day] + 2
+    assert md["rows_quarantined"].value == 1
+    assert md["dagster/row_count"].value == delivered[day] + 1
+    quarantine = read_table(Path(loaded.output_path) / "_quarantine" / "flights").to_table()
+    assert quarantine.num_rows == 1
+    assert quarantine["_reject_reason"].to_pylist() == ["dep_time: not a valid int"]
+    assert quarantine["dep_time"].to_pylist() == ["not-a-time"]
+    assert quarantine["_source_file"][0].as_py().endswith(f"flights_{day}.csv")
+
+
+def test_missing_delivery_names_partition_and_location(tmp_path: Path) -> None:
+    loaded, _ = demo_lake(tmp_path / "missing", "2013-01-01", "2013-01-01")
+    defs = build_definitions(loaded)
+    result = dg.materialize(
+        [asset_def(defs, ["raw", "flights"])],
+        resources=defs.resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key="2013-01-05",
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.error.message
+    assert "partition 2013-01-05" in message
+    assert str(Path(loaded.input_path) / "flights" / "2013-01-05") in message
+
+
+def test_run_fails_when_config_changed_since_definitions_loaded(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(packaged_text())
+    loaded = load_config_from(str(cfg), home=tmp_path)
+    defs = build_definitions(loaded)
+    cfg.write_text(packaged_text().replace("max_partitions = 400", "max_partitions = 5"))  # edited after load
+    resource = defs.resources["pipeline"]
+    assert isinstance(resource, PipelineConfigResource)
+    result = dg.materialize(
+        [asset_def(defs, ["raw", "flights"])],
+        resources=defs.resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        partition_key="2013-01-01",
+        raise_on_error=False,
+    )
+    assert not result.success
+    failures = [
+        e
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.RUN_FAILURE or e.event_type == dg.DagsterEventType.STEP_FAILURE
+    ]
+    text = " ".join(str(e.event_specific_data) for e in failures)
+    assert "changed since the definitions were loaded" in text
+    assert loaded.provenance.sha256 in text
