@@ -33,8 +33,14 @@ class Lake:
         """Where upstream drops a day's files, relative to input_path."""
         return f"{self.table(name).source.prefix.strip('/')}/{day}"
 
+    def raw_root(self, name: str) -> str:
+        return f"{RAW_ZONE}/{name}"
+
+    def quarantine_root(self, name: str) -> str:
+        return f"{QUARANTINE_ZONE}/{name}"
+
     def raw_prefix(self, name: str, day: str) -> str:
-        return f"{RAW_ZONE}/{name}/{self.table(name).partition_column}={day}"
+        return f"{self.raw_root(name)}/{self.table(name).partition_column}={day}"
 
     def manifest_path(self, name: str, day: str) -> str:
         return f"{self.raw_prefix(name, day)}/{MANIFEST}"

@@ -124,7 +124,7 @@ def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
                 "files": sum(len(m["files"]) for m in manifests.values()),
                 "rows_by_partition": dg.MetadataValue.json({d: m["rows"] for d, m in manifests.items()}),
                 "sha256_by_partition": dg.MetadataValue.json({d: m["sha256"] for d, m in manifests.items()}),
-                "raw_location": dg.MetadataValue.path(lake.uri(f"_raw/{name}")),
+                "raw_location": dg.MetadataValue.path(lake.uri(lake.raw_root(name))),
                 **pipeline.provenance_metadata(),
             }
         )

@@ -6,7 +6,7 @@ import dagster as dg
 
 from dp_assets.config.model import Table
 from dp_assets.config.resource import PipelineConfigResource
-from dp_assets.lake import QUARANTINE_ZONE, Lake
+from dp_assets.lake import Lake
 from dp_assets.launchers.base import SparkLauncher
 from dp_assets.storage import read_json
 
@@ -79,9 +79,9 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
                 **table.model_dump(mode="json", include={"partition_column", "key", "columns"}),
                 "csv": table.source.csv.model_dump(mode="json"),
             },
-            "raw_uri": lake.uri(f"_raw/{name}"),
+            "raw_uri": lake.uri(lake.raw_root(name)),
             "table_uri": lake.uri(name),
-            "quarantine_uri": lake.uri(f"{QUARANTINE_ZONE}/{name}"),
+            "quarantine_uri": lake.uri(lake.quarantine_root(name)),
             "manifest_rows": manifest_rows,
         }
         for result in spark.run_job(context, LOAD_JOB, extras):
