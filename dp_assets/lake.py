@@ -10,6 +10,7 @@ from dp_assets.config.model import Table
 from dp_assets.storage import Store, store_for
 
 RAW_ZONE = "_raw"  # leading underscore: Spark and Hive readers skip it under output_path
+STAGED_ZONE = "_staged"
 QUARANTINE_ZONE = "_quarantine"
 MANIFEST = "_manifest.json"
 
@@ -35,6 +36,20 @@ class Lake:
 
     def raw_root(self, name: str) -> str:
         return f"{RAW_ZONE}/{name}"
+
+    def staged_root(self, name: str) -> str:
+        return f"{STAGED_ZONE}/{name}"
+
+    def staged_prefix(self, name: str, day: str) -> str:
+        return f"{self.staged_root(name)}/{self.table(name).partition_column}={day}"
+
+    def delivery_index(self, name: str, sha256: str) -> str:
+        """Marker naming the partition a file with this content was first delivered for."""
+        return f"{self.raw_root(name)}/_index/{sha256}.json"
+
+    def schema_path(self, name: str) -> str:
+        """The table's established schema: design columns plus those added by evolution."""
+        return f"{name}/_dp_schema.json"
 
     def quarantine_root(self, name: str) -> str:
         return f"{QUARANTINE_ZONE}/{name}"

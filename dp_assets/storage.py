@@ -27,6 +27,7 @@ class Store(Protocol):
     root: str
 
     def uri(self, path: str) -> str: ...
+    def exists(self, path: str) -> bool: ...
     def list(self, prefix: str) -> list[StoredFile]: ...
     def open_read(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
     def open_write(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
@@ -43,6 +44,10 @@ def read_json(store: Store, path: str) -> Any:
         return json.load(f)
 
 
+def read_json_if_exists(store: Store, path: str) -> Any | None:
+    return read_json(store, path) if store.exists(path) else None
+
+
 def write_json(store: Store, path: str, data: Any) -> None:
     with store.open_write(path) as f:
         f.write(json.dumps(data, indent=2, sort_keys=True).encode())
@@ -54,6 +59,9 @@ class LocalStore:
 
     def uri(self, path: str) -> str:
         return str(Path(self.root, path))
+
+    def exists(self, path: str) -> bool:
+        return Path(self.root, path).is_file()
 
     def list(self, prefix: str) -> list[StoredFile]:
         base = Path(self.root, prefix)
@@ -110,6 +118,17 @@ class S3Store:
 
     def uri(self, path: str) -> str:
         return f"s3://{self.bucket}/{self._key(path)}"
+
+    def exists(self, path: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=self._key(path))
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     def list(self, prefix: str) -> list[StoredFile]:
         key_prefix = self._key(prefix).rstrip("/") + "/"

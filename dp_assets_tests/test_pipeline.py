@@ -50,7 +50,8 @@ def test_range_loads_every_row_into_hive_partitions(three_days) -> None:
     assert table.num_rows == sum(delivered.values()) == 842 + 943 + 914
     by_day = pc.value_counts(table["flight_date"].cast("string")).to_pylist()
     assert {d["values"]: d["counts"] for d in by_day} == delivered
-    assert sorted(p.name for p in (Path(loaded.output_path) / "flights").iterdir() if p.is_dir()) == [
+    folders = (p.name for p in (Path(loaded.output_path) / "flights").iterdir() if not p.name.startswith("_"))
+    assert sorted(folders) == [
         f"flight_date={d}" for d in delivered
     ]
     assert str(table.schema.field("time_hour").type) == "timestamp[us, tz=UTC]"
@@ -63,6 +64,8 @@ def test_every_check_passes_and_reports_through_pipes(three_days) -> None:
         "required_columns_not_null": True,
         "key_unique": True,
         "row_accounting": True,
+        "quarantine_within_threshold": True,
+        "no_duplicate_delivery": True,
     }
 
 
@@ -87,7 +90,8 @@ def test_materializations_carry_counts_schema_and_config_provenance(three_days) 
     assert load_md["rows_quarantined"].value == 0
     assert load_md["rows_by_partition"].value == delivered
     columns = [c.name for c in load_md["dagster/column_schema"].schema.columns]
-    assert columns[:3] == ["year", "month", "day"] and columns[-1] == "flight_date"
+    assert columns[:3] == ["year", "month", "day"]
+    assert columns[-3:] == ["row_hash", "load_date", "flight_date"]
 
 
 def test_manifest_records_files_rows_bytes_sha256(three_days) -> None:
@@ -167,6 +171,7 @@ def test_failing_check_blocks_downstream_and_bad_rows_are_quarantined(tmp_path: 
     quarantine = read_table(Path(loaded.output_path) / "_quarantine" / "flights").to_table()
     assert quarantine.num_rows == 1
     assert quarantine["_reject_reason"].to_pylist() == ["dep_time: not a valid int"]
+    assert quarantine["_line"].to_pylist() == [len(lines) + 2]
     assert quarantine["dep_time"].to_pylist() == ["not-a-time"]
     assert quarantine["_source_file"][0].as_py().endswith(f"flights_{day}.csv")
 

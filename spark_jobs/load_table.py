@@ -1,26 +1,36 @@
-"""Load a table's raw CSV deliveries for a range of days into typed, Hive-partitioned Parquet.
+"""Load a table's staged deliveries for a range of days into typed, Hive-partitioned Parquet.
 
 Shipped to wherever Spark runs (local spark-submit or a cluster), so it imports only pyspark and
-dagster_pipes. Everything it needs arrives through Pipes: the days as the partition key range, the
-table design and zone locations as extras. It reports the materialization and the table's check
-results back through the same channel.
+dagster_pipes. Everything it needs arrives through Pipes extras: the days, the table's columns (the
+design plus columns added by schema evolution), key, dedup and quarantine policy, zone locations
+and the manifests' row counts. It reports the materialization and the checks back the same way.
 
-Rows whose values do not survive the cast to the declared type are quarantined with the reason, so
-that for every day: rows in the raw manifest = rows loaded + rows quarantined.
+Every staged row ends as exactly one of: loaded, quarantined (unparseable at dump, or a value that
+does not fit its column's type — with the reason, file and line), or deduplicated. For each day,
+rows in = loaded + quarantined + deduplicated, and the job checks it.
+
+Publishing is per partition and crash-safe: rows are written to a staging folder, a journal names
+the partitions to swap, then each partition is swapped in by two renames. A job killed at any point
+leaves each partition old or new, never mixed; the next load rolls an unfinished journal forward.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import signal
+import threading
 import time
 from typing import Any
 
 from dagster_pipes import PipesContext, open_dagster_pipes
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-REASON = "_reject_reason"
-SOURCE_FILE = "_source_file"
+LINE, SOURCE, REASON, RAW = "_line", "_source_file", "_reject_reason", "_raw_text"
+STATUS = "_status"
+ROW_HASH, LOAD_DATE = "row_hash", "load_date"
 _TYPE_ALIASES = {"long": "bigint", "integer": "int", "short": "smallint", "byte": "tinyint"}
 
 
@@ -35,8 +45,14 @@ def spark_type(declared: str) -> str:
     return _TYPE_ALIASES.get(t, t)
 
 
+def fault_point(name: str) -> None:
+    """Tests kill the job here (DP_FAULT_KILL_AT=name) to prove publishing is crash-safe."""
+    if os.environ.get("DP_FAULT_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class Hdfs:
-    """The few Hadoop FileSystem calls the job needs, for any URI scheme Spark can write."""
+    """The Hadoop FileSystem calls the job needs, for any URI scheme Spark can write."""
 
     def __init__(self, spark: SparkSession) -> None:
         self._jvm = spark._jvm  # type: ignore[attr-defined]
@@ -55,89 +71,199 @@ class Hdfs:
         if fs.exists(path):
             fs.delete(path, True)
 
+    def rename(self, src: str, dst: str) -> None:
+        fs, source = self._fs(src)
+        _, target = self._fs(dst)
+        fs.mkdirs(target.getParent())
+        if not fs.rename(source, target):
+            raise OSError(f"could not rename {src} to {dst}")
+
     def size(self, uri: str) -> int:
         fs, path = self._fs(uri)
         return int(fs.getContentSummary(path).getLength()) if fs.exists(path) else 0
 
+    def list_names(self, uri: str) -> list[str]:
+        fs, path = self._fs(uri)
+        return [s.getPath().getName() for s in fs.listStatus(path)] if fs.exists(path) else []
 
-def read_raw(spark: SparkSession, spec: dict[str, Any], days: list[str]) -> DataFrame:
-    """All of the range's raw files in one read; every column a string, the day from the path."""
-    design, fmt = spec["design"], spec["design"]["csv"]
-    pc = design["partition_column"]
-    paths = [f"{spec['raw_uri']}/{pc}={d}" for d in days]
-    df = (
-        spark.read.option("header", fmt["header"])
-        .option("sep", fmt["delimiter"])
-        .option("nullValue", fmt["null_value"])
-        .option("encoding", fmt["encoding"])
-        .option("mode", "PERMISSIVE")
-        .option("basePath", spec["raw_uri"])
-        .csv(paths)
+    def write_text(self, uri: str, text: str) -> None:
+        fs, path = self._fs(uri)
+        out = fs.create(path, True)
+        out.write(bytearray(text.encode()))
+        out.close()
+
+    def read_text(self, uri: str) -> str:
+        fs, path = self._fs(uri)
+        stream = fs.open(path)
+        try:
+            return str(self._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+        finally:
+            stream.close()
+
+
+class Publisher:
+    """Swaps freshly written partitions into a table folder, journaled so a crash can be finished."""
+
+    def __init__(self, hdfs: Hdfs, root: str, partition_column: str) -> None:
+        self.hdfs, self.root, self.pc = hdfs, root, partition_column
+
+    def staging(self, run: str) -> str:
+        return f"{self.root}/_staging/{run}"
+
+    def publish(self, run: str, days: list[str]) -> None:
+        """Swap in the run's partitions; a day with no staged rows ends up absent (empty)."""
+        journal = f"{self.root}/_publish/{run}.json"
+        actions = {
+            d: "replace" if self.hdfs.exists(f"{self.staging(run)}/{self.pc}={d}") else "remove" for d in days
+        }
+        self.hdfs.write_text(journal, json.dumps({"run": run, "actions": actions}))
+        fault_point("journal_written")
+        self._apply(run, actions)
+        self.hdfs.delete(journal)
+
+    def recover(self) -> list[str]:
+        """Finish every journal a killed job left behind; return the runs it completed."""
+        finished = []
+        for name in sorted(self.hdfs.list_names(f"{self.root}/_publish")):
+            journal = f"{self.root}/_publish/{name}"
+            entry = json.loads(self.hdfs.read_text(journal))
+            self._apply(entry["run"], entry["actions"])
+            self.hdfs.delete(journal)
+            finished.append(entry["run"])
+        for leftover in self.hdfs.list_names(f"{self.root}/_staging"):  # written, never journaled
+            self.hdfs.delete(f"{self.root}/_staging/{leftover}")
+        return finished
+
+    def _apply(self, run: str, actions: dict[str, str]) -> None:
+        for i, (day, action) in enumerate(sorted(actions.items())):
+            final = f"{self.root}/{self.pc}={day}"
+            fresh = f"{self.staging(run)}/{self.pc}={day}"
+            trash = f"{self.root}/_trash/{run}/{self.pc}={day}"
+            if action == "replace" and not self.hdfs.exists(fresh):
+                continue  # swapped before a crash
+            if self.hdfs.exists(final):
+                self.hdfs.rename(final, trash)
+            if action == "replace":
+                self.hdfs.rename(fresh, final)
+            fault_point(f"swapped_{i + 1}")
+        self.hdfs.delete(f"{self.root}/_trash/{run}")
+        self.hdfs.delete(self.staging(run))
+
+
+def read_staged(spark: SparkSession, spec: dict[str, Any], days: list[str]) -> DataFrame | None:
+    pc = spec["partition_column"]
+    paths = [f"{spec['staged_uri']}/{pc}={d}" for d in days if d in spec["staged_days"]]
+    if not paths:
+        return None
+    return (
+        spark.read.option("mergeSchema", "true")
+        .option("basePath", spec["staged_uri"])
+        .parquet(*paths)
+        .withColumn(pc, F.col(pc).cast("date"))
     )
-    return df.toDF(*[c.strip().lower() for c in df.columns]).withColumn(
-        SOURCE_FILE, F.col("_metadata.file_path")
-    )
 
 
-def type_rows(raw: DataFrame, design: dict[str, Any]) -> DataFrame:
-    """Raw string columns, their typed twins (``__typed_<name>``), and the reason a row is rejected."""
-    present = set(raw.columns)
+def classify(staged: DataFrame, spec: dict[str, Any]) -> DataFrame:
+    """Typed columns, the raw strings, and each row's status: loaded / quarantined / deduplicated."""
+    present = set(staged.columns)
+    pc = spec["partition_column"]
     typed: list[Column] = []
-    reasons: list[Column] = []
-    for col in design["columns"]:
+    cast_reasons: list[Column] = []
+    for col in spec["columns"]:
         name, target = col["name"], spark_type(col["type"])
-        value = F.col(name) if name in present else F.lit(None).cast("string")
-        cast = value.try_cast(target)
+        raw = F.col(name) if name in present else F.lit(None).cast("string")
+        cast = raw if target == "string" else raw.try_cast(target)
         typed.append(cast.alias(f"__typed_{name}"))
-        reasons.append(F.when(value.isNotNull() & cast.isNull(), F.lit(f"{name}: not a valid {target}")))
-    pc = design["partition_column"]
-    raw_cols = [F.col(c) for c in raw.columns if c not in (pc, SOURCE_FILE)]
-    return raw.select(
-        *raw_cols,
-        *typed,
-        F.col(pc).cast("date").alias(pc),
-        F.col(SOURCE_FILE),
-        F.concat_ws("; ", *reasons).alias(REASON),
+        cast_reasons.append(F.when(raw.isNotNull() & cast.isNull(), F.lit(f"{name}: not a valid {target}")))
+    reason = F.coalesce(F.col(REASON), F.nullif(F.concat_ws("; ", *cast_reasons), F.lit("")))
+    raw_cols = [
+        F.col(c["name"]) if c["name"] in present else F.lit(None).cast("string").alias(c["name"])
+        for c in spec["columns"]
+    ]
+    frame = staged.select(
+        *raw_cols, *typed, F.col(pc), F.col(LINE), F.col(SOURCE), F.col(RAW), reason.alias(REASON)
     )
+    status = F.when(F.col(REASON).isNotNull(), F.lit("quarantined")).otherwise(F.lit("loaded"))
+    dedup = spec["dedup"]
+    if dedup["enabled"] and spec["key"]:
+        order = [F.col(f"__typed_{dedup['order_by']}").desc_nulls_last()] if dedup["order_by"] else []
+        window = Window.partitionBy(pc, *[F.col(f"__typed_{k}") for k in spec["key"]]).orderBy(
+            F.col(REASON).isNotNull(), *order, F.col(SOURCE).desc(), F.col(LINE).desc()
+        )
+        rank = F.row_number().over(window)
+        status = (
+            F.when(F.col(REASON).isNotNull(), F.lit("quarantined"))
+            .when(rank > 1, F.lit("deduplicated"))
+            .otherwise(F.lit("loaded"))
+        )
+    return frame.withColumn(STATUS, status)
 
 
-def load(spark: SparkSession, spec: dict[str, Any], days: list[str]) -> dict[str, Any]:
-    """Write loaded and quarantined rows for the days; overwrite only those days' partitions."""
-    design = spec["design"]
-    pc = design["partition_column"]
+def published_columns(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(c["name"], spark_type(c["type"])) for c in spec["columns"]] + [
+        (ROW_HASH, "string"),
+        (LOAD_DATE, "date"),
+        (spec["partition_column"], "date"),
+    ]
+
+
+def load(spark: SparkSession, spec: dict[str, Any], days: list[str], run: str) -> dict[str, Any]:
+    pc = spec["partition_column"]
     hdfs = Hdfs(spark)
-    frame = type_rows(read_raw(spark, spec, days), design).persist()
-    counts = frame.groupBy(pc, (F.col(REASON) == "").alias("ok")).count().collect()
-    loaded = {d: 0 for d in days}
-    quarantined = {d: 0 for d in days}
-    for row in counts:
-        (loaded if row["ok"] else quarantined)[row[pc].isoformat()] += row["count"]
+    table, quarantine = Publisher(hdfs, spec["table_uri"], pc), Publisher(hdfs, spec["quarantine_uri"], pc)
+    recovered = table.recover() + quarantine.recover()
+    counts = {s: {d: 0 for d in days} for s in ("loaded", "quarantined", "deduplicated")}
+    staged = read_staged(spark, spec, days)
+    if staged is not None:
+        frame = classify(staged, spec).persist()
+        for row in frame.groupBy(pc, STATUS).count().collect():
+            counts[row[STATUS]][row[pc].isoformat()] += row["count"]
+        names = [c["name"] for c in spec["columns"]]
+        canonical = F.concat_ws(
+            "\u001f", *[F.coalesce(F.col(f"__typed_{n}").cast("string"), F.lit("\u0000")) for n in names]
+        )
+        good = frame.where(F.col(STATUS) == "loaded").select(
+            *[F.col(f"__typed_{n}").alias(n) for n in names],
+            F.sha2(canonical, 256).alias(ROW_HASH),
+            F.lit(spec["load_date"]).cast("date").alias(LOAD_DATE),
+            pc,
+        )
+        bad = frame.where(F.col(STATUS) == "quarantined").select(
+            *names,
+            F.col(REASON),
+            F.col(SOURCE),
+            F.col(LINE),
+            F.coalesce(F.col(RAW), F.concat_ws(",", *[F.coalesce(F.col(n), F.lit("")) for n in names])).alias(
+                RAW
+            ),
+            pc,
+        )
+        killer = (
+            threading.Timer(0.5, fault_point, ["writing"])
+            if os.environ.get("DP_FAULT_KILL_AT") == "writing"
+            else None
+        )
+        if killer:
+            killer.start()
+        for df, target, status in ((good, table, "loaded"), (bad, quarantine, "quarantined")):
+            if any(counts[status].values()):
+                df.write.mode("overwrite").partitionBy(pc).parquet(target.staging(run))
+        frame.unpersist()
+    fault_point("staging_written")
+    table.publish(run, days)
+    quarantine.publish(run, days)
+    return {**counts, "recovered_runs": recovered}
 
-    good = frame.where(F.col(REASON) == "").select(
-        *[F.col(f"__typed_{c['name']}").alias(c["name"]) for c in design["columns"]], pc
-    )
-    bad = frame.where(F.col(REASON) != "").select(*[c for c in frame.columns if not c.startswith("__typed_")])
-    for df, uri, by_day in ((good, spec["table_uri"], loaded), (bad, spec["quarantine_uri"], quarantined)):
-        for d in days:  # dynamic overwrite only replaces partitions that receive rows
-            if by_day[d] == 0:
-                hdfs.delete(f"{uri}/{pc}={d}")
-        if any(by_day.values()):
-            df.write.mode("overwrite").partitionBy(pc).parquet(uri)
-    frame.unpersist()
-    return {"loaded": loaded, "quarantined": quarantined}
 
-
-def check_written(spark: SparkSession, spec: dict[str, Any], days: list[str]) -> dict[str, Any]:
-    """Read back what was published for the days and compute every check in few passes."""
-    design = spec["design"]
-    pc = design["partition_column"]
+def check_published(spark: SparkSession, spec: dict[str, Any], days: list[str]) -> dict[str, Any]:
+    """Read back what is now published for the days and compute the checks in few passes."""
+    pc = spec["partition_column"]
     hdfs = Hdfs(spark)
     paths = [f"{spec['table_uri']}/{pc}={d}" for d in days if hdfs.exists(f"{spec['table_uri']}/{pc}={d}")]
-    expected_schema = [(c["name"], spark_type(c["type"])) for c in design["columns"]] + [(pc, "date")]
     if not paths:
         return {
             "paths": [],
-            "schema": expected_schema,
+            "schema": [],
             "rows_by_day": {},
             "nulls": {},
             "dup_keys": 0,
@@ -145,17 +271,15 @@ def check_written(spark: SparkSession, spec: dict[str, Any], days: list[str]) ->
             "bytes": 0,
         }
     written = spark.read.option("basePath", spec["table_uri"]).parquet(*paths)
-    required = [c["name"] for c in design["columns"] if not c["nullable"] or c["name"] in design["key"]]
-    agg = (
-        written.agg(*[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in required]).first()
-        if required
-        else None
-    )
-    nulls = {c: int(agg[c] or 0) for c in required} if agg else {}
+    required = [c["name"] for c in spec["columns"] if not c["nullable"] or c["name"] in spec["key"]]
+    nulls: dict[str, int] = {}
+    if required:
+        agg = written.agg(*[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in required]).first()
+        nulls = {c: int(agg[c] or 0) for c in required}
     rows_by_day = {r[pc].isoformat(): r["count"] for r in written.groupBy(pc).count().collect()}
     dup_keys = dup_rows = 0
-    if design["key"]:
-        dups = written.groupBy(*design["key"]).count().where("count > 1")
+    if spec["key"]:
+        dups = written.groupBy(pc, *spec["key"]).count().where("count > 1")
         d = dups.agg(F.count(F.lit(1)).alias("keys"), F.sum("count").alias("rows")).first()
         dup_keys, dup_rows = int(d["keys"] or 0), int(d["rows"] or 0)
     return {
@@ -169,36 +293,47 @@ def check_written(spark: SparkSession, spec: dict[str, Any], days: list[str]) ->
     }
 
 
+def _json(value: Any) -> dict[str, Any]:
+    return {"raw_value": value, "type": "json"}
+
+
+def _int(value: int) -> dict[str, Any]:
+    return {"raw_value": int(value), "type": "int"}
+
+
 def report(
     pipes: PipesContext,
     spec: dict[str, Any],
     days: list[str],
     result: dict[str, Any],
-    written: dict[str, Any],
+    published: dict[str, Any],
     seconds: float,
 ) -> None:
-    design, asset = spec["design"], spec["asset_key"]
-    pc = design["partition_column"]
-    expected = [(c["name"], spark_type(c["type"])) for c in design["columns"]] + [(pc, "date")]
-    manifest_rows = {d: int(spec["manifest_rows"][d]) for d in days}
-    loaded = {d: written["rows_by_day"].get(d, 0) for d in days}
-    quarantined = result["quarantined"]
-    descriptions = {c["name"]: c.get("description") or None for c in design["columns"]}
+    asset = spec["asset_key"]
+    expected = published_columns(spec)
+    rows_in = {d: int(spec["manifest_rows"][d]) for d in days}
+    loaded = {d: published["rows_by_day"].get(d, 0) for d in days}
+    quarantined, deduplicated = result["quarantined"], result["deduplicated"]
+    descriptions = {c["name"]: c.get("description") or None for c in spec["columns"]}
+    total_in, total_q = sum(rows_in.values()), sum(quarantined.values())
 
     pipes.report_asset_materialization(
         asset_key=asset,
         metadata={
-            "dagster/row_count": {"raw_value": sum(loaded.values()), "type": "int"},
-            "rows_quarantined": {"raw_value": sum(quarantined.values()), "type": "int"},
-            "rows_in": {"raw_value": sum(manifest_rows.values()), "type": "int"},
-            "bytes": {"raw_value": written["bytes"], "type": "int"},
-            "partitions": {"raw_value": len(days), "type": "int"},
-            "rows_by_partition": {"raw_value": loaded, "type": "json"},
+            "dagster/row_count": _int(sum(loaded.values())),
+            "rows_in": _int(total_in),
+            "rows_quarantined": _int(total_q),
+            "rows_deduplicated": _int(sum(deduplicated.values())),
+            "bytes": _int(published["bytes"]),
+            "partitions": _int(len(days)),
+            "rows_by_partition": _json(loaded),
+            "quarantined_by_partition": _json({d: n for d, n in quarantined.items() if n}),
+            "recovered_publishes": _json(result["recovered_runs"]),
             "dagster/column_schema": {
                 "raw_value": {
                     "columns": [
                         {"name": n, "type": t, "description": descriptions.get(n)}
-                        for n, t in written["schema"] or expected
+                        for n, t in published["schema"] or expected
                     ]
                 },
                 "type": "table_schema",
@@ -207,50 +342,67 @@ def report(
             "spark_seconds": {"raw_value": round(seconds, 2), "type": "float"},
         },
     )
-    schema_ok = not written["paths"] or written["schema"] == expected
     pipes.report_asset_check(
         "schema_matches_design",
-        passed=schema_ok,
+        passed=not published["paths"] or published["schema"] == expected,
         asset_key=asset,
         metadata={
-            "expected": {"raw_value": [f"{n} {t}" for n, t in expected], "type": "json"},
-            "written": {"raw_value": [f"{n} {t}" for n, t in written["schema"]], "type": "json"},
+            "expected": _json([f"{n} {t}" for n, t in expected]),
+            "published": _json([f"{n} {t}" for n, t in published["schema"]]),
         },
     )
-    bad_nulls = {c: n for c, n in written["nulls"].items() if n}
+    bad_nulls = sorted(c for c, n in published["nulls"].items() if n)
     pipes.report_asset_check(
         "required_columns_not_null",
         passed=not bad_nulls,
         asset_key=asset,
-        metadata={
-            "null_counts": {"raw_value": written["nulls"], "type": "json"},
-            "columns_with_nulls": {"raw_value": sorted(bad_nulls), "type": "json"},
-        },
+        metadata={"null_counts": _json(published["nulls"]), "columns_with_nulls": _json(bad_nulls)},
     )
     pipes.report_asset_check(
         "key_unique",
-        passed=written["dup_keys"] == 0,
+        passed=published["dup_keys"] == 0,
         asset_key=asset,
         metadata={
-            "key": {"raw_value": design["key"], "type": "json"},
-            "duplicate_keys": {"raw_value": written["dup_keys"], "type": "int"},
-            "rows_with_duplicate_keys": {"raw_value": written["dup_rows"], "type": "int"},
+            "key": _json(spec["key"]),
+            "duplicate_keys": _int(published["dup_keys"]),
+            "rows_with_duplicate_keys": _int(published["dup_rows"]),
         },
     )
     mismatched = {
-        d: {"in": manifest_rows[d], "loaded": loaded[d], "quarantined": quarantined[d]}
+        d: {
+            "in": rows_in[d],
+            "loaded": loaded[d],
+            "quarantined": quarantined[d],
+            "deduplicated": deduplicated[d],
+        }
         for d in days
-        if manifest_rows[d] != loaded[d] + quarantined[d]
+        if rows_in[d] != loaded[d] + quarantined[d] + deduplicated[d]
     }
     pipes.report_asset_check(
         "row_accounting",
         passed=not mismatched,
         asset_key=asset,
         metadata={
-            "rows_in": {"raw_value": sum(manifest_rows.values()), "type": "int"},
-            "rows_loaded": {"raw_value": sum(loaded.values()), "type": "int"},
-            "rows_quarantined": {"raw_value": sum(quarantined.values()), "type": "int"},
-            "mismatched_partitions": {"raw_value": mismatched, "type": "json"},
+            "rows_in": _int(total_in),
+            "rows_loaded": _int(sum(loaded.values())),
+            "rows_quarantined": _int(total_q),
+            "rows_deduplicated": _int(sum(deduplicated.values())),
+            "mismatched_partitions": _json(mismatched),
+        },
+    )
+    policy = spec["quarantine"]
+    ratio = total_q / total_in if total_in else 0.0
+    within = ratio <= policy["max_ratio"] and (policy["max_rows"] is None or total_q <= policy["max_rows"])
+    pipes.report_asset_check(
+        "quarantine_within_threshold",
+        passed=within,
+        asset_key=asset,
+        metadata={
+            "rows_quarantined": _int(total_q),
+            "ratio": {"raw_value": round(ratio, 6), "type": "float"},
+            "max_ratio": {"raw_value": policy["max_ratio"], "type": "float"},
+            "max_rows": _json(policy["max_rows"]),
+            "quarantine_uri": {"raw_value": spec["quarantine_uri"], "type": "path"},
         },
     )
 
@@ -263,14 +415,13 @@ def main() -> None:
         started = time.monotonic()
         spark = (
             SparkSession.builder.appName(f"dp-load-{spec['table']}")
-            .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
             .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
             .getOrCreate()
         )
         pipes.log.info(f"loading {spec['table']} for {len(days)} day(s): {days[0]} .. {days[-1]}")
-        result = load(spark, spec, days)
-        written = check_written(spark, spec, days)
-        report(pipes, spec, days, result, written, time.monotonic() - started)
+        result = load(spark, spec, days, run=pipes.run_id or f"adhoc-{int(time.time())}")
+        published = check_published(spark, spec, days)
+        report(pipes, spec, days, result, published, time.monotonic() - started)
         spark.stop()
 
 

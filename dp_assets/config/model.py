@@ -95,12 +95,30 @@ class FileSource(_Strict):
     csv: CsvFormat = Field(default_factory=CsvFormat)
 
 
+class QuarantinePolicy(_Strict):
+    """How many quarantined rows a load tolerates before its check fails (both limits apply)."""
+
+    max_ratio: float = Field(default=0.01, ge=0, le=1, description="quarantined / rows in")
+    max_rows: int | None = Field(default=None, ge=0)
+
+
+# Columns the load adds to every table; a design may not declare them.
+ROW_HASH, LOAD_DATE = "row_hash", "load_date"
+
+
 class Table(_Strict):
     description: str = ""
     partition_column: str = "partition_date"
     key: list[str] = Field(default_factory=list)
     source: FileSource
     columns: list[Column] = Field(min_length=1)
+    # What a delivery column missing from the design does: join the table as a string column,
+    # be dropped (and reported), or fail the load naming the column and file.
+    evolution: Literal["add", "ignore", "fail"] = "add"
+    # With processing.enable_deduplication: among rows sharing the key, keep the greatest by this
+    # column (ties and no column: the last delivered line).
+    dedup_order_by: str | None = None
+    quarantine: QuarantinePolicy = Field(default_factory=QuarantinePolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> Table:
@@ -111,6 +129,15 @@ class Table(_Strict):
         unknown = [k for k in self.key if k not in names]
         if unknown:
             raise ValueError(f"key columns {unknown} are not among the declared columns {names}")
+        reserved = sorted({ROW_HASH, LOAD_DATE} & set(names)) + [n for n in names if n.startswith("_")]
+        if reserved:
+            raise ValueError(
+                f"columns {reserved} are reserved: the load adds row_hash, load_date and _* columns"
+            )
+        if self.dedup_order_by is not None and self.dedup_order_by not in names:
+            raise ValueError(
+                f"dedup_order_by {self.dedup_order_by!r} is not among the declared columns {names}"
+            )
         if self.partition_column in names:
             raise ValueError(
                 f"partition_column {self.partition_column!r} is also a declared column; "

@@ -1,68 +1,57 @@
-"""dump: copy a day's delivery from the landing zone into the raw zone, with a manifest.
+"""dump: copy a day's delivery from the landing zone into the raw zone, stage it, write a manifest.
 
-The copy is one streaming pass per file: bytes are hashed, written and counted as CSV records
-together, so memory stays bounded whatever the delivery size.
+The raw zone keeps the delivery byte for byte (sha256 in the manifest); the staged zone holds each
+file parsed once into Parquet (see staging.py), which is what the load reads. Both passes stream,
+so memory stays bounded whatever the delivery size.
 """
 
-import csv
 import datetime as dt
 import hashlib
-import io
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
-from dp_assets.config.model import CsvFormat, Table
+from dp_assets.config.model import Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
-from dp_assets.storage import Store, write_json
-
-csv.field_size_limit(2**31 - 1)
+from dp_assets.stages.staging import stage_file
+from dp_assets.storage import Store, read_json_if_exists, write_json
 
 
 class MissingDelivery(dg.Failure):
     pass
 
 
-class _HashingTee(io.RawIOBase):
-    """Reads from a source while hashing and copying every byte to a sink."""
-
-    def __init__(self, source: io.RawIOBase | Any, sink: Any) -> None:
-        self._source, self._sink = source, sink
-        self.sha256 = hashlib.sha256()
-        self.bytes = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        chunk = self._source.read(len(buffer))
-        n = len(chunk)
-        buffer[:n] = chunk
-        self.sha256.update(chunk)
-        self._sink.write(chunk)
-        self.bytes += n
-        return n
-
-
-def copy_counting_rows(
-    src: Store, src_path: str, dst: Store, dst_path: str, fmt: CsvFormat
-) -> dict[str, Any]:
-    """Copy one CSV file; return its bytes, sha256 and data records (header and blank lines excluded)."""
+def copy_with_sha256(src: Store, src_path: str, dst: Store, dst_path: str) -> dict[str, Any]:
+    """Byte-exact streaming copy; returns the bytes copied and their sha256."""
+    digest, size = hashlib.sha256(), 0
     with src.open_read(src_path) as fin, dst.open_write(dst_path) as fout:
-        tee = _HashingTee(fin, fout)
-        text = io.TextIOWrapper(
-            io.BufferedReader(tee, 1 << 20), encoding=fmt.encoding, errors="replace", newline=""
-        )
-        records = sum(1 for rec in csv.reader(text, delimiter=fmt.delimiter) if rec)
-        while text.read(1 << 20):  # drain anything the reader did not pull (there should be nothing)
-            pass
-    rows = max(records - 1, 0) if fmt.header else records
-    return {"bytes": tee.bytes, "sha256": tee.sha256.hexdigest(), "rows": rows}
+        while chunk := fin.read(8 << 20):
+            digest.update(chunk)
+            fout.write(chunk)
+            size += len(chunk)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def _first_delivered_as(lake: Lake, name: str, day: str, rel: str, sha256: str) -> str | None:
+    """The partition/file that first delivered this content, when it was another partition."""
+    index = lake.delivery_index(name, sha256)
+    first = read_json_if_exists(lake.store, index)
+    if first is None:
+        write_json(lake.store, index, {"partition": day, "file": rel})
+        return None
+    return None if first["partition"] == day else f"{first['partition']}/{first['file']}"
 
 
 def dump_partition(lake: Lake, name: str, day: str) -> dict[str, Any]:
-    """Copy the delivery of one table and day into the raw zone and write its manifest."""
+    """Copy one table-day delivery into the raw zone, stage it for Spark, and write its manifest.
+
+    Outcomes worth knowing: a file whose content was already delivered for another day is kept in
+    the raw zone but not staged (``duplicate_of``); files absent from the previous manifest of this
+    day are listed as ``late_files``; a day whose files hold no records stages nothing and loads as
+    an empty partition.
+    """
     table = lake.table(name)
     prefix = lake.delivery_prefix(name, day)
     files = [f for f in lake.landing.list(prefix) if not f.path.rsplit("/", 1)[-1].startswith((".", "_"))]
@@ -76,57 +65,119 @@ def dump_partition(lake: Lake, name: str, day: str) -> dict[str, Any]:
             ),
             metadata={"partition": day, "expected_location": lake.landing.uri(prefix)},
         )
-    raw_prefix = lake.raw_prefix(name, day)
+    previous = read_json_if_exists(lake.store, lake.manifest_path(name, day))
+    raw_prefix, staged_prefix = lake.raw_prefix(name, day), lake.staged_prefix(name, day)
     lake.store.delete_prefix(raw_prefix)  # a re-dump replaces the partition's files, never adds to them
+    lake.store.delete_prefix(staged_prefix)
+    design = [c.name for c in table.columns]
     entries = []
     for f in files:
         rel = f.path[len(prefix) + 1 :]
-        stats = copy_counting_rows(lake.landing, f.path, lake.store, f"{raw_prefix}/{rel}", table.source.csv)
-        if stats["bytes"] != f.size:
+        raw_path = f"{raw_prefix}/{rel}"
+        copied = copy_with_sha256(lake.landing, f.path, lake.store, raw_path)
+        if copied["bytes"] != f.size:
             raise dg.Failure(
-                f"table {name!r}, partition {day}: copied {stats['bytes']} bytes of "
-                f"{lake.landing.uri(f.path)} "
-                f"but the delivery lists {f.size}; the file changed during the copy — re-run the dump"
+                f"table {name!r}, partition {day}: copied {copied['bytes']} bytes of "
+                f"{lake.landing.uri(f.path)} but the delivery lists {f.size}; the file changed during the "
+                "copy — re-run the dump"
             )
-        entries.append({"file": rel, "source": lake.landing.uri(f.path), **stats})
+        entry: dict[str, Any] = {"file": rel, "source": lake.landing.uri(f.path), **copied}
+        duplicate_of = _first_delivered_as(lake, name, day, rel, copied["sha256"])
+        if duplicate_of:
+            entry.update(duplicate_of=duplicate_of, rows=0, rejected=0)
+        else:
+            staged_path = f"{staged_prefix}/{rel.replace('/', '__')}.parquet"
+            with lake.store.open_write(staged_path) as sink:
+                staged = stage_file(
+                    lambda p=raw_path: lake.store.open_read(p), rel, table.source.csv, design, sink
+                )
+            entry.update(
+                rows=staged.rows,
+                rejected=staged.rejected,
+                columns=staged.columns,
+                parser=staged.parser,
+                notes=staged.notes,
+            )
+            if not staged.columns:
+                lake.store.delete_prefix(staged_path)  # nothing to stage: empty or header-less file
+        entries.append(entry)
+    known = {e["file"] for e in previous["files"]} if previous else set()
     manifest = {
         "table": name,
         "partition": day,
         "files": entries,
         "rows": sum(e["rows"] for e in entries),
+        "rejected_at_parse": sum(e["rejected"] for e in entries),
         "bytes": sum(e["bytes"] for e in entries),
         "sha256": hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest(),
+        "duplicates": [e["file"] for e in entries if e.get("duplicate_of")],
+        "late_files": sorted({e["file"] for e in entries} - known) if previous else [],
         "dumped_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     write_json(lake.store, lake.manifest_path(name, day), manifest)
     return manifest
 
 
+DUPLICATE_CHECK = "no_duplicate_delivery"
+
+
 def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=["raw", name],
         group_name="dump",
-        description=f"Verified copy of the day's {name} delivery in the raw zone, with a manifest.",
+        description=f"The day's {name} delivery: byte-exact in the raw zone, parsed in the staged zone.",
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"csv"},
         metadata={"source_prefix": table.source.prefix},
+        check_specs=[
+            dg.AssetCheckSpec(
+                DUPLICATE_CHECK,
+                asset=dg.AssetKey(["raw", name]),
+                description="No delivered file repeats the content of a file delivered for another day "
+                "(such files are kept in the raw zone but not loaded).",
+            )
+        ],
     )
-    def dump(context: dg.AssetExecutionContext, pipeline: PipelineConfigResource) -> dg.MaterializeResult:
+    def dump(context: dg.AssetExecutionContext, pipeline: PipelineConfigResource) -> Iterator[Any]:
         lake = Lake(pipeline.loaded)
         manifests = {day: dump_partition(lake, name, day) for day in context.partition_keys}
         for day, m in manifests.items():
-            context.log.info(f"{name} {day}: {len(m['files'])} file(s), {m['rows']} rows, {m['bytes']} bytes")
-        return dg.MaterializeResult(
+            context.log.info(
+                f"{name} {day}: {len(m['files'])} file(s), {m['rows']} rows "
+                f"({m['rejected_at_parse']} unparseable), {m['bytes']} bytes"
+            )
+            for f in m["files"]:
+                for note in f.get("notes", []):
+                    context.log.warning(f"{name} {day} {f['file']}: {note}")
+            if m["late_files"]:
+                context.log.warning(f"{name} {day}: late files {m['late_files']}; the day is reloaded whole")
+        duplicates = {
+            d: [f"{f['file']} = {f['duplicate_of']}" for f in m["files"] if f.get("duplicate_of")]
+            for d, m in manifests.items()
+        }
+        duplicates = {d: v for d, v in duplicates.items() if v}
+        yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": sum(m["rows"] for m in manifests.values()),
+                "rows_unparseable": sum(m["rejected_at_parse"] for m in manifests.values()),
                 "bytes": sum(m["bytes"] for m in manifests.values()),
                 "files": sum(len(m["files"]) for m in manifests.values()),
                 "rows_by_partition": dg.MetadataValue.json({d: m["rows"] for d, m in manifests.items()}),
                 "sha256_by_partition": dg.MetadataValue.json({d: m["sha256"] for d, m in manifests.items()}),
+                "late_files": dg.MetadataValue.json(
+                    {d: m["late_files"] for d, m in manifests.items() if m["late_files"]}
+                ),
                 "raw_location": dg.MetadataValue.path(lake.uri(lake.raw_root(name))),
                 **pipeline.provenance_metadata(),
             }
+        )
+        yield dg.AssetCheckResult(
+            check_name=DUPLICATE_CHECK,
+            asset_key=dg.AssetKey(["raw", name]),
+            passed=not duplicates,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"duplicates": dg.MetadataValue.json(duplicates)},
         )
 
     return dump

@@ -1,23 +1,31 @@
-"""load: one asset per table, run as a Spark job through the launcher; checks come back via Pipes."""
+"""load: one asset per table, run as a Spark job through the launcher; checks come back via Pipes.
 
+Schema evolution is decided here, before Spark starts, from the dump's manifests (each staged
+file's columns) and the table's established schema (``<table>/_dp_schema.json``): the job only
+ever sees the final list of columns.
+"""
+
+import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
-from dp_assets.config.model import Table
+from dp_assets.config.model import LOAD_DATE, ROW_HASH, Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import SparkLauncher
-from dp_assets.storage import read_json
+from dp_assets.storage import read_json_if_exists, write_json
 
 LOAD_JOB = "load_table.py"
 
 # Check name -> what it guarantees; the Spark job computes and reports each one.
 CHECKS = {
-    "schema_matches_design": "The published columns and types are exactly the design's, in order.",
+    "schema_matches_design": "Published columns and types are the design's plus evolved ones, in order.",
     "required_columns_not_null": "Key columns and columns declared nullable = false hold no nulls.",
-    "key_unique": "No two published rows share the table's key.",
-    "row_accounting": "For every day: rows in the raw manifest = rows loaded + rows quarantined.",
+    "key_unique": "No two published rows of a partition share the table's key.",
+    "row_accounting": "For every day: rows in = rows loaded + rows quarantined + rows deduplicated.",
+    "quarantine_within_threshold": "Quarantined rows stay within the table's max_ratio and max_rows.",
 }
 
 
@@ -38,7 +46,61 @@ def table_schema(table: Table) -> dg.TableSchema:
         )
         for c in table.columns
     ]
-    return dg.TableSchema([*cols, dg.TableColumn(table.partition_column, "date", description="delivery day")])
+    return dg.TableSchema(
+        [
+            *cols,
+            dg.TableColumn(
+                ROW_HASH, "string", description="sha256 of the canonical row, for change detection"
+            ),
+            dg.TableColumn(LOAD_DATE, "date", description="the day the row was loaded"),
+            dg.TableColumn(table.partition_column, "date", description="delivery day"),
+        ]
+    )
+
+
+class SchemaEvolutionRefused(dg.Failure):
+    pass
+
+
+def evolve(
+    name: str, table: Table, established: dict[str, Any] | None, manifests: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The columns to load: design columns, then columns added by evolution (as strings)."""
+    design = {c.name: c.type for c in table.columns}
+    before = (
+        established["columns"]
+        if established
+        else [{"name": n, "type": t, "origin": "design"} for n, t in design.items()]
+    )
+    for col in before:
+        if col["name"] in design and col["origin"] == "design" and col["type"] != design[col["name"]]:
+            raise SchemaEvolutionRefused(
+                f"table {name!r}: the design changes column {col['name']!r} from {col['type']} to "
+                f"{design[col['name']]}; published partitions hold {col['type']}. Revert the type, or "
+                "reload the table into a new name."
+            )
+    added = [c for c in before if c["origin"] == "added" and c["name"] not in design]
+    known = set(design) | {c["name"] for c in added}
+    seen: dict[str, list[str]] = {}
+    for day, manifest in manifests.items():
+        for f in manifest["files"]:
+            for col in f.get("columns", []):
+                if col not in known:
+                    seen.setdefault(col, []).append(f"{day}/{f['file']}")
+    if seen and table.evolution == "fail":
+        listing = "; ".join(f"{c} in {', '.join(files[:3])}" for c, files in seen.items())
+        raise SchemaEvolutionRefused(
+            f'table {name!r}: delivery has columns the design lacks ({listing}) and evolution = "fail". '
+            'Declare them in the design, or set evolution = "add" or "ignore".'
+        )
+    new = [{"name": c, "type": "string", "origin": "added"} for c in seen] if table.evolution == "add" else []
+    after = [{"name": n, "type": t, "origin": "design"} for n, t in design.items()] + added + new
+    return {
+        "before": before,
+        "after": after,
+        "added": [c["name"] for c in new],
+        "ignored": sorted(seen) if table.evolution == "ignore" else [],
+    }
 
 
 def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -61,36 +123,76 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
         context: dg.AssetExecutionContext, pipeline: PipelineConfigResource, spark: SparkLauncher
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         lake = Lake(pipeline.loaded)
-        days = context.partition_keys
-        manifest_rows = {}
-        for day in days:
-            path = lake.manifest_path(name, day)
-            try:
-                manifest_rows[day] = read_json(lake.store, path)["rows"]
-            except (FileNotFoundError, KeyError) as e:
+        manifests = {}
+        for day in context.partition_keys:
+            manifest = read_json_if_exists(lake.store, lake.manifest_path(name, day))
+            if manifest is None:
                 raise dg.Failure(
-                    f"table {name!r}, partition {day}: no raw manifest at {lake.uri(path)}; "
+                    f"table {name!r}, partition {day}: no raw manifest at "
+                    f"{lake.uri(lake.manifest_path(name, day))}; "
                     f"materialize raw/{name} for this partition first"
-                ) from e
+                )
+            manifests[day] = manifest
+        schema = evolve(name, table, read_json_if_exists(lake.store, lake.schema_path(name)), manifests)
+        if schema["added"]:
+            context.log.warning(f"{name}: schema evolution adds columns {schema['added']} (as string)")
+        if schema["ignored"]:
+            context.log.warning(
+                f"{name}: ignoring delivered columns {schema['ignored']} (evolution = ignore)"
+            )
+        nullable = {c.name: c.nullable for c in table.columns}
+        descriptions = {c.name: c.description for c in table.columns}
         extras = {
             "table": name,
             "asset_key": context.asset_key.to_user_string(),
-            "design": {
-                **table.model_dump(mode="json", include={"partition_column", "key", "columns"}),
-                "csv": table.source.csv.model_dump(mode="json"),
+            "partition_column": table.partition_column,
+            "columns": [
+                {
+                    "name": c["name"],
+                    "type": c["type"],
+                    "nullable": nullable.get(c["name"], True),
+                    "description": descriptions.get(c["name"], "evolved: added from a delivery"),
+                }
+                for c in schema["after"]
+            ],
+            "key": table.key,
+            "dedup": {
+                "enabled": pipeline.loaded.config.processing.enable_deduplication,
+                "order_by": table.dedup_order_by,
             },
-            "raw_uri": lake.uri(lake.raw_root(name)),
+            "quarantine": table.quarantine.model_dump(),
+            "staged_uri": lake.uri(lake.staged_root(name)),
+            "staged_days": [
+                d
+                for d, m in manifests.items()
+                if any(f.get("columns") and not f.get("duplicate_of") for f in m["files"])
+            ],
             "table_uri": lake.uri(name),
             "quarantine_uri": lake.uri(lake.quarantine_root(name)),
-            "manifest_rows": manifest_rows,
+            "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
+            "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
         }
         for result in spark.run_job(context, LOAD_JOB, extras):
             if isinstance(result, dg.MaterializeResult):
+                evolution = (
+                    {
+                        "schema_before": dg.MetadataValue.json(schema["before"]),
+                        "schema_after": dg.MetadataValue.json(schema["after"]),
+                    }
+                    if schema["before"] != schema["after"]
+                    else {}
+                )
                 result = dg.MaterializeResult(
                     asset_key=result.asset_key,
-                    metadata={**(result.metadata or {}), **pipeline.provenance_metadata()},
+                    metadata={
+                        **(result.metadata or {}),
+                        **evolution,
+                        "columns_ignored": dg.MetadataValue.json(schema["ignored"]),
+                        **pipeline.provenance_metadata(),
+                    },
                     data_version=result.data_version,
                 )
             yield result
+        write_json(lake.store, lake.schema_path(name), {"columns": schema["after"]})
 
     return load
