@@ -58,5 +58,12 @@ def test_partitions_and_single_run_backfills_come_from_config() -> None:
     schema = defs.resolve_assets_def("weather").metadata_by_key[dg.AssetKey("weather")][
         "dagster/column_schema"
     ]
-    assert [c.name for c in schema.columns] == ["origin", "temp", "time_hour", "observed_date"]
+    assert [c.name for c in schema.columns] == [
+        "origin",
+        "temp",
+        "time_hour",
+        "row_hash",
+        "load_date",
+        "observed_date",
+    ]
     assert defs.resolve_job_def(PIPELINE_JOB).partitions_def is not None

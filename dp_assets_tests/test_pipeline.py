@@ -51,9 +51,7 @@ def test_range_loads_every_row_into_hive_partitions(three_days) -> None:
     by_day = pc.value_counts(table["flight_date"].cast("string")).to_pylist()
     assert {d["values"]: d["counts"] for d in by_day} == delivered
     folders = (p.name for p in (Path(loaded.output_path) / "flights").iterdir() if not p.name.startswith("_"))
-    assert sorted(folders) == [
-        f"flight_date={d}" for d in delivered
-    ]
+    assert sorted(folders) == [f"flight_date={d}" for d in delivered]
     assert str(table.schema.field("time_hour").type) == "timestamp[us, tz=UTC]"
 
 
