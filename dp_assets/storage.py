@@ -31,6 +31,7 @@ class Store(Protocol):
     def list(self, prefix: str) -> list[StoredFile]: ...
     def open_read(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
     def open_write(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
+    def delete(self, path: str) -> None: ...
     def delete_prefix(self, prefix: str) -> int: ...
 
 
@@ -95,6 +96,9 @@ class LocalStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def delete(self, path: str) -> None:
+        Path(self.root, path).unlink(missing_ok=True)
+
     def delete_prefix(self, prefix: str) -> int:
         base = Path(self.root, prefix)
         if not base.exists():
@@ -153,6 +157,9 @@ class S3Store:
             yield f
             f.seek(0)
             self._s3.upload_fileobj(f, self.bucket, self._key(path))
+
+    def delete(self, path: str) -> None:
+        self._s3.delete_object(Bucket=self.bucket, Key=self._key(path))
 
     def delete_prefix(self, prefix: str) -> int:
         keys = [self._key(f.path) for f in self.list(prefix)]

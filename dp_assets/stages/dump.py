@@ -95,11 +95,12 @@ def dump_partition(lake: Lake, name: str, day: str) -> dict[str, Any]:
                 rows=staged.rows,
                 rejected=staged.rejected,
                 columns=staged.columns,
+                header_matches=staged.header_matches,
                 parser=staged.parser,
                 notes=staged.notes,
             )
             if not staged.columns:
-                lake.store.delete_prefix(staged_path)  # nothing to stage: empty or header-less file
+                lake.store.delete(staged_path)  # nothing to stage: empty or header-less file
         entries.append(entry)
     known = {e["file"] for e in previous["files"]} if previous else set()
     manifest = {

@@ -84,6 +84,8 @@ def evolve(
     seen: dict[str, list[str]] = {}
     for day, manifest in manifests.items():
         for f in manifest["files"]:
+            if not f.get("header_matches", True):
+                continue  # a header that matches nothing (wrong delimiter) is no schema change
             for col in f.get("columns", []):
                 if col not in known:
                     seen.setdefault(col, []).append(f"{day}/{f['file']}")

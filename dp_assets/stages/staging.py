@@ -50,6 +50,7 @@ class StagedFile:
     rejected: int = 0
     parser: str = "arrow"
     notes: list[str] = field(default_factory=list)
+    header_matches: bool = True  # False: no header column is in the design (every row rejected)
 
 
 def snake_case(name: str) -> str:
@@ -149,8 +150,8 @@ def _stage_fast(
         schema = _schema(columns)
         with pq.ParquetWriter(sink, schema) as writer:
             for batch in reader:
-                if bad or source.stray_quote_at is not None:
-                    raise NeedsExactPath(bad[0] if bad else f"stray quote near byte {source.stray_quote_at}")
+                if bad or source.suspect:
+                    raise NeedsExactPath(bad[0] if bad else source.suspect)
                 n = batch.num_rows
                 cols = list(batch.columns)
                 spans = pa.array(np.ones(n, dtype=np.int64))
@@ -165,8 +166,8 @@ def _stage_fast(
                     )
                 )
                 staged.rows += n
-        if bad or source.stray_quote_at is not None:
-            raise NeedsExactPath(bad[0] if bad else f"stray quote near byte {source.stray_quote_at}")
+        if bad or source.suspect:
+            raise NeedsExactPath(bad[0] if bad else source.suspect)
         return staged
     except NeedsExactPath:
         raise
@@ -179,18 +180,19 @@ def _is_utf8(encoding: str) -> bool:
 
 
 class _Prefixed(io.RawIOBase):
-    """Replays an already-read head before the rest of the source, watching for stray quotes.
+    """Replays an already-read head before the rest of the source, watching for what pyarrow hides.
 
-    pyarrow has no strict quoting: it reads ``"bad"x`` as ``badx``. A quote with a non-delimiter
-    on both sides cannot be well-formed, so seeing one sends the file to the exact path.
+    pyarrow has no strict quoting (it reads ``"bad"x`` as ``badx``) and turns a blank line into a
+    row of nulls. A quote with a non-delimiter on both sides, or an empty line, sends the file to
+    the exact path, which rejects the first and skips the second while keeping line numbers.
     """
 
     def __init__(self, head: bytes, rest: IO[bytes], delimiter: str) -> None:
         self._head, self._rest = memoryview(head), rest
         d = re.escape(delimiter.encode())
-        self._stray_quote = re.compile(rb"(?<=[^" + d + rb'\r\n"])"(?=[^' + d + rb'\r\n"])')
-        self.stray_quote_at: int | None = None
-        self._offset = 0
+        self._suspect = re.compile(rb"(?<=[^" + d + rb'\r\n"])"(?=[^' + d + rb'\r\n"])|\n\r?\n|^\r?\n')
+        self.suspect: str | None = None
+        self._offset, self._tail = 0, b""
 
     def readable(self) -> bool:
         return True
@@ -204,9 +206,11 @@ class _Prefixed(io.RawIOBase):
             chunk = self._rest.read(len(buffer))
             n = len(chunk)
         buffer[:n] = chunk
-        if self.stray_quote_at is None and b'"' in chunk and (m := self._stray_quote.search(chunk)):
-            self.stray_quote_at = self._offset + m.start()
+        if self.suspect is None and (m := self._suspect.search(self._tail + chunk)):
+            what = "stray quote" if m.group().startswith(b'"') else "blank line"
+            self.suspect = f"{what} near byte {self._offset - len(self._tail) + m.start()}"
         self._offset += n
+        self._tail = chunk[-2:]
         return n
 
 
@@ -272,6 +276,7 @@ def _stage_exact(
             staged.notes.append("no header: empty or header-less file")
             return staged
     header_matches = bool(set(columns) & set(design)) or not fmt.header
+    staged.header_matches = header_matches
     buffers: dict[str, list[Any]] = {c: [] for c in [*columns, *META_COLUMNS]}
     with pq.ParquetWriter(sink, _schema(columns)) as writer:
         for line, fields, error in records:
