@@ -43,7 +43,7 @@ def _per_day(result: dg.ExecuteInProcessResult, node: str, key: str) -> dict[str
 
 
 def test_every_kind_has_its_outcome_and_rows_add_up(corpus) -> None:
-    home, loaded, by_day, result = corpus
+    _, _, by_day, result = corpus
     rows_in = {
         m.partition: m.metadata["rows_by_partition"].value[m.partition]
         for m in result.asset_materializations_for_node("raw__events")
