@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import os
 import signal
-import threading
 import time
 from typing import Any
 
@@ -238,16 +237,10 @@ def load(spark: SparkSession, spec: dict[str, Any], days: list[str], run: str) -
             ),
             pc,
         )
-        killer = (
-            threading.Timer(0.5, fault_point, ["writing"])
-            if os.environ.get("DP_FAULT_KILL_AT") == "writing"
-            else None
-        )
-        if killer:
-            killer.start()
         for df, target, status in ((good, table, "loaded"), (bad, quarantine, "quarantined")):
             if any(counts[status].values()):
                 df.write.mode("overwrite").partitionBy(pc).parquet(target.staging(run))
+            fault_point(f"{status}_written")
         frame.unpersist()
     fault_point("staging_written")
     table.publish(run, days)
