@@ -31,7 +31,11 @@ def build_definitions(loaded: LoadedConfig) -> dg.Definitions:
         jobs=[pipeline_job],
         resources={
             "pipeline": PipelineConfigResource.for_loaded(loaded),
-            "spark": LocalSparkLauncher(master=config.spark.master, conf=config.spark.conf),
+            "spark": LocalSparkLauncher(
+                master=config.spark.master,
+                conf=config.spark.conf,
+                catalog_dir=str(loaded.dp_home / "catalog") if config.catalog_database else None,
+            ),
         },
         metadata={"config_" + k: v for k, v in loaded.provenance.as_dict().items() if v},
     )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -215,3 +218,32 @@ def test_run_fails_when_config_changed_since_definitions_loaded(tmp_path: Path) 
     text = " ".join(str(e.event_specific_data) for e in failures)
     assert "changed since the definitions were loaded" in text
     assert loaded.provenance.sha256 in text
+
+
+def test_table_is_registered_in_the_spark_catalog(three_days) -> None:
+    """A new Spark application reads the table through the catalog, partitions included, no repair."""
+    loaded, delivered, result, _ = three_days
+    md = result.asset_materializations_for_node("flights")[0].metadata
+    assert md["catalog_table"].value == "nycflights13.flights"
+    catalog_dir = str(loaded.dp_home / "catalog")
+    script = f"""
+from pyspark.sql import SparkSession
+from dp_assets.launchers.local import catalog_conf
+builder = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
+for k, v in catalog_conf({catalog_dir!r}).items():
+    builder = builder.config(k, v)
+spark = builder.getOrCreate()
+print("COUNT", spark.table("nycflights13.flights").count())
+print("PARTITIONS", [r[0] for r in spark.sql("SHOW PARTITIONS nycflights13.flights").collect()])
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=catalog_dir,
+        env={**os.environ, "JAVA_TOOL_OPTIONS": f"-Dderby.system.home={catalog_dir}"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"COUNT {sum(delivered.values())}" in proc.stdout
+    assert f"PARTITIONS {[f'flight_date={d}' for d in delivered]}" in proc.stdout

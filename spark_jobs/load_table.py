@@ -248,6 +248,37 @@ def load(spark: SparkSession, spec: dict[str, Any], days: list[str], run: str) -
     return {**counts, "recovered_runs": recovered}
 
 
+def register(
+    spark: SparkSession, spec: dict[str, Any], days: list[str], published_days: set[str]
+) -> str | None:
+    """Create or update the table in Spark's catalog (Derby locally, the cluster's metastore on EMR)
+    and add or drop the run's partitions, so spark.table() and Hive/Athena need no repair step."""
+    name = spec.get("catalog_table")
+    if not name or spark.conf.get("spark.sql.catalogImplementation", "in-memory") != "hive":
+        return None
+    pc = spec["partition_column"]
+    database, table = name.split(".", 1)
+    quoted = f"`{database}`.`{table}`"
+    columns = published_columns(spec)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    ddl = ", ".join(f"`{n}` {t}" for n, t in columns)
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {quoted} ({ddl}) USING parquet PARTITIONED BY (`{pc}`) "
+        f"LOCATION '{spec['table_uri']}'"
+    )
+    known = {f.name for f in spark.table(quoted).schema.fields}
+    new = [f"`{n}` {t}" for n, t in columns if n not in known]
+    if new:  # schema evolution reaches the catalog too
+        spark.sql(f"ALTER TABLE {quoted} ADD COLUMNS ({', '.join(new)})")
+    added = [f"PARTITION (`{pc}` = '{d}')" for d in days if d in published_days]
+    if added:
+        spark.sql(f"ALTER TABLE {quoted} ADD IF NOT EXISTS {' '.join(added)}")
+    for d in days:
+        if d not in published_days:
+            spark.sql(f"ALTER TABLE {quoted} DROP IF EXISTS PARTITION (`{pc}` = '{d}')")
+    return name
+
+
 def check_published(spark: SparkSession, spec: dict[str, Any], days: list[str]) -> dict[str, Any]:
     """Read back what is now published for the days and compute the checks in few passes."""
     pc = spec["partition_column"]
@@ -332,6 +363,10 @@ def report(
                 "type": "table_schema",
             },
             "table_uri": {"raw_value": spec["table_uri"], "type": "path"},
+            "catalog_table": {
+                "raw_value": result.get("catalog_table"),
+                "type": "text" if result.get("catalog_table") else "null",
+            },
             "spark_seconds": {"raw_value": round(seconds, 2), "type": "float"},
         },
     )
@@ -414,6 +449,7 @@ def main() -> None:
         pipes.log.info(f"loading {spec['table']} for {len(days)} day(s): {days[0]} .. {days[-1]}")
         result = load(spark, spec, days, run=pipes.run_id or f"adhoc-{int(time.time())}")
         published = check_published(spark, spec, days)
+        result["catalog_table"] = register(spark, spec, days, set(published["rows_by_day"]))
         report(pipes, spec, days, result, published, time.monotonic() - started)
         spark.stop()
 

@@ -57,6 +57,14 @@ class Spark(_Strict):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+class Catalog(_Strict):
+    """Where loaded tables are registered: Spark's catalog (a Derby metastore under DP_HOME locally;
+    on EMR the cluster's metastore, e.g. Glue)."""
+
+    enabled: bool = True
+    database: str | None = None  # default: general.pipeline_name
+
+
 class Column(_Strict):
     name: str
     type: str
@@ -150,7 +158,14 @@ class PipelineConfig(_Strict):
     general: General
     processing: Processing = Field(default_factory=Processing)
     spark: Spark = Field(default_factory=Spark)
+    catalog: Catalog = Field(default_factory=Catalog)
     tables: dict[str, Table] = Field(min_length=1)
+
+    @property
+    def catalog_database(self) -> str | None:
+        if not self.catalog.enabled:
+            return None
+        return self.catalog.database or re.sub(r"[^a-z0-9_]", "_", self.general.pipeline_name.lower())
 
     @field_validator("tables")
     @classmethod

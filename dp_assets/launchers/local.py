@@ -25,13 +25,32 @@ def spark_submit_path() -> str:
     return found
 
 
+def catalog_conf(catalog_dir: str) -> dict[str, str]:
+    """Spark settings for a persistent local catalog: an embedded Derby metastore in catalog_dir.
+
+    Derby admits one Spark application at a time, so local loads share the ``spark`` pool.
+    """
+    return {
+        "spark.sql.catalogImplementation": "hive",
+        "spark.hadoop.javax.jdo.option.ConnectionURL": (
+            f"jdbc:derby:;databaseName={catalog_dir}/metastore_db;create=true"
+        ),
+        "spark.sql.warehouse.dir": f"{catalog_dir}/warehouse",
+    }
+
+
 class LocalSparkLauncher(SparkLauncher):
     master: str = "local[*]"
     conf: dict[str, str] = Field(default_factory=dict)
+    catalog_dir: str | None = None  # a Derby metastore here backs Spark's catalog; None: no catalog
 
     def command(self, script: str) -> list[str]:
         log4j = spark_jobs_dir() / "log4j2.properties"
-        confs = {"spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}", **self.conf}
+        java_options = f"-Dlog4j2.configurationFile=file:{log4j}"
+        catalog = catalog_conf(self.catalog_dir) if self.catalog_dir else {}
+        if self.catalog_dir:
+            java_options += f" -Dderby.system.home={self.catalog_dir}"  # keeps derby.log out of the cwd
+        confs = {"spark.driver.extraJavaOptions": java_options, **catalog, **self.conf}
         args = [spark_submit_path(), "--master", self.master]
         for key, value in confs.items():
             args += ["--conf", f"{key}={value}"]

@@ -18,6 +18,7 @@ from dp_assets.launchers.base import SparkLauncher
 from dp_assets.storage import read_json_if_exists, write_json
 
 LOAD_JOB = "load_table.py"
+SPARK_POOL = "spark"  # dagster.yaml limits it: one local Spark application (and Derby metastore) at a time
 
 # Check name -> what it guarantees; the Spark job computes and reports each one.
 CHECKS = {
@@ -173,6 +174,9 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
             "quarantine_uri": lake.uri(lake.quarantine_root(name)),
             "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
             "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
+            "catalog_table": f"{database}.{name}"
+            if (database := pipeline.loaded.config.catalog_database)
+            else None,
         }
         for result in spark.run_job(context, LOAD_JOB, extras):
             if isinstance(result, dg.MaterializeResult):
