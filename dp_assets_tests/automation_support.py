@@ -1,0 +1,38 @@
+"""Configs and lookups shared by the automation tests (sensors, schedules, notifications)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import dagster as dg
+
+from dp_assets.automation.runs import RANGE_END, RANGE_START
+from dp_assets.config.loader import LoadedConfig, load_config_from
+from dp_assets.definitions import build_definitions
+from dp_assets_tests.conftest import packaged_text
+
+
+def config_with(home: Path, general: dict[str, str | None] | None = None, append: str = "") -> LoadedConfig:
+    """The packaged config with `[general]` values replaced (TOML literals; None drops the key) and
+    sections appended, written to a file and loaded through the real loader."""
+    text = packaged_text()
+    for key, value in (general or {}).items():
+        line = "" if value is None else f"{key} = {value}\n"
+        text, n = re.subn(rf"(?m)^{key} = .*\n", line, text, count=1)
+        assert n == 1, f"the packaged config has no [general] {key}"
+    path = home / "config.toml"
+    path.write_text(text + "\n" + append)
+    return load_config_from(str(path), home=home)
+
+
+def sensor(loaded: LoadedConfig, name: str) -> dg.SensorDefinition:
+    return build_definitions(loaded).resolve_sensor_def(name)
+
+
+def schedule(loaded: LoadedConfig, name: str) -> dg.ScheduleDefinition:
+    return build_definitions(loaded).resolve_schedule_def(name)
+
+
+def ranges(requests: list[dg.RunRequest]) -> list[tuple[str, str]]:
+    return [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests]
