@@ -1,4 +1,4 @@
-"""How the pipeline runs unattended: new-data sensors."""
+"""How the pipeline runs unattended: new-data sensors and nightly catch-up schedules."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from dp_assets.automation.schedules import build_nightly_schedule
 from dp_assets.automation.sensors import build_new_data_sensor
 from dp_assets.config.loader import LoadedConfig
 
@@ -19,12 +20,14 @@ class AutomationDefs:
 
 
 def build_automation(loaded: LoadedConfig, job_name: str) -> AutomationDefs:
-    """Per table a new-data sensor.
+    """Per table a new-data sensor and a nightly schedule.
 
-    Sensors start running on their own in deployed environments; on a laptop (env ``local``) they
-    start stopped, so opening the UI never launches runs by surprise.
+    Sensors and schedules start running on their own in deployed environments; on a laptop (env
+    ``local``) they start stopped, so opening the UI never launches runs by surprise.
     """
     running = loaded.config.general.env != "local"
+    tables = list(loaded.config.tables)
     return AutomationDefs(
-        sensors=[build_new_data_sensor(loaded, t, job_name, running) for t in loaded.config.tables],
+        schedules=[build_nightly_schedule(loaded, t, job_name, running) for t in tables],
+        sensors=[build_new_data_sensor(loaded, t, job_name, running) for t in tables],
     )
