@@ -4,6 +4,7 @@ what is new — on the local lake and on S3 (a moto server over HTTP), ticked th
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,7 +41,7 @@ def landing(request: pytest.FixtureRequest, isolated_home: Path) -> LoadedConfig
     if request.param == "local":
         return config_with(isolated_home)
     request.getfixturevalue("aws")
-    bucket = f"landing-{request.node.name.lower().replace('_', '-').replace('[', '-').strip(']')[:40]}"
+    bucket = f"landing-{hashlib.sha256(request.node.name.encode()).hexdigest()[:16]}"  # one per test
     boto3.client("s3").create_bucket(Bucket=bucket)
     return config_with(isolated_home, {"input_path": f'"s3://{bucket}/landing"'})
 

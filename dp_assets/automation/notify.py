@@ -150,7 +150,7 @@ def _post(url: str, body: bytes, content_type: str, what: str, errors: list[str]
         sent.append(what)
 
 
-def failed_steps(context: dg.RunFailureSensorContext) -> list[tuple[str, str]]:
+def step_failures(context: dg.RunFailureSensorContext) -> list[tuple[str, str]]:
     """(step, first line of its error) for each failed step, or the run's own failure message."""
     out = []
     for event in context.get_step_failure_events():
@@ -182,7 +182,7 @@ def build_notification_sensors(loaded: LoadedConfig) -> list[dg.SensorDefinition
         description="Failure messages to SNS (prod: paging topic), Slack, and the dead-man switch /fail.",
     )
     def failed(context: dg.RunFailureSensorContext, notifier: Notifier) -> None:
-        notifier.deliver(Outcome.FAILED, context.dagster_run, context.log, failed_steps(context))
+        notifier.deliver(Outcome.FAILED, context.dagster_run, context.log, step_failures(context))
 
     sensors: list[dg.SensorDefinition] = [succeeded, failed]
     if n.deadman_url_env:

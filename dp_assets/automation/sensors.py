@@ -158,10 +158,13 @@ def build_new_data_sensor(
             day = delivery_day(prefix, f.path)
             if day is None:
                 no_day.append(f.path)
-            elif valid.setdefault(day, partitions.has_partition_key(day)):
-                by_day[dt.date.fromisoformat(day)].append(f)
             else:
-                outside.append(f.path)
+                if day not in valid:
+                    valid[day] = partitions.has_partition_key(day)
+                if valid[day]:
+                    by_day[dt.date.fromisoformat(day)].append(f)
+                else:
+                    outside.append(f.path)
         if no_day:
             context.log.warning(
                 f"{table}: skipped {len(no_day)} key(s) with no YYYY-MM-DD folder under "
