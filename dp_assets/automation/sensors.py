@@ -83,13 +83,13 @@ def scan(store: Store, prefix: str, cursor: DeliveryCursor, lookback_days: int, 
     window = cursor.window_start(prefix, lookback_days)
     start = min(window, cursor.after) if window and cursor.after else (window or cursor.after)
     limit = max_keys + len(cursor.seen)
-    listed = [f for f in store.list_after(prefix, start, limit) if not _hidden(f.path)]
+    raw = store.list_after(prefix, start, limit)
+    listed = [f for f in raw if not _hidden(f.path)]
     new = [f for f in listed if cursor.seen.get(f.path) != version_tag(f)]
-    last = listed[-1].path if listed else None
-    after = max(filter(None, (cursor.after, last)), default=None)
+    after = max(filter(None, (cursor.after, raw[-1].path if raw else None)), default=None)
     seen = {**cursor.seen, **{f.path: version_tag(f) for f in listed}}
     nxt = DeliveryCursor(after=after, newest_day=cursor.newest_day, seen=seen)
-    return Scan(start=start, listed=listed, new=new, cursor=nxt, truncated=len(listed) >= limit)
+    return Scan(start=start, listed=listed, new=new, cursor=nxt, truncated=len(raw) >= limit)
 
 
 def version_tag(f: StoredFile) -> str:
