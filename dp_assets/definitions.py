@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dp_assets.automation import build_automation
 from dp_assets.config.loader import LoadedConfig, load_config
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.launchers.local import LocalSparkLauncher
@@ -26,9 +27,12 @@ def build_definitions(loaded: LoadedConfig) -> dg.Definitions:
         selection=dg.AssetSelection.all(),
         description="dump -> load -> validate for every table over a range of days, as one run.",
     )
+    automation = build_automation(loaded, PIPELINE_JOB)
     return dg.Definitions(
         assets=assets,
         jobs=[pipeline_job],
+        schedules=automation.schedules,
+        sensors=automation.sensors,
         resources={
             "pipeline": PipelineConfigResource.for_loaded(loaded),
             "spark": LocalSparkLauncher(
@@ -36,6 +40,7 @@ def build_definitions(loaded: LoadedConfig) -> dg.Definitions:
                 conf=config.spark.conf,
                 catalog_dir=str(loaded.dp_home / "catalog") if config.catalog_database else None,
             ),
+            **automation.resources,
         },
         metadata={"config_" + k: v for k, v in loaded.provenance.as_dict().items() if v},
     )

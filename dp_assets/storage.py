@@ -21,6 +21,7 @@ from typing import IO, Any, Protocol
 class StoredFile:
     path: str  # relative to the store's root
     size: int
+    version: str = ""  # changes whenever the file is rewritten: S3 ETag + LastModified, local size + mtime
 
 
 class Store(Protocol):
@@ -29,6 +30,7 @@ class Store(Protocol):
     def uri(self, path: str) -> str: ...
     def exists(self, path: str) -> bool: ...
     def list(self, prefix: str) -> list[StoredFile]: ...
+    def list_after(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredFile]: ...
     def open_read(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
     def open_write(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
     def delete(self, path: str) -> None: ...
@@ -65,17 +67,38 @@ class LocalStore:
         return Path(self.root, path).is_file()
 
     def list(self, prefix: str) -> list[StoredFile]:
+        return self.list_after(prefix, None, None)
+
+    def list_after(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredFile]:
+        """Files under ``prefix`` whose path sorts after ``start_after``, in S3's (byte) order.
+
+        Walks directories in key order and skips every subtree that sorts wholly before the marker,
+        so a date-ordered landing zone costs a walk of the new days, not of its whole history.
+        """
+        out: list[StoredFile] = []
+        prefix = prefix.strip("/")
+
+        def walk(directory: Path, rel: str) -> bool:  # True once `limit` files are collected
+            entries = sorted(os.scandir(directory), key=lambda e: e.name + ("/" if e.is_dir() else ""))
+            for entry in entries:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    sub = path + "/"
+                    if start_after and sub < start_after and not start_after.startswith(sub):
+                        continue  # every key in this subtree sorts before the marker
+                    if walk(Path(entry.path), path):
+                        return True
+                elif entry.is_file() and (start_after is None or path > start_after):
+                    st = entry.stat()
+                    out.append(StoredFile(path, st.st_size, f"{st.st_size}-{st.st_mtime_ns}"))
+                    if limit is not None and len(out) >= limit:
+                        return True
+            return False
+
         base = Path(self.root, prefix)
-        if not base.is_dir():
-            return []
-        return sorted(
-            (
-                StoredFile(p.relative_to(self.root).as_posix(), p.stat().st_size)
-                for p in base.rglob("*")
-                if p.is_file()
-            ),
-            key=lambda f: f.path,
-        )
+        if base.is_dir():
+            walk(base, prefix)
+        return out
 
     @contextlib.contextmanager
     def open_read(self, path: str) -> Iterator[IO[bytes]]:
@@ -108,6 +131,12 @@ class LocalStore:
         return count
 
 
+def _version(obj: dict[str, Any]) -> str:
+    """ETag and LastModified: a rewrite changes LastModified even when the bytes are the same."""
+    etag = obj["ETag"].strip('"')
+    return f"{etag}@{obj['LastModified'].isoformat()}"
+
+
 class S3Store:
     def __init__(self, root: str) -> None:
         import boto3
@@ -135,11 +164,24 @@ class S3Store:
         return True
 
     def list(self, prefix: str) -> list[StoredFile]:
+        return self.list_after(prefix, None, None)
+
+    def list_after(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredFile]:
+        """Objects under ``prefix`` whose key sorts after ``start_after`` (``StartAfter``), at most ``limit``.
+
+        S3 lists in key order and starts at the marker, so with date-ordered keys a caller that
+        remembers where it stopped pays for what is new, not for the whole prefix.
+        """
         key_prefix = self._key(prefix).rstrip("/") + "/"
         strip = len(self.prefix) + 1 if self.prefix else 0
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key_prefix}
+        if start_after:
+            kwargs["StartAfter"] = self._key(start_after)
+        if limit is not None:
+            kwargs["PaginationConfig"] = {"MaxItems": limit, "PageSize": min(limit, 1000)}
         out = []
-        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=key_prefix):
-            out += [StoredFile(o["Key"][strip:], o["Size"]) for o in page.get("Contents", [])]
+        for page in self._s3.get_paginator("list_objects_v2").paginate(**kwargs):
+            out += [StoredFile(o["Key"][strip:], o["Size"], _version(o)) for o in page.get("Contents", [])]
         return out
 
     @contextlib.contextmanager

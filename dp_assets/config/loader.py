@@ -153,7 +153,8 @@ def _describe(e: ValidationError) -> str:
             lines.append(f"  {key}: required key is missing")
         else:
             got = err.get("input")
-            shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            secret = key.endswith("_env")  # may hold a pasted webhook URL: never echo it
+            shown = f" (got {got!r})" if not isinstance(got, dict | list) and not secret else ""
             lines.append(f"  {key}: {err['msg']}{shown}")
     return "\n".join(lines)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -24,6 +25,9 @@ SIMPLE_TYPES = {
 }
 _DECIMAL = re.compile(r"^decimal\(\s*\d+\s*,\s*\d+\s*\)$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+_ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$")
+_CRON = re.compile(r"^\S+(\s+\S+){4}$")
 
 
 class _Strict(BaseModel):
@@ -49,6 +53,9 @@ class General(_Strict):
 class Processing(_Strict):
     max_partitions: int = Field(default=400, ge=1, description="most daily partitions one run may cover")
     enable_deduplication: bool = False
+    retention_days: int = Field(
+        default=7, ge=1, description="days the source keeps a delivery; older gaps cannot be caught up"
+    )
 
 
 class Spark(_Strict):
@@ -63,6 +70,74 @@ class Catalog(_Strict):
 
     enabled: bool = True
     database: str | None = None  # default: general.pipeline_name
+
+
+class Automation(_Strict):
+    """When the nightly schedule ticks and how the new-data sensors look at the landing zone."""
+
+    timezone: str = "UTC"  # the schedule's execution_timezone; "yesterday" is counted in it
+    nightly_cron: str = "0 2 * * *"
+    sensor_interval_seconds: int = Field(default=60, ge=5)
+    sensor_max_keys: int = Field(default=10_000, ge=1, description="new keys one sensor tick takes at most")
+    rewrite_lookback_days: int = Field(
+        default=3, ge=0, description="days before the newest delivery each tick re-lists to see rewrites"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name, e.g. 'Europe/London'") from e
+        return v
+
+    @field_validator("nightly_cron")
+    @classmethod
+    def _five_fields(cls, v: str) -> str:
+        if not _CRON.match(v.strip()):
+            raise ValueError(f"{v!r} is not a five-field cron expression such as '0 2 * * *'")
+        return v.strip()
+
+
+class Notify(_Strict):
+    """Where run notifications go. URLs are secrets: the config names the environment variables."""
+
+    dagster_url: str = "http://localhost:3000"  # runs are linked as <dagster_url>/runs/<run_id>
+    sns_topic_arn: str | None = None  # non-prod: one topic for successes and failures
+    sns_info_topic_arn: str | None = None  # prod: successes
+    sns_paging_topic_arn: str | None = None  # prod: failures (pages someone)
+    slack_webhook_env: str | None = None  # e.g. "DP_SLACK_WEBHOOK_URL"
+    deadman_url_env: str | None = None  # e.g. "DP_DEADMAN_URL"
+
+    @field_validator("sns_topic_arn", "sns_info_topic_arn", "sns_paging_topic_arn")
+    @classmethod
+    def _topic_arn(cls, v: str | None) -> str | None:
+        if v is not None and not _SNS_ARN.match(v):
+            raise ValueError("not an SNS topic ARN; expected arn:aws:sns:<region>:<account>:<topic>")
+        return v
+
+    @field_validator("slack_webhook_env", "deadman_url_env")
+    @classmethod
+    def _names_a_variable(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_VAR.match(v):
+            raise ValueError(
+                "give the NAME of the environment variable holding the URL (e.g. DP_SLACK_WEBHOOK_URL), "
+                "not the URL itself: the URL is a secret and must stay out of the config"
+            )
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return any(
+            (
+                self.sns_topic_arn,
+                self.sns_info_topic_arn,
+                self.sns_paging_topic_arn,
+                self.slack_webhook_env,
+                self.deadman_url_env,
+            )
+        )
 
 
 class Column(_Strict):
@@ -159,6 +234,8 @@ class PipelineConfig(_Strict):
     processing: Processing = Field(default_factory=Processing)
     spark: Spark = Field(default_factory=Spark)
     catalog: Catalog = Field(default_factory=Catalog)
+    automation: Automation = Field(default_factory=Automation)
+    notify: Notify = Field(default_factory=Notify)
     tables: dict[str, Table] = Field(min_length=1)
 
     @property
@@ -174,3 +251,21 @@ class PipelineConfig(_Strict):
         if bad:
             raise ValueError(f"table names {bad} must be snake_case (letters, digits, _)")
         return v
+
+    @model_validator(mode="after")
+    def _topics_match_env(self) -> PipelineConfig:
+        n, env = self.notify, self.general.env
+        if env == "prod":
+            if n.sns_topic_arn:
+                raise ValueError(
+                    "notify.sns_topic_arn is the non-prod combined topic; in prod set "
+                    "notify.sns_info_topic_arn and notify.sns_paging_topic_arn"
+                )
+            if bool(n.sns_info_topic_arn) != bool(n.sns_paging_topic_arn):
+                raise ValueError("prod needs both notify.sns_info_topic_arn and notify.sns_paging_topic_arn")
+        elif n.sns_info_topic_arn or n.sns_paging_topic_arn:
+            raise ValueError(
+                f"notify.sns_info_topic_arn/sns_paging_topic_arn are for prod; env {env!r} uses the one "
+                "combined topic notify.sns_topic_arn"
+            )
+        return self

@@ -1,0 +1,36 @@
+"""How the pipeline runs unattended: new-data sensors, nightly catch-up schedules, notifications."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from dp_assets.automation.notify import Notifier, build_notification_sensors
+from dp_assets.automation.schedules import build_nightly_schedule
+from dp_assets.automation.sensors import build_new_data_sensor
+from dp_assets.config.loader import LoadedConfig
+
+
+@dataclass(frozen=True)
+class AutomationDefs:
+    schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
+    sensors: list[dg.SensorDefinition] = field(default_factory=list)
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+def build_automation(loaded: LoadedConfig, job_name: str) -> AutomationDefs:
+    """Per table a new-data sensor and a nightly schedule, plus run-status notifications.
+
+    Sensors and schedules start running on their own in deployed environments; on a laptop (env
+    ``local``) they start stopped, so opening the UI never launches runs by surprise.
+    """
+    running = loaded.config.general.env != "local"
+    tables = list(loaded.config.tables)
+    notifications = build_notification_sensors(loaded)
+    return AutomationDefs(
+        schedules=[build_nightly_schedule(loaded, t, job_name, running) for t in tables],
+        sensors=[build_new_data_sensor(loaded, t, job_name, running) for t in tables] + notifications,
+        resources={"notifier": Notifier.for_loaded(loaded)} if notifications else {},
+    )
