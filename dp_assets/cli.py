@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from dp_assets.config.loader import ConfigError, load_config, load_config_from
+from dp_assets.config.loader import ConfigError, env_override, load_config, load_config_from
 
 
 def _date(text: str) -> dt.date:
@@ -21,13 +21,13 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from e
 
 
-def _run(loaded, start: dt.date, end: dt.date, tables: list[str] | None) -> int:
+def _run(loaded, start: dt.date, end: dt.date, tables: list[str] | None, **flags: bool) -> int:
     from dp_assets.runner import RangeError, default_instance, run_range
 
     instance = default_instance(loaded.dp_home)
     began = time.monotonic()
     try:
-        summary = run_range(loaded, start, end, instance, tables)
+        summary = run_range(loaded, start, end, instance, tables, **flags)
     except RangeError as e:
         print(f"dp: {e}", file=sys.stderr)
         return 2
@@ -50,9 +50,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    loaded = load_config(args.config_s3)
+    from dp_assets.stages.dump import E2ETestRefused, refuse_e2e_test
+
+    try:
+        if args.e2e_test and (env := env_override()):
+            refuse_e2e_test(env)  # before any I/O, the config's included
+        loaded = load_config(args.config_s3)
+        if args.e2e_test:
+            refuse_e2e_test(loaded.env)
+    except E2ETestRefused as e:
+        print(f"dp: {e.description}", file=sys.stderr)
+        return 2
     tables = [t.strip() for t in args.tables.split(",")] if args.tables else None
-    return _run(loaded, args.start, args.end, tables)
+    return _run(loaded, args.start, args.end, tables, clean_up=args.clean_up, e2e_test=args.e2e_test)
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -111,6 +121,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--start", type=_date, required=True)
     run.add_argument("--end", type=_date, required=True)
     run.add_argument("--tables", help="comma-separated table names (default: all)")
+    run.add_argument(
+        "--clean-up",
+        action="store_true",
+        help="purge the range's outputs (raw, staged, table and quarantine partitions) first",
+    )
+    run.add_argument(
+        "--e2e-test",
+        action="store_true",
+        help="read deliveries from general.e2e_input_path; refused in integration, preprod, prod",
+    )
     run.set_defaults(func=cmd_run)
 
     config = sub.add_parser("config", help="inspect or validate the pipeline config")

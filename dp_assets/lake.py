@@ -18,10 +18,11 @@ MANIFEST = "_manifest.json"
 @dataclass(frozen=True)
 class Lake:
     loaded: LoadedConfig
+    e2e_test: bool = False  # read deliveries from the end-to-end test folder instead of the source
 
     @cached_property
     def landing(self) -> Store:
-        return store_for(self.loaded.input_path)
+        return store_for(self.loaded.e2e_input_path if self.e2e_test else self.loaded.input_path)
 
     @cached_property
     def store(self) -> Store:
@@ -62,3 +63,13 @@ class Lake:
 
     def uri(self, path: str) -> str:
         return self.store.uri(path)
+
+    def partition_prefixes(self, name: str, day: str) -> list[str]:
+        """Everything the pipeline wrote for a table and day, in every zone."""
+        pc = self.table(name).partition_column
+        return [
+            self.raw_prefix(name, day),
+            self.staged_prefix(name, day),
+            f"{name}/{pc}={day}",
+            f"{self.quarantine_root(name)}/{pc}={day}",
+        ]

@@ -92,6 +92,8 @@ def run_range(
     instance: dg.DagsterInstance,
     tables: list[str] | None = None,
     defs: dg.Definitions | None = None,
+    clean_up: bool = False,
+    e2e_test: bool = False,
 ) -> RunSummary:
     """Materialize dump -> load (+checks) for the tables over [start, end] as one run."""
     days = check_range(loaded, start, end)
@@ -102,10 +104,12 @@ def run_range(
     defs = defs or build_definitions(loaded)
     job = defs.resolve_job_def(PIPELINE_JOB)
     selection = [k for n in names for k in (dg.AssetKey(["raw", n]), dg.AssetKey(n))]
+    flags = {"clean_up": clean_up, "e2e_test": e2e_test}
     result = job.execute_in_process(
         instance=instance,
         asset_selection=selection,
         raise_on_error=False,
+        run_config={"ops": {f"raw__{n}": {"config": flags} for n in names}},
         tags={
             "dagster/asset_partition_range_start": start.isoformat(),
             "dagster/asset_partition_range_end": end.isoformat(),

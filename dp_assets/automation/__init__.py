@@ -26,7 +26,7 @@ def build_automation(loaded: LoadedConfig, job_name: str) -> AutomationDefs:
     Sensors and schedules start running on their own in deployed environments; on a laptop (env
     ``local``) they start stopped, so opening the UI never launches runs by surprise.
     """
-    running = loaded.config.general.env != "local"
+    running = loaded.env != "local"
     tables = list(loaded.config.tables)
     notifications = build_notification_sensors(loaded)
     return AutomationDefs(

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from dotenv import dotenv_values
 from pydantic import ValidationError
 
-from dp_assets.config.model import PipelineConfig
+from dp_assets.config.model import ENVS, PipelineConfig
 
 log = logging.getLogger("dp.config")
 
@@ -69,17 +69,36 @@ class LoadedConfig:
     def output_path(self) -> str:
         return self.resolve(self.config.general.output_path)
 
+    @property
+    def e2e_input_path(self) -> str:
+        return self.resolve(self.config.general.e2e_input_path)
+
+    @property
+    def env(self) -> str:
+        """The environment this process runs in: DP_ENV, else the config's general.env."""
+        return env_override() or self.config.general.env
+
     def resolved_dict(self) -> dict[str, Any]:
         """The config as JSON-able data with `general` paths made absolute."""
         data = self.config.model_dump(mode="json")
         data["general"]["input_path"] = self.input_path
         data["general"]["output_path"] = self.output_path
+        data["general"]["e2e_input_path"] = self.e2e_input_path
+        data["general"]["env"] = self.env
         return data
 
 
 def dp_home() -> Path:
     """Where the local lake and Dagster instance live: ``$DP_HOME``, else ``./.dp``."""
     return Path(os.environ.get("DP_HOME") or Path.cwd() / ".dp").expanduser().resolve()
+
+
+def env_override() -> str | None:
+    """DP_ENV, validated; None when unset."""
+    env = os.environ.get("DP_ENV")
+    if env and env not in ENVS:
+        raise ConfigError(f"DP_ENV={env!r} is not an environment; use one of {', '.join(ENVS)}")
+    return env or None
 
 
 def config_source(explicit: str | None = None, dotenv_file: Path | None = None) -> str:

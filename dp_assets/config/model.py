@@ -34,12 +34,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Env = Literal["local", "dev", "integration", "preprod", "prod"]
+ENVS: tuple[str, ...] = ("local", "dev", "integration", "preprod", "prod")
+# Where end-to-end test data must never stand in for the real source.
+PROTECTED_ENVS = frozenset({"integration", "preprod", "prod"})
+
+
 class General(_Strict):
     pipeline_name: str
-    env: Literal["local", "dev", "integration", "preprod", "prod"] = "local"
+    env: Env = "local"  # DP_ENV overrides it
     # Local paths are resolved against DP_HOME (default ./.dp); s3:// URIs are kept as they are.
     input_path: str
     output_path: str
+    e2e_input_path: str = "e2e_landing"  # what `--e2e-test` reads instead of input_path
     start_date: dt.date
     end_date: dt.date | None = None  # inclusive; None = partitions up to today
 

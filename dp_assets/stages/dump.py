@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 
-from dp_assets.config.model import Table
+from dp_assets.config.model import ENVS, PROTECTED_ENVS, Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.stages.staging import stage_file
@@ -21,6 +21,33 @@ from dp_assets.storage import Store, read_json_if_exists, write_json
 
 class MissingDelivery(dg.Failure):
     pass
+
+
+class RestartFlags(dg.Config):
+    """Ad-hoc restart flags for a run (the seed ADG's CLEAN_UP_FLG and E2E_TEST_FLG)."""
+
+    clean_up: bool = False  # purge the range's raw, staged, table and quarantine partitions first
+    e2e_test: bool = False  # read deliveries from general.e2e_input_path instead of the source
+
+
+class E2ETestRefused(dg.Failure):
+    pass
+
+
+def refuse_e2e_test(env: str) -> None:
+    """End-to-end test data must never stand in for the source where real data lives."""
+    if env in PROTECTED_ENVS:
+        raise E2ETestRefused(
+            f"--e2e-test is refused in {env}: end-to-end test data may only be loaded in "
+            f"{', '.join(e for e in ENVS if e not in PROTECTED_ENVS)}; nothing was read or written"
+        )
+
+
+def clean_up(lake: Lake, name: str, days: list[str]) -> int:
+    """Delete what the pipeline wrote for these days (and only these days); returns files removed."""
+    return sum(
+        lake.store.delete_prefix(prefix) for day in days for prefix in lake.partition_prefixes(name, day)
+    )
 
 
 def copy_with_sha256(src: Store, src_path: str, dst: Store, dst_path: str) -> dict[str, Any]:
@@ -140,8 +167,18 @@ def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
             )
         ],
     )
-    def dump(context: dg.AssetExecutionContext, pipeline: PipelineConfigResource) -> Iterator[Any]:
-        lake = Lake(pipeline.loaded)
+    def dump(
+        context: dg.AssetExecutionContext, config: RestartFlags, pipeline: PipelineConfigResource
+    ) -> Iterator[Any]:
+        loaded = pipeline.loaded
+        if config.e2e_test:
+            refuse_e2e_test(loaded.env)
+        lake = Lake(loaded, e2e_test=config.e2e_test)
+        if config.clean_up:
+            purged = clean_up(lake, name, context.partition_keys)
+            context.log.warning(
+                f"{name}: clean-up removed {purged} file(s) for {context.partition_key_range}"
+            )
         manifests = {day: dump_partition(lake, name, day) for day in context.partition_keys}
         for day, m in manifests.items():
             context.log.info(
