@@ -26,6 +26,7 @@ class TableSummary:
     rows: int = 0
     rows_quarantined: int = 0
     seconds: float = 0.0
+    step_seconds: dict[str, float] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)
 
 
@@ -135,7 +136,9 @@ def summarize(
         elif (
             event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE) and table
         ):
-            tables[table].seconds += entry.timestamp - started.get(step, entry.timestamp)
+            took = entry.timestamp - started.get(step, entry.timestamp)
+            tables[table].seconds += took
+            tables[table].step_seconds[step] = took
         elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.step_materialization_data.materialization
             name = mat.asset_key.to_user_string()

@@ -44,6 +44,19 @@ def spark_type(declared: str) -> str:
     return _TYPE_ALIASES.get(t, t)
 
 
+class Phases:
+    """Wall time per phase of the job, reported as metadata: the profile of every load."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def done(self, phase: str) -> None:
+        now = time.monotonic()
+        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self._last, 2)
+        self._last = now
+
+
 def fault_point(name: str) -> None:
     """Tests kill the job here (DP_FAULT_KILL_AT=name) to prove publishing is crash-safe."""
     if os.environ.get("DP_FAULT_KILL_AT") == name:
@@ -206,17 +219,21 @@ def published_columns(spec: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def load(spark: SparkSession, spec: dict[str, Any], days: list[str], run: str) -> dict[str, Any]:
+def load(
+    spark: SparkSession, spec: dict[str, Any], days: list[str], run: str, phases: Phases
+) -> dict[str, Any]:
     pc = spec["partition_column"]
     hdfs = Hdfs(spark)
     table, quarantine = Publisher(hdfs, spec["table_uri"], pc), Publisher(hdfs, spec["quarantine_uri"], pc)
     recovered = table.recover() + quarantine.recover()
+    phases.done("recover")
     counts = {s: {d: 0 for d in days} for s in ("loaded", "quarantined", "deduplicated")}
     staged = read_staged(spark, spec, days)
     if staged is not None:
         frame = classify(staged, spec).persist()
         for row in frame.groupBy(pc, STATUS).count().collect():
             counts[row[STATUS]][row[pc].isoformat()] += row["count"]
+        phases.done("read, type and count (cached)")
         names = [c["name"] for c in spec["columns"]]
         canonical = F.concat_ws(
             "\u001f", *[F.coalesce(F.col(f"__typed_{n}").cast("string"), F.lit("\u0000")) for n in names]
@@ -240,11 +257,13 @@ def load(spark: SparkSession, spec: dict[str, Any], days: list[str], run: str) -
         for df, target, status in ((good, table, "loaded"), (bad, quarantine, "quarantined")):
             if any(counts[status].values()):
                 df.write.mode("overwrite").partitionBy(pc).parquet(target.staging(run))
+            phases.done(f"write {status}")
             fault_point(f"{status}_written")
         frame.unpersist()
     fault_point("staging_written")
     table.publish(run, days)
     quarantine.publish(run, days)
+    phases.done("publish")
     return {**counts, "recovered_runs": recovered}
 
 
@@ -260,12 +279,14 @@ def register(
     database, table = name.split(".", 1)
     quoted = f"`{database}`.`{table}`"
     columns = published_columns(spec)
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-    ddl = ", ".join(f"`{n}` {t}" for n, t in columns)
-    spark.sql(
-        f"CREATE TABLE IF NOT EXISTS {quoted} ({ddl}) USING parquet PARTITIONED BY (`{pc}`) "
-        f"LOCATION '{spec['table_uri']}'"
-    )
+    if not spark.catalog.databaseExists(database):  # asking first: Hive logs an ERROR for IF NOT EXISTS
+        spark.sql(f"CREATE DATABASE `{database}`")
+    if not spark.catalog.tableExists(f"{database}.{table}"):
+        ddl = ", ".join(f"`{n}` {t}" for n, t in columns)
+        location = spec["table_uri"]
+        spark.sql(
+            f"CREATE TABLE {quoted} ({ddl}) USING parquet PARTITIONED BY (`{pc}`) LOCATION '{location}'"
+        )
     known = {f.name for f in spark.table(quoted).schema.fields}
     new = [f"`{n}` {t}" for n, t in columns if n not in known]
     if new:  # schema evolution reaches the catalog too
@@ -368,6 +389,7 @@ def report(
                 "type": "text" if result.get("catalog_table") else "null",
             },
             "spark_seconds": {"raw_value": round(seconds, 2), "type": "float"},
+            "spark_phase_seconds": _json(result["phases"]),
         },
     )
     pipes.report_asset_check(
@@ -441,15 +463,20 @@ def main() -> None:
         key_range = spec["partition_key_range"]  # sent by dp's launchers for single days and ranges alike
         days = days_between(key_range["start"], key_range["end"])
         started = time.monotonic()
+        phases = Phases()
         spark = (
             SparkSession.builder.appName(f"dp-load-{spec['table']}")
             .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
             .getOrCreate()
         )
         pipes.log.info(f"loading {spec['table']} for {len(days)} day(s): {days[0]} .. {days[-1]}")
-        result = load(spark, spec, days, run=pipes.run_id or f"adhoc-{int(time.time())}")
+        phases.done("start Spark")
+        result = load(spark, spec, days, run=pipes.run_id or f"adhoc-{int(time.time())}", phases=phases)
         published = check_published(spark, spec, days)
+        phases.done("checks (read back)")
         result["catalog_table"] = register(spark, spec, days, set(published["rows_by_day"]))
+        phases.done("catalog")
+        result["phases"] = phases.seconds
         report(pipes, spec, days, result, published, time.monotonic() - started)
         spark.stop()
 

@@ -56,12 +56,14 @@ class LocalSparkLauncher(SparkLauncher):
             args += ["--conf", f"{key}={value}"]
         return [*args, str(spark_jobs_dir() / script)]
 
+    def driver_env(self) -> dict[str, str]:
+        """The driver and its Python workers must use this interpreter, which has dagster-pipes."""
+        return {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+
     def run_job(
         self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
     ) -> Sequence[PipesResult]:
-        # The driver and its Python workers must use this interpreter, which has dagster-pipes.
-        env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-        client = dg.PipesSubprocessClient(env=env)
+        client = dg.PipesSubprocessClient(env=self.driver_env())
         return client.run(
             context=context, command=self.command(script), extras=with_partition_range(context, extras)
         ).get_results()

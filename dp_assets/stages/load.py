@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.model import LOAD_DATE, ROW_HASH, Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
@@ -106,6 +107,51 @@ def evolve(
     }
 
 
+def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the Spark job gets for a table and days (its Pipes extras), and the evolution decided."""
+    table = loaded.config.tables[name]
+    lake = Lake(loaded)
+    manifests = {}
+    for day in days:
+        manifest = read_json_if_exists(lake.store, lake.manifest_path(name, day))
+        if manifest is None:
+            raise dg.Failure(
+                f"table {name!r}, partition {day}: no raw manifest at "
+                f"{lake.uri(lake.manifest_path(name, day))}; "
+                f"materialize raw/{name} for this partition first"
+            )
+        manifests[day] = manifest
+    schema = evolve(name, table, read_json_if_exists(lake.store, lake.schema_path(name)), manifests)
+    nullable = {c.name: c.nullable for c in table.columns}
+    descriptions = {c.name: c.description for c in table.columns}
+    database = loaded.config.catalog_database
+    extras = {
+        "table": name,
+        "asset_key": dg.AssetKey(name).to_user_string(),
+        "partition_column": table.partition_column,
+        "columns": [
+            {
+                "name": c["name"],
+                "type": c["type"],
+                "nullable": nullable.get(c["name"], True),
+                "description": descriptions.get(c["name"], "evolved: added from a delivery"),
+            }
+            for c in schema["after"]
+        ],
+        "key": table.key,
+        "dedup": {"enabled": loaded.config.processing.enable_deduplication, "order_by": table.dedup_order_by},
+        "quarantine": table.quarantine.model_dump(),
+        "staged_uri": lake.uri(lake.staged_root(name)),
+        "staged_days": [d for d, m in manifests.items() if any(f.get("columns") for f in m["files"])],
+        "table_uri": lake.uri(name),
+        "quarantine_uri": lake.uri(lake.quarantine_root(name)),
+        "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
+        "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
+        "catalog_table": f"{database}.{name}" if database else None,
+    }
+    return extras, schema
+
+
 def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=name,
@@ -125,59 +171,13 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
     def load(
         context: dg.AssetExecutionContext, pipeline: PipelineConfigResource, spark: SparkLauncher
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        lake = Lake(pipeline.loaded)
-        manifests = {}
-        for day in context.partition_keys:
-            manifest = read_json_if_exists(lake.store, lake.manifest_path(name, day))
-            if manifest is None:
-                raise dg.Failure(
-                    f"table {name!r}, partition {day}: no raw manifest at "
-                    f"{lake.uri(lake.manifest_path(name, day))}; "
-                    f"materialize raw/{name} for this partition first"
-                )
-            manifests[day] = manifest
-        schema = evolve(name, table, read_json_if_exists(lake.store, lake.schema_path(name)), manifests)
+        extras, schema = load_spec(pipeline.loaded, name, context.partition_keys)
         if schema["added"]:
             context.log.warning(f"{name}: schema evolution adds columns {schema['added']} (as string)")
         if schema["ignored"]:
             context.log.warning(
                 f"{name}: ignoring delivered columns {schema['ignored']} (evolution = ignore)"
             )
-        nullable = {c.name: c.nullable for c in table.columns}
-        descriptions = {c.name: c.description for c in table.columns}
-        extras = {
-            "table": name,
-            "asset_key": context.asset_key.to_user_string(),
-            "partition_column": table.partition_column,
-            "columns": [
-                {
-                    "name": c["name"],
-                    "type": c["type"],
-                    "nullable": nullable.get(c["name"], True),
-                    "description": descriptions.get(c["name"], "evolved: added from a delivery"),
-                }
-                for c in schema["after"]
-            ],
-            "key": table.key,
-            "dedup": {
-                "enabled": pipeline.loaded.config.processing.enable_deduplication,
-                "order_by": table.dedup_order_by,
-            },
-            "quarantine": table.quarantine.model_dump(),
-            "staged_uri": lake.uri(lake.staged_root(name)),
-            "staged_days": [
-                d
-                for d, m in manifests.items()
-                if any(f.get("columns") and not f.get("duplicate_of") for f in m["files"])
-            ],
-            "table_uri": lake.uri(name),
-            "quarantine_uri": lake.uri(lake.quarantine_root(name)),
-            "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
-            "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
-            "catalog_table": f"{database}.{name}"
-            if (database := pipeline.loaded.config.catalog_database)
-            else None,
-        }
         for result in spark.run_job(context, LOAD_JOB, extras):
             if isinstance(result, dg.MaterializeResult):
                 evolution = (
@@ -199,6 +199,7 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
                     data_version=result.data_version,
                 )
             yield result
+        lake = Lake(pipeline.loaded)
         write_json(lake.store, lake.schema_path(name), {"columns": schema["after"]})
 
     return load

@@ -1,0 +1,161 @@
+"""Load throughput: TPC-H lineitem (tpchgen-cli CSV; SF1 = 6,001,215 rows, ~766 MB) into typed
+Parquet, dp against DuckDB doing the same typed conversion of the same file, alternating.
+
+    uv run python -m bench.load_throughput [--scale 1] [--repeat 2]
+
+dp's numbers: the whole Dagster run (dump: byte copy + parse into staged Parquet; load: the Spark
+job with typing, row hashes, accounting, publish, catalog and checks), and the load step alone.
+Goal: dp's load job <= 3x DuckDB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from bench.common import OUT, machine, median, peak_rss_mb, table, timed, workdir
+from dp_assets.config.loader import load_config_from
+from dp_assets.runner import run_range
+
+DAY = dt.date(1998, 1, 1)
+COLUMNS = [  # TPC-H lineitem, typed as the spec says
+    ("l_orderkey", "bigint"),
+    ("l_partkey", "bigint"),
+    ("l_suppkey", "bigint"),
+    ("l_linenumber", "int"),
+    ("l_quantity", "decimal(15,2)"),
+    ("l_extendedprice", "decimal(15,2)"),
+    ("l_discount", "decimal(15,2)"),
+    ("l_tax", "decimal(15,2)"),
+    ("l_returnflag", "string"),
+    ("l_linestatus", "string"),
+    ("l_shipdate", "date"),
+    ("l_commitdate", "date"),
+    ("l_receiptdate", "date"),
+    ("l_shipinstruct", "string"),
+    ("l_shipmode", "string"),
+    ("l_comment", "string"),
+]
+CONFIG = """
+[general]
+pipeline_name = "tpch"
+input_path = "landing"
+output_path = "lake"
+start_date = 1998-01-01
+end_date = 1998-12-31
+
+[spark.conf]
+"spark.driver.memory" = "6g"
+"spark.sql.shuffle.partitions" = "8"
+"spark.ui.enabled" = "false"
+
+[tables.lineitem]
+partition_column = "delivery_date"
+key = ["l_orderkey", "l_linenumber"]
+source = { prefix = "lineitem" }
+columns = [
+%s
+]
+"""
+
+
+def generate(scale: float) -> Path:
+    folder = OUT / f"tpch-sf{scale:g}"
+    csv = folder / "lineitem.csv"
+    if not csv.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tpchgen = Path(sys.executable).with_name("tpchgen-cli")
+        subprocess.run(
+            [str(tpchgen), "csv", "-s", f"{scale:g}", "--tables", "lineitem", "--output-dir", str(folder)],
+            check=True,
+            capture_output=True,
+        )
+    return csv
+
+
+def duckdb_convert(csv: Path, out: Path) -> int:
+    types = {n: t.upper().replace("STRING", "VARCHAR") for n, t in COLUMNS}
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT * FROM read_csv('{csv}', header = true, columns = {types})) "
+        f"TO '{out}' (FORMAT parquet)"
+    )
+    return con.execute(f"SELECT count(*) FROM '{out}'").fetchone()[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+
+    csv = generate(args.scale)
+    home = workdir("load_throughput")
+    cols = ",\n".join(f'  {{ name = "{n}", type = "{t}" }}' for n, t in COLUMNS)
+    (home / "config.toml").write_text(CONFIG % cols)
+    loaded = load_config_from(str(home / "config.toml"), home=home)
+    delivery = Path(loaded.input_path) / "lineitem" / DAY.isoformat()
+    delivery.mkdir(parents=True)
+    os.link(csv, delivery / "lineitem.csv")  # the same bytes, no copy
+    instance = dg.DagsterInstance.ephemeral()
+    print(f"{csv} ({csv.stat().st_size / 2**20:.0f} MiB)", flush=True)
+
+    dp_total, dp_load, dp_dump, duck = [], [], [], []
+    rows = 0
+    for n in range(args.repeat):
+        summary, wall = timed(lambda: run_range(loaded, DAY, DAY, instance))
+        t = summary.tables["lineitem"]
+        assert summary.ok, summary.render()
+        rows = t.rows
+        dp_total.append(wall)
+        dp_dump.append(t.step_seconds["raw__lineitem"])
+        dp_load.append(t.step_seconds["lineitem"])
+        duck_rows, seconds = timed(lambda: duckdb_convert(csv, home / "duckdb_lineitem.parquet"))
+        assert duck_rows == rows, (duck_rows, rows)
+        duck.append(seconds)
+        event = instance.get_latest_materialization_event(dg.AssetKey("lineitem"))
+        phases = event.asset_materialization.metadata["spark_phase_seconds"].value if event else {}
+        print(
+            f"round {n + 1}: dp run {wall:.1f} s (dump {dp_dump[-1]:.1f}, load {dp_load[-1]:.1f}), "
+            f"duckdb {seconds:.1f} s; load phases: {phases}",
+            flush=True,
+        )
+
+    base = median(duck)
+    print(
+        f"\nLoad throughput on {machine()}; lineitem SF{args.scale:g}, {rows:,} rows; "
+        f"median of {args.repeat}, alternating"
+    )
+    print(
+        table(
+            ["path", "median wall s", "ratio vs DuckDB"],
+            [
+                ["DuckDB read_csv (typed) -> Parquet", base, 1.0],
+                [
+                    "dp load step (Spark job: type, hash, account, publish, catalog, checks)",
+                    median(dp_load),
+                    median(dp_load) / base,
+                ],
+                [
+                    "dp dump step (byte copy + sha256, parse into staged Parquet)",
+                    median(dp_dump),
+                    median(dp_dump) / base,
+                ],
+                ["dp whole run (Dagster: dump + load + checks)", median(dp_total), median(dp_total) / base],
+            ],
+        )
+    )
+    verdict = "met" if median(dp_load) <= 3 * base else "missed"
+    print(f"goal: load job <= 3x DuckDB: {verdict} ({median(dp_load) / base:.2f}x)")
+    print(f"peak memory: {peak_rss_mb()}")
+
+
+if __name__ == "__main__":
+    main()
