@@ -11,7 +11,8 @@ from typing import Any
 
 import dagster as dg
 
-from dp_assets.config.model import LOAD_DATE, ROW_HASH, Table
+from dp_assets.catalog import asset_tags, catalog_metadata, enrich_schema, table_schema
+from dp_assets.config.model import Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import SparkLauncher
@@ -37,29 +38,11 @@ def check_specs(name: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def table_schema(table: Table) -> dg.TableSchema:
-    cols = [
-        dg.TableColumn(
-            c.name,
-            c.type,
-            description=c.description or None,
-            constraints=dg.TableColumnConstraints(nullable=c.nullable),
-        )
-        for c in table.columns
-    ]
-    return dg.TableSchema(
-        [
-            *cols,
-            dg.TableColumn(
-                ROW_HASH, "string", description="sha256 of the canonical row, for change detection"
-            ),
-            dg.TableColumn(LOAD_DATE, "date", description="the day the row was loaded"),
-            dg.TableColumn(table.partition_column, "date", description="delivery day"),
-        ]
-    )
-
-
 class SchemaEvolutionRefused(dg.Failure):
+    pass
+
+
+class DeliveryIsolated(dg.Failure):
     pass
 
 
@@ -116,10 +99,13 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=check_specs(name),
         kinds={"spark", "parquet"},
+        owners=table.owners,
+        tags=asset_tags(table),
         metadata={
             "dagster/column_schema": table_schema(table),
             "partition_column": table.partition_column,
             "key": dg.MetadataValue.json(table.key),
+            **catalog_metadata(table),
         },
     )
     def load(
@@ -134,6 +120,13 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
                     f"table {name!r}, partition {day}: no raw manifest at "
                     f"{lake.uri(lake.manifest_path(name, day))}; "
                     f"materialize raw/{name} for this partition first"
+                )
+            if manifest.get("isolated"):
+                raise DeliveryIsolated(
+                    f"table {name!r}, partition {day}: the dump isolated this delivery to "
+                    f"{manifest['isolated']['location']} (sensitive data in columns not declared sensitive: "
+                    f"{', '.join(manifest['isolated']['columns'])}); nothing was staged, so it cannot load. "
+                    "Declare the columns sensitive, or get a redelivery, then re-run the dump."
                 )
             manifests[day] = manifest
         schema = evolve(name, table, read_json_if_exists(lake.store, lake.schema_path(name)), manifests)
@@ -188,10 +181,14 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
                     if schema["before"] != schema["after"]
                     else {}
                 )
+                reported = dict(result.metadata or {})
+                schema_key = "dagster/column_schema"  # as written, plus the design's catalog metadata
+                if schema_key in reported:
+                    reported[schema_key] = enrich_schema(reported[schema_key], table)
                 result = dg.MaterializeResult(
                     asset_key=result.asset_key,
                     metadata={
-                        **(result.metadata or {}),
+                        **reported,
                         **evolution,
                         "columns_ignored": dg.MetadataValue.json(schema["ignored"]),
                         **pipeline.provenance_metadata(),
