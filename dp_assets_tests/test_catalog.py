@@ -145,6 +145,8 @@ def test_bad_governance_config_is_an_error(replace: str, by: str, message: str) 
         ('[governance]\nseverity = { passport = "high" }\n', "not managed identifiers"),
         ('[governance]\nseverity = { email = "critical" }\n', "governance.severity.email"),
         ('[governance]\nhash_key_env = "abc=s3cret"\n', "NAME of the environment variable"),
+        ('[openlineage]\nurl_env = "http://marquez:5000/api/v1/lineage"\n', "holding the endpoint URL"),
+        ('[openlineage]\nurl = "DP_OPENLINEAGE_URL"\n', "openlineage.url: unknown key"),
         (
             '[[governance.custom_identifiers]]\nname = "x"\nregex = "(?<=a)b"\nkeywords = ["x"]\n',
             "not a valid RE2 regular expression",

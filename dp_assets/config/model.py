@@ -399,6 +399,24 @@ class Governance(_Strict):
         return self
 
 
+class OpenLineage(_Strict):
+    """Emit a RunEvent per materialization of the dump and load assets to an OpenLineage endpoint
+    (e.g. Marquez's ``/api/v1/lineage``). The URL may carry a token: the config names the variable."""
+
+    url_env: str | None = None  # e.g. "DP_OPENLINEAGE_URL"; unset = no emission
+    namespace: str | None = None  # the jobs' namespace; default general.pipeline_name
+
+    @field_validator("url_env")
+    @classmethod
+    def _names_a_variable(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_VAR.match(v):
+            raise ValueError(
+                "give the NAME of the environment variable holding the endpoint URL (e.g. "
+                "DP_OPENLINEAGE_URL), not the URL itself"
+            )
+        return v
+
+
 class PipelineConfig(_Strict):
     general: General
     processing: Processing = Field(default_factory=Processing)
@@ -407,6 +425,7 @@ class PipelineConfig(_Strict):
     automation: Automation = Field(default_factory=Automation)
     notify: Notify = Field(default_factory=Notify)
     governance: Governance = Field(default_factory=Governance)
+    openlineage: OpenLineage = Field(default_factory=OpenLineage)
     tables: dict[str, Table] = Field(min_length=1)
 
     @property

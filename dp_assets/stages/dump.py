@@ -18,6 +18,7 @@ from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.model import ENVS, PROTECTED_ENVS, Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
+from dp_assets.lineage import dataset, emit, table_facets
 from dp_assets.stages.sensitive import (
     SENSITIVE_CHECK,
     ScanPolicy,
@@ -302,6 +303,13 @@ def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
                 **scan_metadata(manifests),
                 **pipeline.provenance_metadata(),
             }
+        )
+        emit(
+            context,
+            loaded,
+            f"raw.{name}",
+            inputs=[dataset(lake.landing.uri(table.source.prefix.strip("/")))],
+            outputs=[dataset(lake.uri(lake.raw_root(name)), table_facets(table))],
         )
         yield dg.AssetCheckResult(
             check_name=DUPLICATE_CHECK,

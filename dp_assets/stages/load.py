@@ -16,6 +16,7 @@ from dp_assets.config.model import Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import SparkLauncher
+from dp_assets.lineage import dataset, emit, facet, table_facets
 from dp_assets.storage import read_json_if_exists, write_json
 
 LOAD_JOB = "load_table.py"
@@ -87,6 +88,29 @@ def evolve(
         "added": [c["name"] for c in new],
         "ignored": sorted(seen) if table.evolution == "ignore" else [],
     }
+
+
+def emit_load_lineage(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineConfigResource,
+    lake: Lake,
+    name: str,
+    table: Table,
+    reported: dict[str, Any],
+) -> None:
+    """The load's OpenLineage event (when configured): raw zone in, the table out with its metadata."""
+    rows = reported.get("dagster/row_count")
+    rows = getattr(rows, "value", rows)
+    stats = {"outputStatistics": facet("outputStatistics", rowCount=rows)} if rows is not None else {}
+    schema = reported.get("dagster/column_schema")
+    facets = table_facets(table, schema if isinstance(schema, dg.TableSchema) else table_schema(table))
+    emit(
+        context,
+        pipeline.loaded,
+        name,
+        inputs=[dataset(lake.uri(lake.raw_root(name)))],
+        outputs=[dataset(lake.uri(name), facets, **stats)],
+    )
 
 
 def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -195,6 +219,7 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
                     },
                     data_version=result.data_version,
                 )
+                emit_load_lineage(context, pipeline, lake, name, table, reported)
             yield result
         write_json(lake.store, lake.schema_path(name), {"columns": schema["after"]})
 
