@@ -12,6 +12,7 @@ from dp_assets.storage import Store, store_for
 RAW_ZONE = "_raw"  # leading underscore: Spark and Hive readers skip it under output_path
 STAGED_ZONE = "_staged"
 QUARANTINE_ZONE = "_quarantine"
+ISOLATED_ZONE = "_isolated"  # deliveries held back by the sensitive-data scan, for review
 MANIFEST = "_manifest.json"
 
 
@@ -54,6 +55,10 @@ class Lake:
 
     def quarantine_root(self, name: str) -> str:
         return f"{QUARANTINE_ZONE}/{name}"
+
+    def isolated_prefix(self, name: str, day: str) -> str:
+        """Where the dump moves a day's raw and staged files when the scan isolates the delivery."""
+        return f"{ISOLATED_ZONE}/{name}/{self.table(name).partition_column}={day}"
 
     def raw_prefix(self, name: str, day: str) -> str:
         return f"{self.raw_root(name)}/{self.table(name).partition_column}={day}"

@@ -71,6 +71,7 @@ def test_checks_fail_exactly_where_the_data_is_wrong(corpus) -> None:
         "row_accounting": True,
         "quarantine_within_threshold": False,  # 11 of ~300 rows, over max_ratio 0.02
         "no_duplicate_delivery": False,  # the copied file (WARN: does not block)
+        "no_undeclared_sensitive_data": True,
     }
 
 

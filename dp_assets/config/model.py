@@ -28,6 +28,12 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 _ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _SNS_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$")
 _CRON = re.compile(r"^\S+(\s+\S+){4}$")
+# Dagster's rules for definition tags (asset tags are validated strictly): an optional namespace
+# section and a name, each at most 63 of [A-Za-z0-9_.-]; values at most 63 of the same, or empty.
+_TAG_KEY = re.compile(r"^([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}$")
+_TAG_VALUE = re.compile(r"^[A-Za-z0-9_.-]{0,63}$")
+_OWNER = re.compile(r"^(team:\S+|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7})$")
+_GLOSSARY_TERM = re.compile(r"^[^\x00-\x1f]{1,200}$")
 
 
 class _Strict(BaseModel):
@@ -147,11 +153,59 @@ class Notify(_Strict):
         )
 
 
+Severity = Literal["low", "medium", "high"]
+# The scan's managed identifiers and their default severities (`[governance] severity` overrides).
+MANAGED_IDENTIFIERS: dict[str, Severity] = {
+    "email": "medium",
+    "phone": "medium",
+    "credit_card": "high",
+    "us_ssn": "high",
+    "ipv4": "low",
+    "ipv6": "low",
+    "iban": "high",
+}
+SENSITIVE_TERM = "Classification.Sensitive"  # the glossary term every column declared sensitive gets
+
+
+def _check_tags(tags: dict[str, str]) -> dict[str, str]:
+    for key, value in tags.items():
+        if not _TAG_KEY.match(key) or key.startswith(("dagster/", "glossary/")):
+            raise ValueError(
+                f"tag key {key!r}: use at most 63 of A-Z a-z 0-9 _ . - (optionally one 'namespace/' "
+                "section); the dagster/ and glossary/ namespaces are reserved"
+            )
+        if not _TAG_VALUE.match(value):
+            raise ValueError(f"tag {key!r}: the value {value!r} must be at most 63 of A-Z a-z 0-9 _ . -")
+    return tags
+
+
+def _check_terms(terms: list[str]) -> list[str]:
+    bad = [t for t in terms if not _GLOSSARY_TERM.match(t) or not t.strip()]
+    if bad:
+        raise ValueError(f"glossary terms {bad} must be 1-200 printable characters, e.g. 'PII.Email'")
+    return terms
+
+
 class Column(_Strict):
     name: str
     type: str
     nullable: bool = True
     description: str = ""
+    # Declared to hold sensitive data: the scan reports findings here but takes no action, and the
+    # column carries the glossary term Classification.Sensitive.
+    sensitive: bool = False
+    glossary_terms: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_tags(v)
+
+    @field_validator("glossary_terms")
+    @classmethod
+    def _terms(cls, v: list[str]) -> list[str]:
+        return _check_terms(v)
 
     @field_validator("name")
     @classmethod
@@ -192,6 +246,19 @@ class QuarantinePolicy(_Strict):
     max_rows: int | None = Field(default=None, ge=0)
 
 
+class SensitiveScan(_Strict):
+    """The dump's scan of each staged file for sensitive data (see stages/sensitive.py)."""
+
+    enabled: bool = True
+    sample_rows: int | None = Field(
+        default=None, ge=1, description="rows scanned per file, drawn at random; unset = every row"
+    )
+    # What a high-severity finding in a column NOT declared sensitive does: move the day's delivery
+    # to the isolation zone and fail the dump's blocking check, or rewrite the column in the staged
+    # file (sha256 of each value, or a fixed mask) and continue.
+    action: Literal["isolate", "mask", "hash"] = "isolate"
+
+
 # Columns the load adds to every table; a design may not declare them.
 ROW_HASH, LOAD_DATE = "row_hash", "load_date"
 
@@ -209,6 +276,29 @@ class Table(_Strict):
     # column (ties and no column: the last delivered line).
     dedup_order_by: str | None = None
     quarantine: QuarantinePolicy = Field(default_factory=QuarantinePolicy)
+    # Catalog metadata shown in the UI: owners are emails or "team:<name>".
+    owners: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    glossary_terms: list[str] = Field(default_factory=list)
+    scan: SensitiveScan = Field(default_factory=SensitiveScan)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_tags(v)
+
+    @field_validator("glossary_terms")
+    @classmethod
+    def _terms(cls, v: list[str]) -> list[str]:
+        return _check_terms(v)
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, v: list[str]) -> list[str]:
+        bad = [o for o in v if not _OWNER.match(o)]
+        if bad:
+            raise ValueError(f"owners {bad} must be email addresses or 'team:<name>'")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> Table:
@@ -236,6 +326,97 @@ class Table(_Strict):
         return self
 
 
+class CustomIdentifier(_Strict):
+    """A custom data identifier (as in Macie): a regex that counts only in columns whose name
+    contains one of the keywords (case-insensitive)."""
+
+    name: str
+    regex: str  # RE2 syntax (what pyarrow.compute runs): no look-arounds or back-references
+    keywords: list[str] = Field(min_length=1)
+    severity: Severity = "high"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _IDENTIFIER.match(v):
+            raise ValueError(f"identifier name {v!r} must be snake_case (letters, digits, _)")
+        if v in MANAGED_IDENTIFIERS:
+            raise ValueError(f"{v!r} is a managed identifier; give the custom identifier another name")
+        return v
+
+    @field_validator("regex")
+    @classmethod
+    def _re2(cls, v: str) -> str:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            pc.match_substring_regex(pa.array([""]), v)
+        except pa.ArrowInvalid as e:
+            raise ValueError(f"not a valid RE2 regular expression: {e}") from None
+        return v
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, v: list[str]) -> list[str]:
+        if any(not k.strip() for k in v):
+            raise ValueError("keywords must not be empty strings")
+        return [k.strip().lower() for k in v]
+
+
+class Governance(_Strict):
+    """Pipeline-wide settings of the sensitive-data scan."""
+
+    custom_identifiers: list[CustomIdentifier] = Field(default_factory=list)
+    severity: dict[str, Severity] = Field(
+        default_factory=dict, description="override a managed identifier's severity, e.g. email = 'high'"
+    )
+    # scan.action = "hash": with this variable set, values are hashed as HMAC-SHA256 keyed with its
+    # content (low-entropy values such as SSNs cannot then be recovered by hashing every candidate).
+    hash_key_env: str | None = None
+
+    @field_validator("severity")
+    @classmethod
+    def _managed(cls, v: dict[str, Severity]) -> dict[str, Severity]:
+        unknown = sorted(set(v) - set(MANAGED_IDENTIFIERS))
+        if unknown:
+            raise ValueError(f"{unknown} are not managed identifiers; use one of {list(MANAGED_IDENTIFIERS)}")
+        return v
+
+    @field_validator("hash_key_env")
+    @classmethod
+    def _names_a_variable(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_VAR.match(v):
+            raise ValueError("give the NAME of the environment variable holding the hash key, not the key")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Governance:
+        names = [c.name for c in self.custom_identifiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"custom identifiers declared twice: {dupes}")
+        return self
+
+
+class OpenLineage(_Strict):
+    """Emit a RunEvent per materialization of the dump and load assets to an OpenLineage endpoint
+    (e.g. Marquez's ``/api/v1/lineage``). The URL may carry a token: the config names the variable."""
+
+    url_env: str | None = None  # e.g. "DP_OPENLINEAGE_URL"; unset = no emission
+    namespace: str | None = None  # the jobs' namespace; default general.pipeline_name
+
+    @field_validator("url_env")
+    @classmethod
+    def _names_a_variable(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_VAR.match(v):
+            raise ValueError(
+                "give the NAME of the environment variable holding the endpoint URL (e.g. "
+                "DP_OPENLINEAGE_URL), not the URL itself"
+            )
+        return v
+
+
 class PipelineConfig(_Strict):
     general: General
     processing: Processing = Field(default_factory=Processing)
@@ -243,6 +424,8 @@ class PipelineConfig(_Strict):
     catalog: Catalog = Field(default_factory=Catalog)
     automation: Automation = Field(default_factory=Automation)
     notify: Notify = Field(default_factory=Notify)
+    governance: Governance = Field(default_factory=Governance)
+    openlineage: OpenLineage = Field(default_factory=OpenLineage)
     tables: dict[str, Table] = Field(min_length=1)
 
     @property

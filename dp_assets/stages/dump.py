@@ -7,14 +7,27 @@ so memory stays bounded whatever the delivery size.
 
 import datetime as dt
 import hashlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
+from dp_assets.catalog import asset_tags, catalog_metadata
+from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.model import ENVS, PROTECTED_ENVS, Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
+from dp_assets.lineage import dataset, emit, table_facets
+from dp_assets.stages.sensitive import (
+    SENSITIVE_CHECK,
+    ScanPolicy,
+    redact,
+    scan_metadata,
+    scan_staged_file,
+    sensitive_check,
+    summarize,
+)
 from dp_assets.stages.staging import stage_file
 from dp_assets.storage import Store, read_json_if_exists, write_json
 
@@ -71,13 +84,53 @@ def _first_delivered_as(lake: Lake, name: str, day: str, rel: str, sha256: str) 
     return None if first["partition"] == day else f"{first['partition']}/{first['file']}"
 
 
-def dump_partition(lake: Lake, name: str, day: str) -> dict[str, Any]:
+def scan_policy(loaded: LoadedConfig, table: Table) -> ScanPolicy | None:
+    """The table's sensitive-data scan (None: disabled), with the hash key when one is configured."""
+    if not table.scan.enabled:
+        return None
+    governance = loaded.config.governance
+    key = None
+    if table.scan.action == "hash" and governance.hash_key_env:
+        value = os.environ.get(governance.hash_key_env)
+        if not value:
+            raise dg.Failure(
+                f"governance.hash_key_env names {governance.hash_key_env}, which is not set: set it to the "
+                "secret hash key (the same in every environment whose hashes must join), or remove the key "
+                "to hash with plain sha256"
+            )
+        key = value.encode()
+    return ScanPolicy.for_table(table, governance, key)
+
+
+def isolate_delivery(lake: Lake, name: str, day: str, entries: list[dict[str, Any]]) -> str:
+    """Move the day's raw and staged files to the isolation zone; returns its location.
+
+    The delivery-index markers of its files are dropped, so the same content delivered again (for
+    any day) is staged and scanned again instead of being skipped as a duplicate.
+    """
+    target = lake.isolated_prefix(name, day)
+    lake.store.delete_prefix(target)  # a re-dump replaces the day's isolated files, never adds to them
+    for zone, prefix in (("raw", lake.raw_prefix(name, day)), ("staged", lake.staged_prefix(name, day))):
+        for f in lake.store.list(prefix):
+            copy_with_sha256(lake.store, f.path, lake.store, f"{target}/{zone}/{f.path[len(prefix) + 1 :]}")
+        lake.store.delete_prefix(prefix)
+    for e in entries:
+        index = lake.delivery_index(name, e["sha256"])
+        first = None if e.get("duplicate_of") else read_json_if_exists(lake.store, index)
+        if first and first["partition"] == day:
+            lake.store.delete(index)
+    return lake.uri(target)
+
+
+def dump_partition(lake: Lake, name: str, day: str, policy: ScanPolicy | None = None) -> dict[str, Any]:
     """Copy one table-day delivery into the raw zone, stage it for Spark, and write its manifest.
 
     Outcomes worth knowing: a file whose content was already delivered for another day is kept in
     the raw zone but not staged (``duplicate_of``); files absent from the previous manifest of this
     day are listed as ``late_files``; a day whose files hold no records stages nothing and loads as
-    an empty partition.
+    an empty partition. With a scan ``policy``, each staged file is scanned for sensitive data
+    (``scan``: counts only); a high-severity finding in a column not declared sensitive either
+    isolates the whole day (``isolated``: nothing stays staged) or was masked/hashed in the staged file.
     """
     table = lake.table(name)
     prefix = lake.delivery_prefix(name, day)
@@ -124,10 +177,12 @@ def dump_partition(lake: Lake, name: str, day: str) -> dict[str, Any]:
                 columns=staged.columns,
                 header_matches=staged.header_matches,
                 parser=staged.parser,
-                notes=staged.notes,
+                notes=[redact(n) for n in staged.notes],  # a parser message may quote the data
             )
             if not staged.columns:
                 lake.store.delete(staged_path)  # nothing to stage: empty or header-less file
+            elif policy is not None:
+                entry["scan"] = scan_staged_file(lake.store, staged_path, policy, rel).as_dict()
         entries.append(entry)
     known = {e["file"] for e in previous["files"]} if previous else set()
     manifest = {
@@ -142,6 +197,15 @@ def dump_partition(lake: Lake, name: str, day: str) -> dict[str, Any]:
         "late_files": sorted({e["file"] for e in entries} - known) if previous else [],
         "dumped_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    if policy is not None:
+        manifest["scan"] = summary = summarize(entries)
+        violations = [f for f in summary["findings"] if f["severity"] == "high" and not f["declared"]]
+        if violations and policy.action == "isolate":
+            manifest["isolated"] = {
+                "location": isolate_delivery(lake, name, day, entries),
+                "columns": sorted({f["column"] for f in violations}),
+                "identifiers": sorted({f["identifier"] for f in violations}),
+            }
     write_json(lake.store, lake.manifest_path(name, day), manifest)
     return manifest
 
@@ -157,14 +221,34 @@ def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"csv"},
-        metadata={"source_prefix": table.source.prefix},
+        owners=table.owners,
+        tags=asset_tags(table),
+        metadata={"source_prefix": table.source.prefix, **catalog_metadata(table)},
         check_specs=[
             dg.AssetCheckSpec(
                 DUPLICATE_CHECK,
                 asset=dg.AssetKey(["raw", name]),
                 description="No delivered file repeats the content of a file delivered for another day "
                 "(such files are kept in the raw zone but not loaded).",
-            )
+            ),
+            *(
+                [
+                    dg.AssetCheckSpec(
+                        SENSITIVE_CHECK,
+                        asset=dg.AssetKey(["raw", name]),
+                        blocking=True,
+                        description="No sensitive data (managed and custom identifiers) in columns not "
+                        f"declared sensitive. On a high-severity finding ({table.scan.action}): "
+                        + (
+                            "the day's delivery is isolated and this check fails, blocking the load."
+                            if table.scan.action == "isolate"
+                            else "the column is rewritten in the staged data and this check warns."
+                        ),
+                    )
+                ]
+                if table.scan.enabled
+                else []
+            ),
         ],
     )
     def dump(
@@ -179,7 +263,8 @@ def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
             context.log.warning(
                 f"{name}: clean-up removed {purged} file(s) for {context.partition_key_range}"
             )
-        manifests = {day: dump_partition(lake, name, day) for day in context.partition_keys}
+        policy = scan_policy(loaded, table)
+        manifests = {day: dump_partition(lake, name, day, policy) for day in context.partition_keys}
         for day, m in manifests.items():
             context.log.info(
                 f"{name} {day}: {len(m['files'])} file(s), {m['rows']} rows "
@@ -190,6 +275,14 @@ def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
                     context.log.warning(f"{name} {day} {f['file']}: {note}")
             if m["late_files"]:
                 context.log.warning(f"{name} {day}: late files {m['late_files']}; the day is reloaded whole")
+            if m.get("isolated"):
+                context.log.error(
+                    f"{name} {day}: high-severity sensitive data in columns {m['isolated']['columns']} "
+                    f"(not declared sensitive; {', '.join(m['isolated']['identifiers'])}): the delivery was "
+                    f"isolated to {m['isolated']['location']}/ and nothing was staged"
+                )
+            elif m.get("scan", {}).get("protected"):
+                context.log.warning(f"{name} {day}: rewritten in the staged data: {m['scan']['protected']}")
         duplicates = {
             d: [f"{f['file']} = {f['duplicate_of']}" for f in m["files"] if f.get("duplicate_of")]
             for d, m in manifests.items()
@@ -207,8 +300,16 @@ def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
                     {d: m["late_files"] for d, m in manifests.items() if m["late_files"]}
                 ),
                 "raw_location": dg.MetadataValue.path(lake.uri(lake.raw_root(name))),
+                **scan_metadata(manifests),
                 **pipeline.provenance_metadata(),
             }
+        )
+        emit(
+            context,
+            loaded,
+            f"raw.{name}",
+            inputs=[dataset(lake.landing.uri(table.source.prefix.strip("/")))],
+            outputs=[dataset(lake.uri(lake.raw_root(name)), table_facets(table))],
         )
         yield dg.AssetCheckResult(
             check_name=DUPLICATE_CHECK,
@@ -217,5 +318,7 @@ def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"duplicates": dg.MetadataValue.json(duplicates)},
         )
+        if policy is not None:
+            yield sensitive_check(name, table, manifests)
 
     return dump

@@ -11,11 +11,13 @@ from typing import Any
 
 import dagster as dg
 
+from dp_assets.catalog import asset_tags, catalog_metadata, enrich_schema, table_schema
 from dp_assets.config.loader import LoadedConfig
-from dp_assets.config.model import LOAD_DATE, ROW_HASH, Table
+from dp_assets.config.model import Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import SparkLauncher
+from dp_assets.lineage import dataset, emit, facet, table_facets
 from dp_assets.storage import read_json_if_exists, write_json
 
 LOAD_JOB = "load_table.py"
@@ -38,29 +40,11 @@ def check_specs(name: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def table_schema(table: Table) -> dg.TableSchema:
-    cols = [
-        dg.TableColumn(
-            c.name,
-            c.type,
-            description=c.description or None,
-            constraints=dg.TableColumnConstraints(nullable=c.nullable),
-        )
-        for c in table.columns
-    ]
-    return dg.TableSchema(
-        [
-            *cols,
-            dg.TableColumn(
-                ROW_HASH, "string", description="sha256 of the canonical row, for change detection"
-            ),
-            dg.TableColumn(LOAD_DATE, "date", description="the day the row was loaded"),
-            dg.TableColumn(table.partition_column, "date", description="delivery day"),
-        ]
-    )
-
-
 class SchemaEvolutionRefused(dg.Failure):
+    pass
+
+
+class DeliveryIsolated(dg.Failure):
     pass
 
 
@@ -120,6 +104,13 @@ def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[dict[st
                 f"{lake.uri(lake.manifest_path(name, day))}; "
                 f"materialize raw/{name} for this partition first"
             )
+        if manifest.get("isolated"):
+            raise DeliveryIsolated(
+                f"table {name!r}, partition {day}: the dump isolated this delivery to "
+                f"{manifest['isolated']['location']} (sensitive data in columns not declared sensitive: "
+                f"{', '.join(manifest['isolated']['columns'])}); nothing was staged, so it cannot load. "
+                "Declare the columns sensitive, or get a redelivery, then re-run the dump."
+            )
         manifests[day] = manifest
     schema = evolve(name, table, read_json_if_exists(lake.store, lake.schema_path(name)), manifests)
     nullable = {c.name: c.nullable for c in table.columns}
@@ -152,6 +143,29 @@ def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[dict[st
     return extras, schema
 
 
+def emit_load_lineage(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineConfigResource,
+    lake: Lake,
+    name: str,
+    table: Table,
+    reported: dict[str, Any],
+) -> None:
+    """The load's OpenLineage event (when configured): raw zone in, the table out with its metadata."""
+    rows = reported.get("dagster/row_count")
+    rows = getattr(rows, "value", rows)
+    stats = {"outputStatistics": facet("outputStatistics", rowCount=rows)} if rows is not None else {}
+    schema = reported.get("dagster/column_schema")
+    facets = table_facets(table, schema if isinstance(schema, dg.TableSchema) else table_schema(table))
+    emit(
+        context,
+        pipeline.loaded,
+        name,
+        inputs=[dataset(lake.uri(lake.raw_root(name)))],
+        outputs=[dataset(lake.uri(name), facets, **stats)],
+    )
+
+
 def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=name,
@@ -162,16 +176,20 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=check_specs(name),
         kinds={"spark", "parquet"},
+        owners=table.owners,
+        tags=asset_tags(table),
         metadata={
             "dagster/column_schema": table_schema(table),
             "partition_column": table.partition_column,
             "key": dg.MetadataValue.json(table.key),
+            **catalog_metadata(table),
         },
     )
     def load(
         context: dg.AssetExecutionContext, pipeline: PipelineConfigResource, spark: SparkLauncher
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         extras, schema = load_spec(pipeline.loaded, name, context.partition_keys)
+        lake = Lake(pipeline.loaded)
         if schema["added"]:
             context.log.warning(f"{name}: schema evolution adds columns {schema['added']} (as string)")
         if schema["ignored"]:
@@ -188,18 +206,22 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
                     if schema["before"] != schema["after"]
                     else {}
                 )
+                reported = dict(result.metadata or {})
+                schema_key = "dagster/column_schema"  # as written, plus the design's catalog metadata
+                if schema_key in reported:
+                    reported[schema_key] = enrich_schema(reported[schema_key], table)
                 result = dg.MaterializeResult(
                     asset_key=result.asset_key,
                     metadata={
-                        **(result.metadata or {}),
+                        **reported,
                         **evolution,
                         "columns_ignored": dg.MetadataValue.json(schema["ignored"]),
                         **pipeline.provenance_metadata(),
                     },
                     data_version=result.data_version,
                 )
+                emit_load_lineage(context, pipeline, lake, name, table, reported)
             yield result
-        lake = Lake(pipeline.loaded)
         write_json(lake.store, lake.schema_path(name), {"columns": schema["after"]})
 
     return load
