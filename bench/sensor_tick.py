@@ -61,28 +61,33 @@ def main() -> None:
     sensor = build_definitions(loaded).resolve_sensor_def("new_data_flights")
     days = [dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(DAYS + args.rounds)]
 
-    # Setup straight into moto's in-process backend (fast); every tick goes over HTTP.
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-    began = time.monotonic()
-    for day in days[:DAYS]:
-        for j in range(FILES_PER_DAY):
-            backend.put_object(BUCKET, f"landing/flights/{day}/part-{j:05d}.csv", b"x")
-    print(f"created {DAYS * FILES_PER_DAY:,} keys in {time.monotonic() - began:.1f} s", flush=True)
-
     def tick(cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:
         data = sensor.evaluate_tick(
             dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), cursor=cursor)
         )
         return list(data.run_requests or []), data.cursor
 
+    # Setup straight into moto's in-process backend (fast); every tick goes over HTTP. The sensor has
+    # been running: it saw the newest days as they came, and S3 lists in key order whenever keys
+    # were written, so the older history can be added behind its cursor.
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    began = time.monotonic()
+
+    def put_days(chosen: list[dt.date]) -> None:
+        for day in chosen:
+            for j in range(FILES_PER_DAY):
+                backend.put_object(BUCKET, f"landing/flights/{day}/part-{j:05d}.csv", b"x")
+
+    put_days(days[DAYS - 4 : DAYS])
+    _, cursor = tick(None)
+    put_days(days[: DAYS - 4])
+    print(f"created {DAYS * FILES_PER_DAY:,} keys in {time.monotonic() - began:.1f} s", flush=True)
+
     calls.clear()
     began = time.monotonic()
-    store = Lake(loaded).landing
-    assert len(store.list("flights")) == DAYS * FILES_PER_DAY
+    assert len(Lake(loaded).landing.list("flights")) == DAYS * FILES_PER_DAY
     full_listing = (time.monotonic() - began, calls["ListObjectsV2"])
 
-    # A sensor that has been running sees the newest day first; seed its cursor the way it would be.
-    _, cursor = tick(None)
     rows, seconds = [], []
     for r, day in enumerate(days[DAYS:]):
         for j in range(NEW_PER_ROUND):
