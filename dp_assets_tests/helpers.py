@@ -39,3 +39,24 @@ def asset_def(defs: dg.Definitions, key: str | list[str]) -> dg.AssetsDefinition
     """The unbound assets definition for a key, as passed to Definitions (resources come separately)."""
     asset_key = dg.AssetKey(key)
     return next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and asset_key in a.keys)
+
+
+def materialize_range(
+    loaded: LoadedConfig,
+    start: str,
+    end: str,
+    extra_assets: tuple = (),
+    raise_on_error: bool = False,
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Every asset the config defines (plus extras) over [start, end] as one run (default: fresh instance)."""
+    from dp_assets.definitions import build_definitions
+
+    defs = build_definitions(loaded)
+    return dg.materialize(
+        [*defs.assets, *extra_assets],  # type: ignore[list-item]
+        resources=defs.resources,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        tags=range_tags(start, end),
+        raise_on_error=raise_on_error,
+    )

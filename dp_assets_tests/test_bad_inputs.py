@@ -13,20 +13,8 @@ import pyarrow.compute as pc
 import pytest
 
 from dp_assets.config.loader import load_config_from
-from dp_assets.definitions import build_definitions
 from dp_assets_tests.bad_inputs import KINDS, day_of, write_config, write_corpus
-from dp_assets_tests.helpers import check_results, range_tags, read_table
-
-
-def materialize(loaded, start: str, end: str) -> dg.ExecuteInProcessResult:
-    defs = build_definitions(loaded)
-    return dg.materialize(
-        list(defs.assets),
-        resources=defs.resources,
-        instance=dg.DagsterInstance.ephemeral(),
-        tags=range_tags(start, end),
-        raise_on_error=False,
-    )
+from dp_assets_tests.helpers import check_results, materialize_range, read_table
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +22,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("corpus")
     by_day = write_corpus(home / "landing")
     loaded = load_config_from(str(write_config(home / "config.toml")), home=home)
-    result = materialize(loaded, day_of(0), day_of(len(KINDS) - 1))
+    result = materialize_range(loaded, day_of(0), day_of(len(KINDS) - 1))
     return home, loaded, by_day, result
 
 
@@ -121,7 +109,7 @@ def test_dedup_keeps_the_latest_and_late_files_reload_the_day(corpus) -> None:
     late.write_bytes(b"id,name,amount,ts\n9,late,9,2024-01-01 13:00:00\n")
     dedup = load_config_from(str(write_config(home / "dedup.toml", dedup=True)), home=home)
     start, end = sorted([day["clean"], day["duplicate key"]])
-    result = materialize(dedup, start, end)
+    result = materialize_range(dedup, start, end)
     assert check_results(result)["key_unique"] is True
     md = result.asset_materializations_for_node("events")[0].metadata
     assert md["rows_deduplicated"].value == 1
@@ -136,7 +124,7 @@ def test_dedup_keeps_the_latest_and_late_files_reload_the_day(corpus) -> None:
 def test_evolution_fail_refuses_before_spark(tmp_path: Path) -> None:
     write_corpus(tmp_path / "landing")
     loaded = load_config_from(str(write_config(tmp_path / "c.toml", evolution="fail")), home=tmp_path)
-    result = materialize(loaded, day_of(1), day_of(1))
+    result = materialize_range(loaded, day_of(1), day_of(1))
     (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     message = failure.step_failure_data.error.message
     assert "columns the design lacks (note in 2024-01-02/d.csv)" in message

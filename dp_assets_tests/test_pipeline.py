@@ -18,23 +18,17 @@ from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.definitions import build_definitions
 from dp_assets.lake import Lake
 from dp_assets.partitions import daily_partitions
+from dp_assets_tests import helpers
 from dp_assets_tests.conftest import packaged_text
-from dp_assets_tests.helpers import asset_def, check_results, demo_lake, range_tags, read_table
+from dp_assets_tests.helpers import asset_def, check_results, demo_lake, read_table
 
 START, END = "2013-01-01", "2013-01-03"
 
 
 def materialize_range(loaded, start: str, end: str, extra_assets=(), raise_on_error: bool = True):
-    defs = build_definitions(loaded)
-    assets = [*defs.assets, *extra_assets]  # type: ignore[misc]
+    """The run and the instance that holds its event log."""
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(
-        assets,
-        resources=defs.resources,
-        instance=instance,
-        tags=range_tags(start, end),
-        raise_on_error=raise_on_error,
-    )
+    result = helpers.materialize_range(loaded, start, end, tuple(extra_assets), raise_on_error, instance)
     return result, instance
 
 

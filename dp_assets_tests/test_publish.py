@@ -9,9 +9,8 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from dp_assets.definitions import build_definitions
 from dp_assets.lake import Lake
-from dp_assets_tests.helpers import demo_lake, range_tags
+from dp_assets_tests.helpers import demo_lake, materialize_range
 
 START, END = "2013-01-01", "2013-01-03"
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
@@ -23,14 +22,7 @@ def load(loaded, kill_at: str | None, monkeypatch: pytest.MonkeyPatch) -> dg.Exe
         monkeypatch.setenv("DP_FAULT_KILL_AT", kill_at)
     else:
         monkeypatch.delenv("DP_FAULT_KILL_AT", raising=False)
-    defs = build_definitions(loaded)
-    return dg.materialize(
-        list(defs.assets),
-        resources=defs.resources,
-        instance=dg.DagsterInstance.ephemeral(),
-        tags=range_tags(START, END),
-        raise_on_error=False,
-    )
+    return materialize_range(loaded, START, END)
 
 
 def hashes(loaded, day: str) -> list[str]:

@@ -186,14 +186,9 @@ def _check_terms(terms: list[str]) -> list[str]:
     return terms
 
 
-class Column(_Strict):
-    name: str
-    type: str
-    nullable: bool = True
-    description: str = ""
-    # Declared to hold sensitive data: the scan reports findings here but takes no action, and the
-    # column carries the glossary term Classification.Sensitive.
-    sensitive: bool = False
+class _Catalogued(_Strict):
+    """Tags and glossary terms as a table or a column carries them into the catalog (and the UI)."""
+
     glossary_terms: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -206,6 +201,16 @@ class Column(_Strict):
     @classmethod
     def _terms(cls, v: list[str]) -> list[str]:
         return _check_terms(v)
+
+
+class Column(_Catalogued):
+    name: str
+    type: str
+    nullable: bool = True
+    description: str = ""
+    # Declared to hold sensitive data: the scan reports findings here but takes no action, and the
+    # column carries the glossary term Classification.Sensitive.
+    sensitive: bool = False
 
     @field_validator("name")
     @classmethod
@@ -263,7 +268,7 @@ class SensitiveScan(_Strict):
 ROW_HASH, LOAD_DATE = "row_hash", "load_date"
 
 
-class Table(_Strict):
+class Table(_Catalogued):
     description: str = ""
     partition_column: str = "partition_date"
     key: list[str] = Field(default_factory=list)
@@ -278,19 +283,7 @@ class Table(_Strict):
     quarantine: QuarantinePolicy = Field(default_factory=QuarantinePolicy)
     # Catalog metadata shown in the UI: owners are emails or "team:<name>".
     owners: list[str] = Field(default_factory=list)
-    tags: dict[str, str] = Field(default_factory=dict)
-    glossary_terms: list[str] = Field(default_factory=list)
     scan: SensitiveScan = Field(default_factory=SensitiveScan)
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
-        return _check_tags(v)
-
-    @field_validator("glossary_terms")
-    @classmethod
-    def _terms(cls, v: list[str]) -> list[str]:
-        return _check_terms(v)
 
     @field_validator("owners")
     @classmethod
