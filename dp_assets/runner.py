@@ -144,10 +144,10 @@ def summarize(
             name = mat.asset_key.to_user_string()
             if name in tables:
                 partitions[name].add(mat.partition or "")
-                md = mat.metadata
-                tables[name].rows = int(md["dagster/row_count"].value) if "dagster/row_count" in md else 0
+                md = mat.metadata  # each partition's materialization carries its own counts
+                tables[name].rows += int(md["dagster/row_count"].value) if "dagster/row_count" in md else 0
                 q = md.get("rows_quarantined")
-                tables[name].rows_quarantined = int(q.value) if q else 0
+                tables[name].rows_quarantined += int(q.value) if q else 0
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
             name = evaluation.asset_key.to_user_string()

@@ -78,16 +78,40 @@ def test_one_run_one_spark_application_for_the_range(three_days) -> None:
 def test_materializations_carry_counts_schema_and_config_provenance(three_days) -> None:
     loaded, delivered, result, _ = three_days
     for node in ("raw__flights", "flights"):
-        md = result.asset_materializations_for_node(node)[0].metadata
+        mats = result.asset_materializations_for_node(node)
+        assert {m.partition: m.metadata["dagster/row_count"].value for m in mats} == delivered
+        md = mats[0].metadata
         assert md["config_sha256"].value == loaded.provenance.sha256
         assert md["config_source"].value == "packaged"
-        assert md["dagster/row_count"].value == sum(delivered.values())
     load_md = result.asset_materializations_for_node("flights")[0].metadata
     assert load_md["rows_quarantined"].value == 0
     assert load_md["rows_by_partition"].value == delivered
     columns = [c.name for c in load_md["dagster/column_schema"].schema.columns]
     assert columns[:3] == ["year", "month", "day"]
     assert columns[-3:] == ["row_hash", "load_date", "flight_date"]
+
+
+def test_each_partition_carries_its_own_statistics(three_days) -> None:
+    """Row count, null counts and min/max per partition, as computed independently from the files."""
+    loaded, _, result, _ = three_days
+    table = read_table(Path(loaded.output_path) / "flights").to_table()
+    for mat in result.asset_materializations_for_node("flights"):
+        md = mat.metadata
+        day = table.filter(pc.equal(table["flight_date"].cast("string"), mat.partition))
+        assert md["dagster/row_count"].value == md["rows_in"].value == day.num_rows
+        assert md["rows_quarantined"].value == md["rows_deduplicated"].value == 0
+        for column in ("dep_time", "dep_delay", "arr_delay", "tailnum", "carrier"):
+            assert md[f"stats/{column}/nulls"].value == day[column].null_count, column
+        assert md["stats/dep_time/nulls"].value > 0  # cancelled flights: the demo has real nulls
+        for column in ("dep_delay", "distance", "flight"):
+            assert md[f"stats/{column}/min"].value == pc.min(day[column]).as_py(), column
+            assert md[f"stats/{column}/max"].value == pc.max(day[column]).as_py(), column
+        assert isinstance(md["stats/flight/max"], dg.IntMetadataValue)  # numbers are plotted
+        assert isinstance(md["stats/dep_delay/max"], dg.FloatMetadataValue)
+        assert md["stats/time_hour/min"].value.startswith(mat.partition)
+        assert "stats/carrier/min" not in md  # strings get null counts only
+    raw = {m.partition: m.metadata for m in result.asset_materializations_for_node("raw__flights")}
+    assert all(md["files"].value == 1 and md["bytes"].value > 0 for md in raw.values())
 
 
 def test_manifest_records_files_rows_bytes_sha256(three_days) -> None:

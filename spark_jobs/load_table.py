@@ -17,7 +17,9 @@ leaves each partition old or new, never mixed; the next load rolls an unfinished
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
+import math
 import os
 import signal
 import time
@@ -310,28 +312,68 @@ def register(
     return name
 
 
+_ORDERED_TYPES = ("tinyint", "smallint", "int", "bigint", "float", "double", "date", "timestamp")
+
+
+def _plain(value: Any) -> Any:
+    """A statistic as JSON: numbers stay numbers (NaN and infinities become null), dates and
+    timestamps ISO text."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dt.datetime):  # pyspark hands back local wall time; state it in UTC
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def partition_stats(written: DataFrame, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per partition, in one aggregation: row count, null count of every column, and min/max of the
+    numeric, date and timestamp columns (the profile the UI plots across partitions)."""
+    pc = spec["partition_column"]
+    profiled = [f for f in written.schema.fields if f.name not in (pc, ROW_HASH, LOAD_DATE)]
+    ordered = [
+        f.name
+        for f in profiled
+        if f.dataType.simpleString() in _ORDERED_TYPES or f.dataType.simpleString().startswith("decimal")
+    ]
+    aggs = [F.count(F.lit(1)).alias("__rows")]
+    for i, f in enumerate(profiled):
+        aggs.append(F.sum(F.col(f.name).isNull().cast("long")).alias(f"__nulls_{i}"))
+        if f.name in ordered:
+            aggs += [F.min(f.name).alias(f"__min_{i}"), F.max(f.name).alias(f"__max_{i}")]
+    stats = {}
+    for row in written.groupBy(pc).agg(*aggs).collect():
+        stats[row[pc].isoformat()] = {
+            "rows": int(row["__rows"]),
+            "nulls": {f.name: int(row[f"__nulls_{i}"] or 0) for i, f in enumerate(profiled)},
+            "min": {f.name: _plain(row[f"__min_{i}"]) for i, f in enumerate(profiled) if f.name in ordered},
+            "max": {f.name: _plain(row[f"__max_{i}"]) for i, f in enumerate(profiled) if f.name in ordered},
+        }
+    return stats
+
+
 def check_published(spark: SparkSession, spec: dict[str, Any], days: list[str]) -> dict[str, Any]:
-    """Read back what is now published for the days and compute the checks in few passes."""
+    """Read back what is now published for the days: checks and partition statistics in two passes."""
     pc = spec["partition_column"]
     hdfs = Hdfs(spark)
     paths = [f"{spec['table_uri']}/{pc}={d}" for d in days if hdfs.exists(f"{spec['table_uri']}/{pc}={d}")]
+    required = [c["name"] for c in spec["columns"] if not c["nullable"] or c["name"] in spec["key"]]
     if not paths:
         return {
             "paths": [],
             "schema": [],
-            "rows_by_day": {},
-            "nulls": {},
+            "stats": {},
+            "nulls": {c: 0 for c in required},
             "dup_keys": 0,
             "dup_rows": 0,
             "bytes": 0,
         }
     written = spark.read.option("basePath", spec["table_uri"]).parquet(*paths)
-    required = [c["name"] for c in spec["columns"] if not c["nullable"] or c["name"] in spec["key"]]
-    nulls: dict[str, int] = {}
-    if required:
-        agg = written.agg(*[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in required]).first()
-        nulls = {c: int(agg[c] or 0) for c in required}
-    rows_by_day = {r[pc].isoformat(): r["count"] for r in written.groupBy(pc).count().collect()}
+    stats = partition_stats(written, spec)
+    nulls = {c: sum(day["nulls"].get(c, 0) for day in stats.values()) for c in required}
     dup_keys = dup_rows = 0
     if spec["key"]:
         dups = written.groupBy(pc, *spec["key"]).count().where("count > 1")
@@ -340,7 +382,7 @@ def check_published(spark: SparkSession, spec: dict[str, Any], days: list[str]) 
     return {
         "paths": paths,
         "schema": [(f.name, f.dataType.simpleString()) for f in written.schema.fields],
-        "rows_by_day": rows_by_day,
+        "stats": stats,
         "nulls": nulls,
         "dup_keys": dup_keys,
         "dup_rows": dup_rows,
@@ -367,7 +409,8 @@ def report(
     asset = spec["asset_key"]
     expected = published_columns(spec)
     rows_in = {d: int(spec["manifest_rows"][d]) for d in days}
-    loaded = {d: published["rows_by_day"].get(d, 0) for d in days}
+    stats = published["stats"]
+    loaded = {d: stats[d]["rows"] if d in stats else 0 for d in days}
     quarantined, deduplicated = result["quarantined"], result["deduplicated"]
     descriptions = {c["name"]: c.get("description") or None for c in spec["columns"]}
     total_in, total_q = sum(rows_in.values()), sum(quarantined.values())
@@ -383,6 +426,17 @@ def report(
             "partitions": _int(len(days)),
             "rows_by_partition": _json(loaded),
             "quarantined_by_partition": _json({d: n for d, n in quarantined.items() if n}),
+            "partition_stats": _json(
+                {
+                    d: {
+                        "rows_in": rows_in[d],
+                        "rows_quarantined": quarantined[d],
+                        "rows_deduplicated": deduplicated[d],
+                        **stats.get(d, {"rows": 0, "nulls": {}, "min": {}, "max": {}}),
+                    }
+                    for d in days
+                }
+            ),
             "recovered_publishes": _json(result["recovered_runs"]),
             "dagster/column_schema": {
                 "raw_value": {
@@ -484,7 +538,7 @@ def main() -> None:
         result = load(spark, spec, days, run=pipes.run_id or f"adhoc-{int(time.time())}", phases=phases)
         published = check_published(spark, spec, days)
         phases.done("checks (read back)")
-        result["catalog_table"] = register(spark, spec, days, set(published["rows_by_day"]))
+        result["catalog_table"] = register(spark, spec, days, set(published["stats"]))
         phases.done("catalog")
         result["phases"] = phases.seconds
         report(pipes, spec, days, result, published, time.monotonic() - started)
