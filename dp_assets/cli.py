@@ -37,7 +37,7 @@ def _run(loaded, start: dt.date, end: dt.date, tables: list[str] | None, **flags
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dp_assets.demo import DEMO_TABLE, write_flight_deliveries
+    from dp_assets.demo import DEMO_TABLE, demo_database, seed_dimensions, write_flight_deliveries
     from dp_assets.lake import Lake
 
     loaded = load_config(args.config_s3)
@@ -46,7 +46,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     written = write_flight_deliveries(Lake(loaded), args.start, args.end)
     print(f"wrote {len(written)} daily deliveries ({sum(written.values())} rows) under {loaded.input_path}")
-    return _run(loaded, args.start, args.end, [DEMO_TABLE])
+    seeded = seed_dimensions(demo_database(loaded.dp_home))
+    print("seeded PostgreSQL: " + ", ".join(f"{t} ({n} rows)" for t, n in seeded.items()))
+    return _run(loaded, args.start, args.end, None)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -92,9 +94,11 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from dp_assets.config.loader import dp_home
+    from dp_assets.demo import demo_database
     from dp_assets.runner import default_instance
 
     default_instance(dp_home())
+    demo_database(dp_home())  # the webserver's runs extract the demo's tables from it
     root = Path(__file__).resolve().parent.parent
     os.execvp("dagster", ["dagster", "dev", "-w", str(root / "workspace.yaml"), "-p", str(args.port)])
     return 0

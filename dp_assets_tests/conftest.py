@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated DP_HOME per test and one moto S3 server over HTTP per session."""
+"""Shared fixtures: an isolated DP_HOME per test, one moto S3 server over HTTP and one real
+PostgreSQL server per session."""
 
 from __future__ import annotations
 
@@ -67,3 +68,12 @@ def packaged_text() -> str:
 
 def spark_available() -> bool:
     return os.system("java -version >/dev/null 2>&1") == 0
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real PostgreSQL server: the one DP_DEMO_PG_DSN names (.ci/run starts Debian's), else the
+    demo's embedded server. Tests create their own schemas in it."""
+    from dp_assets.demo import demo_database
+
+    return demo_database(tmp_path_factory.mktemp("postgres"))

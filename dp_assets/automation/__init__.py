@@ -11,6 +11,7 @@ from dp_assets.automation.notify import Notifier, build_notification_sensors
 from dp_assets.automation.schedules import build_nightly_schedule
 from dp_assets.automation.sensors import build_new_data_sensor
 from dp_assets.config.loader import LoadedConfig
+from dp_assets.config.model import FileSource
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,8 @@ class AutomationDefs:
 
 
 def build_automation(loaded: LoadedConfig, job_name: str) -> AutomationDefs:
-    """Per table a new-data sensor and a nightly schedule, plus run-status notifications.
+    """Per table a nightly schedule, a new-data sensor for tables delivered as files (a database
+    source has nothing to watch: the nightly run extracts it), plus run-status notifications.
 
     Sensors and schedules start running on their own in deployed environments; on a laptop (env
     ``local``) they start stopped, so opening the UI never launches runs by surprise.
@@ -31,6 +33,11 @@ def build_automation(loaded: LoadedConfig, job_name: str) -> AutomationDefs:
     notifications = build_notification_sensors(loaded)
     return AutomationDefs(
         schedules=[build_nightly_schedule(loaded, t, job_name, running) for t in tables],
-        sensors=[build_new_data_sensor(loaded, t, job_name, running) for t in tables] + notifications,
+        sensors=[
+            build_new_data_sensor(loaded, t, job_name, running)
+            for t in tables
+            if isinstance(loaded.config.tables[t].source, FileSource)
+        ]
+        + notifications,
         resources={"notifier": Notifier.for_loaded(loaded)} if notifications else {},
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 # Spark SQL DDL types a design may declare; decimal(p,s) is matched separately.
 SIMPLE_TYPES = {
@@ -244,6 +244,69 @@ class FileSource(_Strict):
     csv: CsvFormat = Field(default_factory=CsvFormat)
 
 
+_SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+class PostgresSource(_Strict):
+    """Rows of a PostgreSQL table, extracted per day by the dump (Arthur's extract_settings).
+
+    Without ``date_column`` each day's partition is a full snapshot of the table (dimension
+    tables); with it, a day holds the rows whose ``date_column`` falls on that day. The connection
+    string comes from the environment variable ``dsn_env``, never from the config.
+    """
+
+    kind: Literal["postgres"]
+    dsn_env: str
+    schema_name: str = Field(default="public", alias="schema")
+    table: str
+    date_column: str | None = None
+    condition: str | None = Field(default=None, description="an extra SQL filter, e.g. \"carrier <> 'ZZ'\"")
+    split_by: str | None = Field(
+        default=None, description="an integer column: extract in `splits` ranges of it, one file each"
+    )
+    splits: int = Field(default=4, ge=1, le=64)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("dsn_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if not _ENV_VAR.match(v):
+            # the value is not echoed: a connection string pasted here may hold a password
+            raise ValueError(
+                "dsn_env must be the NAME of an environment variable holding the connection string "
+                "(like DP_PG_DSN), not the connection string itself"
+            )
+        return v
+
+    @field_validator("schema_name", "table", "date_column", "split_by")
+    @classmethod
+    def _sql_name(cls, v: str | None) -> str | None:
+        if v is not None and not _SQL_NAME.match(v):
+            raise ValueError(f"{v!r} is not a plain SQL identifier")
+        return v
+
+    @property
+    def qualified(self) -> str:
+        return f'"{self.schema_name}"."{self.table}"'
+
+    @property
+    def csv(self) -> CsvFormat:
+        """How the extract is written: PostgreSQL's COPY CSV (header, empty unquoted = NULL)."""
+        return CsvFormat()
+
+
+def _source_kind(value: object) -> str:
+    """`kind` picks the source model; files are the default, so existing configs need no `kind`."""
+    return str(value.get("kind", "files") if isinstance(value, dict) else getattr(value, "kind", "files"))
+
+
+Source = Annotated[
+    Annotated[FileSource, Tag("files")] | Annotated[PostgresSource, Tag("postgres")],
+    Discriminator(_source_kind),
+]
+
+
 class QuarantinePolicy(_Strict):
     """How many quarantined rows a load tolerates before its check fails (both limits apply)."""
 
@@ -272,7 +335,7 @@ class Table(_Catalogued):
     description: str = ""
     partition_column: str = "partition_date"
     key: list[str] = Field(default_factory=list)
-    source: FileSource
+    source: Source
     columns: list[Column] = Field(min_length=1)
     # What a delivery column missing from the design does: join the table as a string column,
     # be dropped (and reported), or fail the load naming the column and file.

@@ -15,10 +15,11 @@ import dagster as dg
 
 from dp_assets.catalog import asset_tags, catalog_metadata
 from dp_assets.config.loader import LoadedConfig
-from dp_assets.config.model import ENVS, PROTECTED_ENVS, Table
+from dp_assets.config.model import ENVS, PROTECTED_ENVS, PostgresSource, Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.lineage import dataset, emit, table_facets
+from dp_assets.stages.postgres import extract_partition
 from dp_assets.stages.sensitive import (
     SENSITIVE_CHECK,
     ScanPolicy,
@@ -122,6 +123,37 @@ def isolate_delivery(lake: Lake, name: str, day: str, entries: list[dict[str, An
     return lake.uri(target)
 
 
+def list_delivery(lake: Lake, name: str, day: str) -> list[Any]:
+    """The files upstream dropped for a table and day (hidden and _-prefixed names are not data)."""
+    prefix = lake.delivery_prefix(name, day)
+    files = [f for f in lake.landing.list(prefix) if not f.path.rsplit("/", 1)[-1].startswith((".", "_"))]
+    if not files:
+        source = lake.table(name).source
+        raise MissingDelivery(
+            description=(
+                f"no delivery for table {name!r}, partition {day}: "
+                f"nothing under {lake.landing.uri(prefix)}/. "
+                f"Upstream drops files at <input_path>/{getattr(source, 'prefix', '')}/<YYYY-MM-DD>/; "
+                "check the date, or run `dp demo` to write the demo deliveries."
+            ),
+            metadata={"partition": day, "expected_location": lake.landing.uri(prefix)},
+        )
+    return files
+
+
+def copy_delivered_file(lake: Lake, name: str, day: str, f: Any) -> dict[str, Any]:
+    """Copy one delivered file byte for byte into the raw zone; its manifest entry so far."""
+    rel = f.path[len(lake.delivery_prefix(name, day)) + 1 :]
+    copied = copy_with_sha256(lake.landing, f.path, lake.store, f"{lake.raw_prefix(name, day)}/{rel}")
+    if copied["bytes"] != f.size:
+        raise dg.Failure(
+            f"table {name!r}, partition {day}: copied {copied['bytes']} bytes of "
+            f"{lake.landing.uri(f.path)} but the delivery lists {f.size}; the file changed during the "
+            "copy — re-run the dump"
+        )
+    return {"file": rel, "source": lake.landing.uri(f.path), **copied}
+
+
 def dump_partition(lake: Lake, name: str, day: str, policy: ScanPolicy | None = None) -> dict[str, Any]:
     """Copy one table-day delivery into the raw zone, stage it for Spark, and write its manifest.
 
@@ -133,36 +165,25 @@ def dump_partition(lake: Lake, name: str, day: str, policy: ScanPolicy | None = 
     isolates the whole day (``isolated``: nothing stays staged) or was masked/hashed in the staged file.
     """
     table = lake.table(name)
-    prefix = lake.delivery_prefix(name, day)
-    files = [f for f in lake.landing.list(prefix) if not f.path.rsplit("/", 1)[-1].startswith((".", "_"))]
-    if not files:
-        raise MissingDelivery(
-            description=(
-                f"no delivery for table {name!r}, partition {day}: "
-                f"nothing under {lake.landing.uri(prefix)}/. "
-                f"Upstream drops files at <input_path>/{table.source.prefix}/<YYYY-MM-DD>/; "
-                "check the date, or run `dp demo` to write the demo deliveries."
-            ),
-            metadata={"partition": day, "expected_location": lake.landing.uri(prefix)},
-        )
     previous = read_json_if_exists(lake.store, lake.manifest_path(name, day))
     raw_prefix, staged_prefix = lake.raw_prefix(name, day), lake.staged_prefix(name, day)
+    extract = table.source if isinstance(table.source, PostgresSource) else None
+    files = list_delivery(lake, name, day) if extract is None else []
     lake.store.delete_prefix(raw_prefix)  # a re-dump replaces the partition's files, never adds to them
     lake.store.delete_prefix(staged_prefix)
+    copied_files = (
+        extract_partition(name, extract, day, lake.store, raw_prefix)
+        if extract
+        else [copy_delivered_file(lake, name, day, f) for f in files]
+    )
+    # An extract is no delivered file: the same rows on two days are a snapshot, not a duplicate.
+    index_duplicates = extract is None
     design = [c.name for c in table.columns]
     entries = []
-    for f in files:
-        rel = f.path[len(prefix) + 1 :]
+    for entry in copied_files:
+        rel = entry["file"]
         raw_path = f"{raw_prefix}/{rel}"
-        copied = copy_with_sha256(lake.landing, f.path, lake.store, raw_path)
-        if copied["bytes"] != f.size:
-            raise dg.Failure(
-                f"table {name!r}, partition {day}: copied {copied['bytes']} bytes of "
-                f"{lake.landing.uri(f.path)} but the delivery lists {f.size}; the file changed during the "
-                "copy — re-run the dump"
-            )
-        entry: dict[str, Any] = {"file": rel, "source": lake.landing.uri(f.path), **copied}
-        duplicate_of = _first_delivered_as(lake, name, day, rel, copied["sha256"])
+        duplicate_of = index_duplicates and _first_delivered_as(lake, name, day, rel, entry["sha256"])
         if duplicate_of:
             entry.update(duplicate_of=duplicate_of, rows=0, rejected=0)
         else:
@@ -213,17 +234,40 @@ def dump_partition(lake: Lake, name: str, day: str, policy: ScanPolicy | None = 
 DUPLICATE_CHECK = "no_duplicate_delivery"
 
 
+def source_metadata(table: Table) -> dict[str, Any]:
+    """Where the dump reads from, as definition metadata (a database by name, never its DSN)."""
+    source = table.source
+    if isinstance(source, PostgresSource):
+        return {
+            "source_table": f"{source.schema_name}.{source.table}",
+            "source_dsn_env": source.dsn_env,
+            "source_date_column": source.date_column or "(none: each day is a full snapshot)",
+        }
+    return {"source_prefix": source.prefix}
+
+
+def source_uri(lake: Lake, name: str, manifests: dict[str, dict[str, Any]]) -> str:
+    """What the dump read: the landing prefix, or the database table an extract came from."""
+    source = lake.table(name).source
+    if isinstance(source, PostgresSource):
+        return next((f["source"] for m in manifests.values() for f in m["files"]), source.qualified)
+    return lake.landing.uri(source.prefix.strip("/"))
+
+
 def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    postgres = isinstance(table.source, PostgresSource)
+    what = "rows extracted from PostgreSQL" if postgres else "delivery"
+
     @dg.asset(
         key=["raw", name],
         group_name="dump",
-        description=f"The day's {name} delivery: byte-exact in the raw zone, parsed in the staged zone.",
+        description=f"The day's {name} {what}: byte-exact in the raw zone, parsed in the staged zone.",
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        kinds={"csv"},
+        kinds={"postgres", "csv"} if postgres else {"csv"},
         owners=table.owners,
         tags=asset_tags(table),
-        metadata={"source_prefix": table.source.prefix, **catalog_metadata(table)},
+        metadata={**source_metadata(table), **catalog_metadata(table)},
         check_specs=[
             dg.AssetCheckSpec(
                 DUPLICATE_CHECK,
@@ -314,7 +358,7 @@ def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
             context,
             loaded,
             f"raw.{name}",
-            inputs=[dataset(lake.landing.uri(table.source.prefix.strip("/")))],
+            inputs=[dataset(source_uri(lake, name, manifests))],
             outputs=[dataset(lake.uri(lake.raw_root(name)), table_facets(table))],
         )
         yield dg.AssetCheckResult(
