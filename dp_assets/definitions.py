@@ -9,6 +9,7 @@ from dp_assets.config.loader import LoadedConfig, load_config
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.launchers.local import LocalSparkLauncher
 from dp_assets.partitions import daily_partitions
+from dp_assets.stages.derive import build_derived_assets
 from dp_assets.stages.dump import build_dump_asset
 from dp_assets.stages.load import build_load_asset
 
@@ -22,10 +23,11 @@ def build_definitions(loaded: LoadedConfig) -> dg.Definitions:
     assets: list[dg.AssetsDefinition] = []
     for name, table in config.tables.items():
         assets += [build_dump_asset(name, table, partitions), build_load_asset(name, table, partitions)]
+    assets += build_derived_assets(loaded, partitions)
     pipeline_job = dg.define_asset_job(
         PIPELINE_JOB,
         selection=dg.AssetSelection.all(),
-        description="dump -> load -> validate for every table over a range of days, as one run.",
+        description="dump -> load -> derive for every table over a range of days, as one run.",
     )
     automation = build_automation(loaded, PIPELINE_JOB)
     return dg.Definitions(

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +53,8 @@ class LoadedConfig:
     config: PipelineConfig
     provenance: Provenance
     dp_home: Path
+    # The derived tables' SQL read from `general.transforms_path` next to the config: file -> text.
+    sql_files: dict[str, str] = field(default_factory=dict)
 
     def resolve(self, path: str) -> str:
         """Absolute path or URI for a path from the config."""
@@ -145,7 +147,29 @@ def load_config_from(uri: str, home: Path | None = None) -> LoadedConfig:
     config = parse_config(body, prov.uri)
     if prov.source == "s3":
         log.info("loaded config from S3: %s", prov.as_dict())
-    return LoadedConfig(config=config, provenance=prov, dp_home=home or dp_home())
+    sql_files = read_sql_files(prov, config.general.transforms_path)
+    return LoadedConfig(config=config, provenance=prov, dp_home=home or dp_home(), sql_files=sql_files)
+
+
+def read_sql_files(prov: Provenance, transforms_path: str) -> dict[str, str]:
+    """Every `*.sql` in the transforms folder beside the config (packaged, local or S3): path -> text."""
+    from dp_assets.storage import store_for
+
+    if prov.source == "s3":
+        bucket, key, _ = parse_s3_uri(prov.uri)
+        folder = f"s3://{bucket}/{key.rsplit('/', 1)[0] + '/' if '/' in key else ''}{transforms_path}"
+    else:
+        folder = str(Path(prov.uri).parent / transforms_path)
+    store = store_for(folder)
+    files = {}
+    try:
+        for f in store.list(""):
+            if f.path.endswith(".sql") and "/" not in f.path:
+                with store.open_read(f.path) as stream:
+                    files[store.uri(f.path)] = stream.read().decode("utf-8")
+    except FileNotFoundError:
+        return {}
+    return dict(sorted(files.items()))
 
 
 def parse_config(body: bytes, where: str) -> PipelineConfig:

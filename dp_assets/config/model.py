@@ -55,6 +55,8 @@ class General(_Strict):
     e2e_input_path: str = "e2e_landing"  # what `--e2e-test` reads instead of input_path
     start_date: dt.date
     end_date: dt.date | None = None  # inclusive; None = partitions up to today
+    # Derived tables: every <transforms_path>/<name>.sql next to the config is one (see [derived]).
+    transforms_path: str = "transforms"
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> General:
@@ -473,6 +475,16 @@ class OpenLineage(_Strict):
         return v
 
 
+class Derived(_Catalogued):
+    """Optional settings of a derived table (its SQL is `<transforms_path>/<name>.sql`)."""
+
+    description: str = ""
+    # The SQL's output column that holds the day; default: the partition column its upstream
+    # tables share (set it when they differ).
+    partition_column: str | None = None
+    owners: list[str] = Field(default_factory=list)
+
+
 class PipelineConfig(_Strict):
     general: General
     processing: Processing = Field(default_factory=Processing)
@@ -483,6 +495,7 @@ class PipelineConfig(_Strict):
     governance: Governance = Field(default_factory=Governance)
     openlineage: OpenLineage = Field(default_factory=OpenLineage)
     tables: dict[str, Table] = Field(min_length=1)
+    derived: dict[str, Derived] = Field(default_factory=dict)
 
     @property
     def catalog_database(self) -> str | None:

@@ -147,12 +147,10 @@ def partition_metadata(stats: dict[str, Any]) -> dict[str, Any]:
     """One partition's own metadata, from the job's statistics: its counts, and per column the null
     count and the min/max of numeric and date columns. Numbers are int/float entries, which the UI
     plots across partitions (Plots tab); dates and timestamps are text."""
-    metadata: dict[str, Any] = {
-        "dagster/row_count": dg.MetadataValue.int(stats["rows"]),
-        "rows_in": dg.MetadataValue.int(stats["rows_in"]),
-        "rows_quarantined": dg.MetadataValue.int(stats["rows_quarantined"]),
-        "rows_deduplicated": dg.MetadataValue.int(stats["rows_deduplicated"]),
-    }
+    metadata: dict[str, Any] = {"dagster/row_count": dg.MetadataValue.int(stats["rows"])}
+    for count in ("rows_in", "rows_quarantined", "rows_deduplicated"):  # a load's row accounting
+        if count in stats:
+            metadata[count] = dg.MetadataValue.int(stats[count])
     for column, nulls in stats["nulls"].items():
         metadata[f"stats/{column}/nulls"] = dg.MetadataValue.int(nulls)
     for bound in ("min", "max"):
@@ -202,6 +200,7 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=check_specs(name),
         kinds={"spark", "parquet"},
+        pool=SPARK_POOL,
         owners=table.owners,
         tags=asset_tags(table),
         metadata={
