@@ -29,7 +29,7 @@ def main() -> None:
     instance = dg.DagsterInstance.ephemeral()
 
     def run(first: dt.date, last: dt.date) -> int:
-        summary = run_range(loaded, first, last, instance)
+        summary = run_range(loaded, first, last, instance, ["flights"])
         assert summary.ok, summary.render()
         return summary.tables["flights"].rows
 

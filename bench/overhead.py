@@ -39,7 +39,7 @@ def main() -> None:
     day = DAY.isoformat()
 
     def through_dagster() -> None:
-        assert run_range(loaded, DAY, DAY, instance).ok
+        assert run_range(loaded, DAY, DAY, instance, ["flights"]).ok
 
     def bare(n: int) -> None:
         extras, _ = load_spec(loaded, "flights", [day])

@@ -92,6 +92,18 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from dp_assets.validate import local_spark, report, validate
+
+    loaded = load_config(args.config_s3)
+    findings = validate(loaded, None if args.no_spark else local_spark())
+    if args.json:
+        print(json.dumps([f.__dict__ for f in findings], indent=2))
+    else:
+        print(report(findings, loaded))
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from dp_assets.config.loader import dp_home
     from dp_assets.demo import demo_database
@@ -145,6 +157,16 @@ def parser() -> argparse.ArgumentParser:
     validate = csub.add_parser("validate", help="validate a config file or S3 URI; exit 1 on errors")
     validate.add_argument("path_or_uri")
     validate.set_defaults(func=cmd_config_validate)
+
+    check = sub.add_parser(
+        "validate",
+        parents=[s3],
+        help="check designs against upstream, SQL in Spark, designs against the catalog; loads nothing; "
+        "exit 1 on errors",
+    )
+    check.add_argument("--json", action="store_true", help="the findings as a JSON list")
+    check.add_argument("--no-spark", action="store_true", help="skip planning the SQL in Spark")
+    check.set_defaults(func=cmd_validate)
 
     ui = sub.add_parser("ui", help="serve the Dagster UI on the instance dp runs write to")
     ui.add_argument("--port", type=int, default=3000)

@@ -1,8 +1,9 @@
 """The code location: assembles assets, checks, jobs and resources from one loaded config."""
 
-from __future__ import annotations
+from dataclasses import asdict
 
 import dagster as dg
+from dagster_pyspark import PySparkResource
 
 from dp_assets.automation import build_automation
 from dp_assets.config.loader import LoadedConfig, load_config
@@ -12,8 +13,35 @@ from dp_assets.partitions import daily_partitions
 from dp_assets.stages.derive import build_derived_assets
 from dp_assets.stages.dump import build_dump_asset
 from dp_assets.stages.load import build_load_asset
+from dp_assets.validate import report, validate
 
 PIPELINE_JOB = "pipeline"
+VALIDATE_JOB = "validate"
+
+
+def build_validate_job() -> dg.JobDefinition:
+    """`dp validate` as a Dagster job: the same findings, logged, and a failure on any error."""
+
+    @dg.op(description="Check designs against upstream, SQL in Spark, designs against the catalog.")
+    def validate_designs(
+        context: dg.OpExecutionContext, pipeline: PipelineConfigResource, pyspark: PySparkResource
+    ) -> None:
+        loaded = pipeline.loaded
+        findings = validate(loaded, pyspark.spark_session)
+        for f in findings:
+            (context.log.error if f.severity == "error" else context.log.warning)(f.render())
+        context.log.info(report(findings, loaded).splitlines()[-1])
+        if any(f.severity == "error" for f in findings):
+            raise dg.Failure(
+                description=report(findings, loaded),
+                metadata={"findings": dg.MetadataValue.json([asdict(f) for f in findings])},
+            )
+
+    @dg.job(name=VALIDATE_JOB, description="Validation run: nothing is loaded.")
+    def validate_job() -> None:
+        validate_designs()
+
+    return validate_job
 
 
 def build_definitions(loaded: LoadedConfig) -> dg.Definitions:
@@ -29,10 +57,11 @@ def build_definitions(loaded: LoadedConfig) -> dg.Definitions:
         selection=dg.AssetSelection.all(),
         description="dump -> load -> derive for every table over a range of days, as one run.",
     )
+    validate_job = build_validate_job()
     automation = build_automation(loaded, PIPELINE_JOB)
     return dg.Definitions(
         assets=assets,
-        jobs=[pipeline_job],
+        jobs=[pipeline_job, validate_job],
         schedules=automation.schedules,
         sensors=automation.sensors,
         resources={
@@ -41,6 +70,10 @@ def build_definitions(loaded: LoadedConfig) -> dg.Definitions:
                 master=config.spark.master,
                 conf=config.spark.conf,
                 catalog_dir=str(loaded.dp_home / "catalog") if config.catalog_database else None,
+            ),
+            # In-process Spark for the validation job: plans SQL against empty tables, reads nothing.
+            "pyspark": PySparkResource(
+                spark_config={"spark.master": "local[1]", "spark.ui.enabled": "false"}
             ),
             **automation.resources,
         },

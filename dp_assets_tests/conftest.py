@@ -63,7 +63,9 @@ PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "dp_assets" / "config
 
 
 def packaged_text() -> str:
-    return PACKAGED_CONFIG.read_text()
+    """The packaged config without its [derived.*] sections: a copy elsewhere has no transforms/
+    folder beside it, and a [derived] section without its SQL file is an error."""
+    return PACKAGED_CONFIG.read_text().split("\n[derived.")[0]
 
 
 def spark_available() -> bool:

@@ -48,13 +48,22 @@ def materialize_range(
     extra_assets: tuple = (),
     raise_on_error: bool = False,
     instance: dg.DagsterInstance | None = None,
+    tables: tuple[str, ...] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Every asset the config defines (plus extras) over [start, end] as one run (default: fresh instance)."""
+    """The dump and load of `tables` (default: those delivered as files, which tests write) plus
+    the extra assets, over [start, end] as one run (default: a fresh instance). Database-sourced
+    and derived tables need a seeded server: the tests that want them select them."""
+    from dp_assets.config.model import FileSource
     from dp_assets.definitions import build_definitions
 
     defs = build_definitions(loaded)
+    if tables is None:
+        tables = tuple(n for n, t in loaded.config.tables.items() if isinstance(t.source, FileSource))
+    selection = [k for t in tables for k in (dg.AssetKey(["raw", t]), dg.AssetKey(t))]
+    selection += [k for a in extra_assets for k in a.keys]
     return dg.materialize(
         [*defs.assets, *extra_assets],  # type: ignore[list-item]
+        selection=selection,
         resources=defs.resources,
         instance=instance or dg.DagsterInstance.ephemeral(),
         tags=range_tags(start, end),
