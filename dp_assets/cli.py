@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from dp_assets.config.loader import ConfigError, env_override, load_config, load_config_from
+from dp_assets.config.model import ENVS
 
 
 def _date(text: str) -> dt.date:
@@ -104,6 +105,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if any(f.severity == "error" for f in findings) else 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    import boto3
+
+    from dp_assets.config.loader import PACKAGED
+    from dp_assets.deploy import plan_release, publish, require_versioning
+
+    source = args.config or PACKAGED
+    loaded = load_config_from(source)
+    body = Path(loaded.provenance.uri).read_bytes()
+    bucket = args.bucket or loaded.config.deploy.bucket
+    if not bucket:
+        print("dp: no bucket: pass --bucket or set [deploy] bucket in the config", file=sys.stderr)
+        return 2
+    plan = plan_release(loaded, body, args.env, bucket, args.deployment_id, args.note or "")
+    print(plan.render())
+    s3 = boto3.client("s3")
+    require_versioning(s3, bucket)
+    if args.dry_run:
+        print("dry run: nothing was written")
+        return 0
+    pinned = publish(plan, s3)
+    print(f"released {plan.deployment_id}; pin it with:\nexport CONFIG_S3_URI='{pinned}'")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from dp_assets.config.loader import dp_home
     from dp_assets.demo import demo_database
@@ -167,6 +193,19 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="the findings as a JSON list")
     check.add_argument("--no-spark", action="store_true", help="skip planning the SQL in Spark")
     check.set_defaults(func=cmd_validate)
+
+    deploy = sub.add_parser(
+        "deploy", help="publish a release (config, SQL, Spark jobs) to a versioned S3 bucket"
+    )
+    deploy.add_argument("--env", required=True, choices=ENVS)
+    deploy.add_argument(
+        "--config", metavar="PATH", help="the config file to release (default: the packaged one)"
+    )
+    deploy.add_argument("--bucket", help="overrides [deploy] bucket")
+    deploy.add_argument("--deployment-id", help="default: <UTC time>-<git commit>")
+    deploy.add_argument("--note", help="recorded in the release's manifest.json")
+    deploy.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
+    deploy.set_defaults(func=cmd_deploy)
 
     ui = sub.add_parser("ui", help="serve the Dagster UI on the instance dp runs write to")
     ui.add_argument("--port", type=int, default=3000)

@@ -485,6 +485,12 @@ class Derived(_Catalogued):
     owners: list[str] = Field(default_factory=list)
 
 
+class Deploy(_Strict):
+    """Where `dp deploy` publishes releases: s3://<bucket>/<env>/<pipeline>/releases/<id>/."""
+
+    bucket: str | None = None
+
+
 class PipelineConfig(_Strict):
     general: General
     processing: Processing = Field(default_factory=Processing)
@@ -496,6 +502,7 @@ class PipelineConfig(_Strict):
     openlineage: OpenLineage = Field(default_factory=OpenLineage)
     tables: dict[str, Table] = Field(min_length=1)
     derived: dict[str, Derived] = Field(default_factory=dict)
+    deploy: Deploy = Field(default_factory=Deploy)
 
     @property
     def catalog_database(self) -> str | None:
