@@ -74,6 +74,10 @@ def test_demo_subprocess_writes_lake_and_records_run_in_default_instance(isolate
     (summary,) = [line.split() for line in proc.stdout.splitlines() if line.startswith("flights ")]
     assert summary[1:3] == ["2", str(_delivered_rows(isolated_home))]  # partitions, rows
     assert summary[-2:] == ["all", "passed"]
+    lines = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.strip()}
+    for name in ("airlines", "airports", "planes", "daily_carrier_delays"):  # PostgreSQL, and derived
+        assert lines[name][1] == "2" and int(lines[name][2]) > 0, lines.get(name)
+    assert int(lines["airlines"][2]) == 2 * 16  # a full snapshot per day
     dagster_home = isolated_home / "dagster_home"
     assert (dagster_home / "dagster.yaml").is_file()
     with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:
