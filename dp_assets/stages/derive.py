@@ -18,7 +18,7 @@ from dp_assets.config.model import LOAD_DATE, ROW_HASH, Derived
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import SparkLauncher
-from dp_assets.stages.load import SPARK_POOL, partition_metadata
+from dp_assets.stages.load import SPARK_POOL, add_partition_metadata
 from dp_assets.transforms.sql import Transform, TransformError, discover
 
 TRANSFORM_JOB = "transform_table.py"
@@ -143,9 +143,7 @@ def build_derived_asset(
         for result in spark.run_job(context, TRANSFORM_JOB, extras):
             if isinstance(result, dg.MaterializeResult):
                 reported = dict(result.metadata or {})
-                by_day = reported.pop("partition_stats", None)
-                for day, stats in (getattr(by_day, "value", by_day) or {}).items():
-                    context.add_asset_metadata(partition_metadata(stats), partition_key=day)
+                add_partition_metadata(context, reported)
                 result = dg.MaterializeResult(
                     asset_key=result.asset_key,
                     metadata={

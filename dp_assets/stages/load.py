@@ -167,6 +167,15 @@ def partition_metadata(stats: dict[str, Any]) -> dict[str, Any]:
     return metadata
 
 
+def add_partition_metadata(context: dg.AssetExecutionContext, reported: dict[str, Any]) -> None:
+    """Move a Spark job's `partition_stats` from the shared metadata onto each partition's own
+    materialization (Dagster gives every partition of a range the shared metadata, then its
+    partition-scoped entries)."""
+    by_day = reported.pop("partition_stats", None)
+    for day, stats in (getattr(by_day, "value", by_day) or {}).items():
+        context.add_asset_metadata(partition_metadata(stats), partition_key=day)
+
+
 def emit_load_lineage(
     context: dg.AssetExecutionContext,
     pipeline: PipelineConfigResource,
@@ -232,11 +241,7 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
                     else {}
                 )
                 reported = dict(result.metadata or {})
-                # Per-partition figures go on each partition's own materialization (Dagster gives
-                # every partition of a range the shared metadata, then its partition-scoped entries).
-                by_day = reported.pop("partition_stats", None)
-                for day, stats in (getattr(by_day, "value", by_day) or {}).items():
-                    context.add_asset_metadata(partition_metadata(stats), partition_key=day)
+                add_partition_metadata(context, reported)
                 schema_key = "dagster/column_schema"  # as written, plus the design's catalog metadata
                 if schema_key in reported:
                     reported[schema_key] = enrich_schema(reported[schema_key], table)
