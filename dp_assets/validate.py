@@ -66,13 +66,11 @@ def _expected_pg_types(declared: str) -> set[str] | None:
 
 
 def check_postgres(name: str, table: Table, source: PostgresSource) -> list[Finding]:
-    import psycopg
-
-    from dp_assets.stages.postgres import dsn_for, server_label
+    from dp_assets.stages.postgres import connect
 
     try:
-        dsn = dsn_for(name, source)
-        with psycopg.connect(dsn, connect_timeout=15) as conn:
+        conn, label = connect(name, source)
+        with conn:
             rows = conn.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
                 "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
@@ -81,7 +79,7 @@ def check_postgres(name: str, table: Table, source: PostgresSource) -> list[Find
     except Exception as e:  # every failure to reach upstream is one finding
         message = getattr(e, "description", None) or str(e).strip()
         return [Finding("upstream_reachable", "error", name, message)]
-    where = f"{source.schema_name}.{source.table} on {server_label(dsn)}"
+    where = f"{source.schema_name}.{source.table} on {label}"
     if not rows:
         return [Finding("upstream_columns", "error", name, f"{where} does not exist (or has no columns)")]
     upstream = dict(rows)

@@ -41,10 +41,11 @@ def server_label(dsn: str) -> str:
     return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
 
 
-def connect(name: str, source: PostgresSource) -> psycopg.Connection:
+def connect(name: str, source: PostgresSource) -> tuple[psycopg.Connection, str]:
+    """A connection to the table's server, and the server's label (host:port/db) for messages."""
     dsn = dsn_for(name, source)
     try:
-        return psycopg.connect(dsn, connect_timeout=15, application_name="dp-dump")
+        return psycopg.connect(dsn, connect_timeout=15, application_name="dp"), server_label(dsn)
     except psycopg.OperationalError as e:
         # psycopg's message names host and port, never the password
         raise dg.Failure(
@@ -106,10 +107,10 @@ def extract_partition(
 ) -> list[dict[str, Any]]:
     """Write the day's rows as CSV file(s) under raw_prefix; one entry per file, like copied deliveries."""
     entries = []
-    with connect(name, source) as conn:
+    conn, label = connect(name, source)
+    with conn:
         conn.read_only = True
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        label = server_label(dsn_for(name, source))
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SET LOCAL TIME ZONE 'UTC'")
             cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
