@@ -4,6 +4,7 @@ PostgreSQL server per session."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +80,24 @@ def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
     from dp_assets.demo import demo_database
 
     return demo_database(tmp_path_factory.mktemp("postgres"))
+
+
+class PgSchema:
+    """A fresh schema on the test server; statements name it `{s}`."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn, self.name = dsn, f"t_{uuid.uuid4().hex[:10]}"
+        self.execute("CREATE SCHEMA {s}")
+
+    def execute(self, statement: str, rows: list[tuple] | None = None) -> None:
+        import psycopg
+        from psycopg import sql
+
+        query = sql.SQL(statement).format(s=sql.Identifier(self.name))  # type: ignore[arg-type]
+        with psycopg.connect(self.dsn) as conn, conn.cursor() as cur:
+            cur.executemany(query, rows) if rows else cur.execute(query)
+
+
+@pytest.fixture
+def pg_schema(postgres_dsn: str) -> PgSchema:
+    return PgSchema(postgres_dsn)

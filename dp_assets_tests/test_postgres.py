@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import psycopg
 import pytest
-from psycopg import sql
 
 from dp_assets.config.loader import load_config_from
 from dp_assets.definitions import build_definitions
@@ -70,37 +68,25 @@ ORDERS = [  # id, placed_at, amount (text upstream: one value is not a number), 
 
 
 @pytest.fixture
-def shop(postgres_dsn: str, monkeypatch: pytest.MonkeyPatch, isolated_home: Path):
+def shop(pg_schema, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch, isolated_home: Path):
     """A fresh schema with orders and stores, and a config reading it through DP_TEST_SHOP_DSN.
     The DSN carries a password (ignored by the test server's trust auth) that must never leak."""
-    schema = f"shop_{uuid.uuid4().hex[:8]}"
     info = psycopg.conninfo.conninfo_to_dict(postgres_dsn)
     password = info.get("password") or "s3cr3t-pw"
     dsn = psycopg.conninfo.make_conninfo(postgres_dsn, password=password)
-    with psycopg.connect(postgres_dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        cur.execute(
-            sql.SQL(
-                "CREATE TABLE {}.orders (id integer, placed_at timestamp, amount text, status text)"
-            ).format(sql.Identifier(schema))
-        )
-        cur.executemany(
-            sql.SQL("INSERT INTO {}.orders VALUES (%s, %s, %s, %s)").format(sql.Identifier(schema)), ORDERS
-        )
-        cur.execute(
-            sql.SQL("CREATE TABLE {}.stores (store_id integer, city text)").format(sql.Identifier(schema))
-        )
-        cur.execute(
-            sql.SQL("INSERT INTO {}.stores VALUES (1, 'Leeds'), (2, 'York')").format(sql.Identifier(schema))
-        )
+    pg_schema.execute("CREATE TABLE {s}.orders (id integer, placed_at timestamp, amount text, status text)")
+    pg_schema.execute("INSERT INTO {s}.orders VALUES (%s, %s, %s, %s)", ORDERS)
+    pg_schema.execute("CREATE TABLE {s}.stores (store_id integer, city text)")
+    pg_schema.execute("INSERT INTO {s}.stores VALUES (1, 'Leeds'), (2, 'York')")
     monkeypatch.setenv("DP_TEST_SHOP_DSN", dsn)
     path = isolated_home / "shop.toml"
-    path.write_text(CONFIG.format(schema=schema))
-    return load_config_from(str(path), home=isolated_home), dsn, password, schema
+    path.write_text(CONFIG.format(schema=pg_schema.name))
+    return load_config_from(str(path), home=isolated_home), dsn, password, pg_schema
 
 
 def test_extracts_each_day_and_loads_it_like_a_delivery(shop) -> None:
-    loaded, dsn, password, schema = shop
+    loaded, dsn, password, pg_schema = shop
+    schema = pg_schema.name
     instance = dg.DagsterInstance.ephemeral()
     result = materialize_range(
         loaded, "2024-03-01", "2024-03-02", instance=instance, tables=("orders", "stores")
@@ -161,10 +147,9 @@ def test_unset_dsn_names_the_variable(shop, monkeypatch: pytest.MonkeyPatch) -> 
     assert "table 'orders'" in message and "DP_TEST_SHOP_DSN, which is not set" in message
 
 
-def test_missing_upstream_table_is_named(shop, postgres_dsn: str) -> None:
-    loaded, _, password, schema = shop
-    with psycopg.connect(postgres_dsn) as conn:
-        conn.execute(sql.SQL("DROP TABLE {}.orders").format(sql.Identifier(schema)))
+def test_missing_upstream_table_is_named(shop) -> None:
+    loaded, _, password, pg_schema = shop
+    pg_schema.execute("DROP TABLE {s}.orders")
     message = _dump_failure(loaded)
-    assert f"{schema}.orders does not exist" in message and "partition 2024-03-01" in message
+    assert f"{pg_schema.name}.orders does not exist" in message and "partition 2024-03-01" in message
     assert password not in message

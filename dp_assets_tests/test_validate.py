@@ -4,13 +4,10 @@ Spark; each finding names the table, file and column."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 import pytest
-from psycopg import sql
 
 from dp_assets.cli import main
 from dp_assets.config.loader import load_config_from
@@ -43,26 +40,14 @@ def spark():
 
 
 @pytest.fixture
-def shop(postgres_dsn: str, monkeypatch: pytest.MonkeyPatch, isolated_home: Path):
-    schema = f"shop_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_dsn) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE {}.orders (id integer, amount double precision, status text, note text)"
-            ).format(sql.Identifier(schema))
-        )
+def shop(pg_schema, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch, isolated_home: Path):
+    pg_schema.execute("CREATE TABLE {s}.orders (id integer, amount double precision, status text, note text)")
     monkeypatch.setenv("DP_TEST_SHOP_DSN", postgres_dsn)
     (isolated_home / "transforms").mkdir()
     (isolated_home / "transforms" / "totals.sql").write_text(GOOD_SQL)
     config = isolated_home / "shop.toml"
-    config.write_text(CONFIG.format(schema=schema))
-
-    def alter(statement: str) -> None:
-        with psycopg.connect(postgres_dsn) as conn:
-            conn.execute(sql.SQL(statement).format(t=sql.Identifier(schema, "orders")))
-
-    return config, alter
+    config.write_text(CONFIG.format(schema=pg_schema.name))
+    return config, pg_schema.execute
 
 
 def _findings(config: Path, spark) -> list:
@@ -79,7 +64,7 @@ def test_clean_designs_pass_with_extra_upstream_column_as_warning(shop, spark, c
 
 def test_column_dropped_upstream_is_an_error(shop, spark, capsys) -> None:
     config, alter = shop
-    alter("ALTER TABLE {t} DROP COLUMN status")
+    alter("ALTER TABLE {s}.orders DROP COLUMN status")
     errors = [f for f in _findings(config, spark) if f.severity == "error"]
     assert [(f.check, f.table, f.column) for f in errors] == [("upstream_columns", "orders", "status")]
     assert "missing upstream" in errors[0].message and ".orders on " in errors[0].message
@@ -89,7 +74,7 @@ def test_column_dropped_upstream_is_an_error(shop, spark, capsys) -> None:
 
 def test_column_type_changed_upstream_is_an_error(shop, spark) -> None:
     config, alter = shop
-    alter("ALTER TABLE {t} ALTER COLUMN amount TYPE text")
+    alter("ALTER TABLE {s}.orders ALTER COLUMN amount TYPE text")
     (error,) = [f for f in _findings(config, spark) if f.severity == "error"]
     assert (error.check, error.table, error.column) == ("upstream_types", "orders", "amount")
     assert "is text upstream" in error.message and "declares double" in error.message
@@ -126,7 +111,7 @@ def test_broken_sql_is_an_error_naming_file_and_column(shop, spark, files, expec
 
 def test_validation_job_fails_with_the_findings(shop) -> None:
     config, alter = shop
-    alter("ALTER TABLE {t} DROP COLUMN status")
+    alter("ALTER TABLE {s}.orders DROP COLUMN status")
     defs = build_definitions(load_config_from(str(config), home=config.parent))
     result = defs.resolve_job_def(VALIDATE_JOB).execute_in_process(
         resources=defs.resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
