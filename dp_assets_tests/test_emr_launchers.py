@@ -74,6 +74,7 @@ def release(aws: str, tmp_path: Path) -> str:
     prefix = RELEASE.removeprefix(f"s3://{RELEASE_BUCKET}/")
     s3.put_object(Bucket=RELEASE_BUCKET, Key=f"{prefix}/spark_jobs/pipes_job.py", Body=JOB.encode())
     s3.put_object(Bucket=RELEASE_BUCKET, Key=f"{prefix}/spark_jobs.zip", Body=spark_jobs_zip(jobs))
+    s3.put_object(Bucket=RELEASE_BUCKET, Key=f"{prefix}/spark_jobs/no_pipes.py", Body=b"print('no Pipes')")
     return RELEASE
 
 
@@ -125,7 +126,7 @@ LAUNCHERS = {"transient": transient, "existing": existing, "serverless": serverl
 
 
 def materialize(
-    launcher: EmrPipesLauncher, extras: dict[str, Any] | None = None
+    launcher: EmrPipesLauncher, extras: dict[str, Any] | None = None, script: str = "pipes_job.py"
 ) -> dg.ExecuteInProcessResult:
     @dg.asset(
         partitions_def=DAILY,
@@ -133,7 +134,7 @@ def materialize(
         check_specs=[dg.AssetCheckSpec("rows_positive", asset="emr_demo")],
     )
     def emr_demo(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
-        yield from spark.run_job(context, "pipes_job.py", extras or {})
+        yield from spark.run_job(context, script, extras or {})
 
     return dg.materialize(
         [emr_demo],
@@ -256,3 +257,9 @@ def test_timeout_cancels_and_fails(release: str, emr_emulator: EmrEmulator) -> N
     assert "timed out" in text
     runs = [r for rs in emr_emulator.serverless.job_runs.values() for r in rs]
     assert runs[-1].state == "CANCELLED"
+
+
+def test_success_without_a_pipes_report_is_a_failure(release: str, emr_emulator: EmrEmulator) -> None:
+    """A job that exits 0 but never closes its Pipes session must not become an empty success."""
+    text = failure_text(materialize(existing(), script="no_pipes.py"))
+    assert "COMPLETED" in text and "never closed" in text
