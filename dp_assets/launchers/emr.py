@@ -1,0 +1,401 @@
+"""Spark on AWS EMR: a transient cluster, an existing cluster, or EMR Serverless, all through Pipes.
+
+Built on dagster-aws's Pipes building blocks (S3 message reader, S3 context injector,
+``open_pipes_session``) but not on its ``PipesEMRClient.run``: that reports a cluster that ended
+TERMINATED_WITH_ERRORS as a success, waits on a fixed 30-minute waiter and raises ``KeyError`` when
+no logs exist. Here every launcher shares one poll loop whose interval and deadline are config, and
+success is the one state that means success; anything else, a timeout or an interrupt is a
+``dg.Failure`` naming the state, the reason and the tail of the step's stderr.
+
+The job reads its Pipes context from S3 and writes its messages to S3 (``PipesS3ContextLoader`` and
+``PipesS3MessageWriter`` in the job), so the step's arguments carry only two bucket/key pointers,
+never the extras: a step's arguments are visible to anyone who can describe the cluster.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shlex
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster._core.pipes.client import PipesParams
+from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
+from pydantic import Field
+
+from dp_assets.launchers.base import PipesResult, SparkLauncher, with_partition_range
+
+STEP_DONE = {"COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
+CLUSTER_DONE = {"TERMINATED", "TERMINATED_WITH_ERRORS"}
+JOB_RUN_DONE = {"SUCCESS", "FAILED", "CANCELLED"}
+STDERR_TAIL_LINES = 40
+_SECRET_KEY = re.compile(r"secret|password|token|credential|DAGSTER_PIPES", re.IGNORECASE)
+
+
+class PollConfig(dg.Config):
+    """How the shared poll loop waits: every launcher polls, none uses a fixed boto3 waiter."""
+
+    interval_seconds: float = Field(default=30.0, gt=0)
+    max_wait_seconds: float = Field(default=6 * 3600.0, gt=0, description="then cancel and fail")
+    log_wait_seconds: float = Field(
+        default=120.0, ge=0, description="how long to wait for step logs to reach S3 after the end"
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where the remote work ended: ``ok`` only for the one state that means success."""
+
+    ok: bool
+    summary: str  # e.g. "step s-1 FAILED (reason); cluster j-1 TERMINATED_WITH_ERRORS (reason)"
+    log_prefix: str | None = None  # s3:// folder holding stdout(.gz) / stderr(.gz), if any
+
+
+@dataclass
+class Handle:
+    """What a launcher started, so it can poll it and cancel exactly that and nothing else."""
+
+    ids: dict[str, str]
+    check: Callable[[], Outcome | None]  # None while still running
+    cancel: Callable[[], None]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class Timeout(Exception):
+    pass
+
+
+def poll_until_done(check: Callable[[], Outcome | None], poll: PollConfig) -> Outcome:
+    """The one poll loop: call ``check`` every interval until it returns an outcome or time is up."""
+    deadline = time.monotonic() + poll.max_wait_seconds
+    while (outcome := check()) is None:
+        if time.monotonic() >= deadline:
+            raise Timeout(f"not done after {poll.max_wait_seconds:g} s")
+        time.sleep(poll.interval_seconds)
+    return outcome
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    match = re.fullmatch(r"s3a?://([^/]+)/?(.*)", uri)
+    if not match:
+        raise dg.Failure(f"not an s3:// URI: {uri}")
+    return match.group(1), match.group(2)
+
+
+def join_s3(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def read_logs(s3: Any, prefix_uri: str) -> dict[str, str]:
+    """stdout and stderr under an s3:// folder, gunzipped; an empty dict when there are none."""
+    bucket, prefix = split_s3(prefix_uri.rstrip("/") + "/")
+    found: dict[str, str] = {}
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):  # absent when empty
+        name = obj["Key"].rsplit("/", 1)[-1]
+        stream = name.removesuffix(".gz")
+        if stream in ("stdout", "stderr"):
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            found[stream] = (gzip.decompress(body) if name.endswith(".gz") else body).decode(errors="replace")
+    return found
+
+
+def redacted(args: Sequence[str]) -> str:
+    """The command with the values of secret-looking settings (and the Pipes pointers) masked."""
+
+    def mask(arg: str) -> str:
+        key, sep, _ = arg.partition("=")
+        return f"{key}=***" if sep and _SECRET_KEY.search(key) else arg
+
+    return shlex.join(mask(a) for a in args)
+
+
+class PrefixedS3MessageReader(PipesS3MessageReader):
+    """dagster-aws's S3 message reader writes under a random key at the bucket root; keep it under
+    our prefix so a lifecycle rule can expire the messages."""
+
+    def __init__(self, *, prefix: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.prefix = prefix.strip("/")
+
+    @contextmanager
+    def get_params(self) -> Iterator[PipesParams]:
+        with super().get_params() as params:
+            yield {**params, "key_prefix": join_s3(self.prefix, params["key_prefix"])}
+
+
+class EmrPipesLauncher(SparkLauncher):
+    """What the three EMR launchers share: the release, the Pipes transport on S3, the poll loop."""
+
+    release_uri: str = Field(description="s3://<bucket>/<env>/<pipeline>/releases/<id>, as dp deploy wrote")
+    messages_uri: str = Field(description="s3:// folder for Pipes context and messages")
+    log_uri: str | None = None  # where EMR writes logs; None: no stderr in failures
+    spark_conf: dict[str, str] = Field(default_factory=dict)
+    region_name: str | None = None
+    poll: PollConfig = Field(default_factory=PollConfig)
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=self.region_name)  # type: ignore[call-overload]
+
+    def entry_point(self, script: str) -> str:
+        return join_s3(self.release_uri, "spark_jobs", script)
+
+    def py_files(self) -> str:
+        return join_s3(self.release_uri, "spark_jobs.zip")
+
+    def start(
+        self, context: dg.AssetExecutionContext, script: str, env: Mapping[str, str], tags: Mapping[str, str]
+    ) -> Handle:
+        raise NotImplementedError
+
+    def run_job(
+        self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
+    ) -> Sequence[PipesResult]:
+        s3 = self.client("s3")
+        bucket, prefix = split_s3(self.messages_uri)
+        reader = PrefixedS3MessageReader(
+            prefix=join_s3(prefix, "messages"), bucket=bucket, client=s3, interval=self.poll.interval_seconds
+        )
+        injector = PipesS3ContextInjector(
+            bucket=bucket, client=s3, key_prefix=join_s3(prefix, "context") + "/"
+        )
+        with dg.open_pipes_session(
+            context=context,
+            context_injector=injector,
+            message_reader=reader,
+            extras=with_partition_range(context, extras),
+        ) as session:
+            handle = self.start(
+                context, script, session.get_bootstrap_env_vars(), session.default_remote_invocation_info
+            )
+            context.log.info(f"started {handle.ids}")
+            outcome = self._wait(context, handle)
+            self._forward_logs(context, s3, outcome)
+        if not session.message_handler.received_closed_message:
+            raise dg.Failure(
+                f"{outcome.summary}, but the job's Pipes session never closed: its report is incomplete",
+                metadata=handle.metadata,
+            )
+        return session.get_results(metadata=handle.metadata)
+
+    def _wait(self, context: dg.AssetExecutionContext, handle: Handle) -> Outcome:
+        try:
+            outcome = poll_until_done(handle.check, self.poll)
+        except (KeyboardInterrupt, DagsterExecutionInterruptedError) as exc:
+            context.log.warning(f"interrupted: cancelling {handle.ids}")
+            handle.cancel()
+            raise dg.Failure(f"interrupted; cancelled {handle.ids}", metadata=handle.metadata) from exc
+        except Timeout as exc:
+            handle.cancel()
+            raise dg.Failure(f"{handle.ids} timed out ({exc}); cancelled", metadata=handle.metadata) from exc
+        context.log.info(outcome.summary)
+        return outcome
+
+    def _forward_logs(self, context: dg.AssetExecutionContext, s3: Any, outcome: Outcome) -> None:
+        """Step stdout/stderr to the run log; on failure, raise with the stderr tail."""
+        logs: dict[str, str] = {}
+        if outcome.log_prefix:
+            deadline = time.monotonic() + self.poll.log_wait_seconds
+            while "stderr" not in (logs := read_logs(s3, outcome.log_prefix)) and time.monotonic() < deadline:
+                time.sleep(min(self.poll.interval_seconds, 5.0))
+        for stream, text in logs.items():
+            if text.strip():
+                context.log.info(f"{stream} of the step:\n{text}")
+        if outcome.ok:
+            return
+        tail = "\n".join(logs.get("stderr", "").splitlines()[-STDERR_TAIL_LINES:])
+        where = outcome.log_prefix or "(no LogUri)"
+        raise dg.Failure(
+            outcome.summary + (f"\nstderr tail:\n{tail}" if tail else f"\nno step logs under {where}"),
+            metadata={"log_prefix": where},
+        )
+
+    def submit_parameters(self, conf: Mapping[str, str]) -> list[str]:
+        """spark-submit's options: the configured conf, then ``conf``, then the release's zip."""
+        args: list[str] = []
+        for key, value in {**self.spark_conf, **conf}.items():
+            args += ["--conf", f"{key}={value}"]
+        return [*args, "--py-files", self.py_files()]
+
+
+def reason(status: Mapping[str, Any]) -> str:
+    """StateChangeReason and FailureDetails of an EMR step or cluster status, as one line."""
+    change = status.get("StateChangeReason") or {}
+    failure = status.get("FailureDetails") or {}
+    parts = [change.get("Code"), change.get("Message"), failure.get("Reason"), failure.get("Message")]
+    if failure.get("LogFile"):
+        parts.append(f"log {failure['LogFile']}")
+    return "; ".join(str(p) for p in parts if p) or "no reason given"
+
+
+class _EmrStepLauncher(EmrPipesLauncher):
+    """A command-runner.jar step running spark-submit; Pipes env reaches the driver as YARN env."""
+
+    def step(self, script: str, env: Mapping[str, str], action_on_failure: str) -> dict[str, Any]:
+        conf = {f"spark.yarn.appMasterEnv.{k}": v for k, v in env.items()}
+        args = ["spark-submit", "--deploy-mode", "cluster", *self.submit_parameters(conf)]
+        return {
+            "Name": f"dp {script}",
+            "ActionOnFailure": action_on_failure,
+            "HadoopJarStep": {"Jar": "command-runner.jar", "Args": [*args, self.entry_point(script)]},
+        }
+
+    def step_check(self, emr: Any, cluster_id: str, step_id: str, transient: bool) -> Outcome | None:
+        """Done when the step is done (and, for a transient cluster, the cluster has terminated),
+        or when the cluster ended under a step that never finished."""
+        step = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]
+        cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+        step_state, cluster_state = step["State"], cluster["Status"]["State"]
+        cluster_done = cluster_state in CLUSTER_DONE
+        if step_state not in STEP_DONE and not cluster_done:
+            return None
+        if step_state in STEP_DONE and transient and not cluster_done:
+            return None  # the transient cluster is still terminating; its end state counts too
+        summary = f"EMR step {step_id} {step_state}" + (
+            f" ({reason(step)})" if step_state != "COMPLETED" else ""
+        )
+        if transient or cluster_done:
+            summary += f"; cluster {cluster_id} {cluster_state} ({reason(cluster['Status'])})"
+        ok = step_state == "COMPLETED" and cluster_state != "TERMINATED_WITH_ERRORS"
+        log_uri = cluster.get("LogUri") or self.log_uri
+        logs = join_s3(log_uri, cluster_id, "steps", step_id) if log_uri else None
+        return Outcome(ok=ok, summary=summary, log_prefix=logs)
+
+
+class EmrLauncher(_EmrStepLauncher):
+    """A transient cluster per run: one step, and the cluster terminates when the step ends."""
+
+    log_uri: str | None = Field(description="the cluster's LogUri")
+    cluster_name: str = "dp"
+    release_label: str = "emr-7.5.0"
+    applications: list[str] = Field(default_factory=lambda: ["Spark"])
+    master_instance_type: str = "m5.xlarge"
+    core_instance_type: str = "m5.xlarge"
+    core_instance_count: int = Field(default=2, ge=0)
+    subnet_id: str | None = None
+    job_flow_role: str = "EMR_EC2_DefaultRole"
+    service_role: str = "EMR_DefaultRole"
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    def start(
+        self, context: dg.AssetExecutionContext, script: str, env: Mapping[str, str], tags: Mapping[str, str]
+    ) -> Handle:
+        emr = self.client("emr")
+        groups = [{"InstanceRole": "MASTER", "InstanceType": self.master_instance_type, "InstanceCount": 1}]
+        if self.core_instance_count:
+            groups.append(
+                {
+                    "InstanceRole": "CORE",
+                    "InstanceType": self.core_instance_type,
+                    "InstanceCount": self.core_instance_count,
+                }
+            )
+        instances: dict[str, Any] = {"InstanceGroups": groups, "KeepJobFlowAliveWhenNoSteps": False}
+        if self.subnet_id:
+            instances["Ec2SubnetId"] = self.subnet_id
+        step = self.step(script, env, "TERMINATE_CLUSTER")
+        context.log.info(f"run_job_flow {self.release_label}: {redacted(step['HadoopJarStep']['Args'])}")
+        cluster_id = emr.run_job_flow(
+            Name=f"{self.cluster_name} {context.run.run_id[:8]} {script}",
+            ReleaseLabel=self.release_label,
+            LogUri=self.log_uri,
+            Instances=instances,
+            Applications=[{"Name": a} for a in self.applications],
+            JobFlowRole=self.job_flow_role,
+            ServiceRole=self.service_role,
+            Tags=[{"Key": k, "Value": v} for k, v in {**self.tags, **tags}.items()],
+            Steps=[step],
+        )["JobFlowId"]
+        step_id = emr.list_steps(ClusterId=cluster_id)["Steps"][0]["Id"]
+        return Handle(
+            ids={"cluster": cluster_id, "step": step_id},
+            check=lambda: self.step_check(emr, cluster_id, step_id, transient=True),
+            cancel=lambda: emr.terminate_job_flows(JobFlowIds=[cluster_id]),  # the cluster is ours
+            metadata={"emr_cluster_id": cluster_id, "emr_step_id": step_id},
+        )
+
+
+class EmrExistingLauncher(_EmrStepLauncher):
+    """A step on a long-running cluster someone else owns: on interrupt only our step is cancelled."""
+
+    cluster_id: str
+
+    def start(
+        self, context: dg.AssetExecutionContext, script: str, env: Mapping[str, str], tags: Mapping[str, str]
+    ) -> Handle:
+        emr = self.client("emr")
+        step = self.step(script, env, "CONTINUE")  # a failed step must not take the shared cluster down
+        context.log.info(
+            f"add_job_flow_steps on {self.cluster_id}: {redacted(step['HadoopJarStep']['Args'])}"
+        )
+        step_id = emr.add_job_flow_steps(JobFlowId=self.cluster_id, Steps=[step])["StepIds"][0]
+        cluster_id = self.cluster_id
+
+        def cancel() -> None:
+            emr.cancel_steps(ClusterId=cluster_id, StepIds=[step_id], StepCancellationOption="SEND_INTERRUPT")
+
+        return Handle(
+            ids={"cluster": cluster_id, "step": step_id},
+            check=lambda: self.step_check(emr, cluster_id, step_id, transient=False),
+            cancel=cancel,
+            metadata={"emr_cluster_id": cluster_id, "emr_step_id": step_id},
+        )
+
+
+class EmrServerlessLauncher(EmrPipesLauncher):
+    """A job run on an EMR Serverless application; Pipes env reaches the driver as driverEnv."""
+
+    application_id: str
+    execution_role_arn: str
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    def start(
+        self, context: dg.AssetExecutionContext, script: str, env: Mapping[str, str], tags: Mapping[str, str]
+    ) -> Handle:
+        client = self.client("emr-serverless")
+        conf = {f"spark.emr-serverless.driverEnv.{k}": v for k, v in env.items()}
+        parameters = self.submit_parameters(conf)
+        entry_point = self.entry_point(script)
+        context.log.info(f"start_job_run on {self.application_id}: {redacted([*parameters, entry_point])}")
+        overrides: dict[str, Any] = {}
+        if self.log_uri:
+            overrides["monitoringConfiguration"] = {"s3MonitoringConfiguration": {"logUri": self.log_uri}}
+        app_id = self.application_id
+        run_id = client.start_job_run(
+            applicationId=app_id,
+            executionRoleArn=self.execution_role_arn,
+            name=f"dp {script}",
+            jobDriver={
+                "sparkSubmit": {
+                    "entryPoint": entry_point,
+                    "sparkSubmitParameters": shlex.join(parameters),
+                }
+            },
+            configurationOverrides=overrides,
+            tags={**self.tags, **tags},
+        )["jobRunId"]
+
+        def check() -> Outcome | None:
+            run = client.get_job_run(applicationId=app_id, jobRunId=run_id)["jobRun"]
+            state = run["state"]
+            if state not in JOB_RUN_DONE:
+                return None
+            details = run.get("stateDetails") or "no reason given"
+            summary = f"EMR Serverless job run {run_id} {state}" + (
+                f" ({details})" if state != "SUCCESS" else ""
+            )
+            logs = join_s3(self.log_uri, "applications", app_id, "jobs", run_id, "SPARK_DRIVER")
+            return Outcome(ok=state == "SUCCESS", summary=summary, log_prefix=logs if self.log_uri else None)
+
+        return Handle(
+            ids={"application": app_id, "job_run": run_id},
+            check=check,
+            cancel=lambda: client.cancel_job_run(applicationId=app_id, jobRunId=run_id),
+            metadata={"emr_serverless_application_id": app_id, "emr_serverless_job_run_id": run_id},
+        )

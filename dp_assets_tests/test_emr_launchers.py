@@ -1,0 +1,265 @@
+"""The EMR launchers end to end against moto and the emulator, with a tiny Pipes job instead of Spark.
+
+The job is shipped as a release the way ``dp deploy`` lays it out (``spark_jobs/<script>`` plus
+``spark_jobs.zip`` for ``--py-files``, which the entry script imports from). The good path must
+bring back metadata and the check for every launcher; every fault must fail the run with its cause.
+"""
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import boto3
+import dagster as dg
+import pytest
+from dagster._core.pipes import utils as pipes_utils
+
+from dp_assets.deploy import spark_jobs_zip
+from dp_assets.launchers.base import SparkLauncher
+from dp_assets.launchers.emr import (
+    EmrExistingLauncher,
+    EmrLauncher,
+    EmrPipesLauncher,
+    EmrServerlessLauncher,
+    PollConfig,
+    redacted,
+)
+from dp_assets_tests.emr_emulator import ACCOUNT, EmrEmulator, emr_emulator_fixture  # noqa: F401
+
+RELEASE_BUCKET, PIPES_BUCKET, LOG_BUCKET = "dp-release", "dp-pipes", "dp-logs"
+RELEASE = f"s3://{RELEASE_BUCKET}/test/demo/releases/r1"
+DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+
+JOB = """
+import sys
+import time
+
+import boto3
+from dagster_pipes import PipesS3ContextLoader, PipesS3MessageWriter, open_dagster_pipes
+
+from jobhelper import count_rows  # from spark_jobs.zip: proves --py-files reached the job
+
+s3 = boto3.client("s3")
+with open_dagster_pipes(
+    context_loader=PipesS3ContextLoader(s3), message_writer=PipesS3MessageWriter(s3, interval=0.2)
+) as pipes:
+    extras = pipes.extras
+    print("driver says hello")
+    time.sleep(extras.get("sleep", 0))
+    if extras.get("fail"):
+        print("about to fail", file=sys.stderr)
+        raise RuntimeError("boom: the job failed on purpose")
+    rows = count_rows(extras["partition_key_range"])
+    key_range = {"raw_value": extras["partition_key_range"], "type": "json"}
+    pipes.report_asset_materialization(metadata={"rows": rows, "range": key_range})
+    pipes.report_asset_check("rows_positive", passed=rows > 0, metadata={"rows": rows})
+"""
+
+HELPER = """
+def count_rows(key_range):
+    return 10 * (int(key_range["end"][-2:]) - int(key_range["start"][-2:]) + 1)
+"""
+
+
+@pytest.fixture
+def release(aws: str, tmp_path: Path) -> str:
+    """The job as a release in moto S3, plus the Pipes and log buckets."""
+    s3 = boto3.client("s3")
+    for bucket in (RELEASE_BUCKET, PIPES_BUCKET, LOG_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "pipes_job.py").write_text(JOB)
+    (jobs / "jobhelper.py").write_text(textwrap.dedent(HELPER))
+    prefix = RELEASE.removeprefix(f"s3://{RELEASE_BUCKET}/")
+    s3.put_object(Bucket=RELEASE_BUCKET, Key=f"{prefix}/spark_jobs/pipes_job.py", Body=JOB.encode())
+    s3.put_object(Bucket=RELEASE_BUCKET, Key=f"{prefix}/spark_jobs.zip", Body=spark_jobs_zip(jobs))
+    s3.put_object(Bucket=RELEASE_BUCKET, Key=f"{prefix}/spark_jobs/no_pipes.py", Body=b"print('no Pipes')")
+    return RELEASE
+
+
+@pytest.fixture(autouse=True)
+def quick_pipes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dagster waits 10 s for messages after a session whose job never closed it (killed jobs)."""
+    monkeypatch.setattr(pipes_utils, "WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 1)
+
+
+QUICK = PollConfig(interval_seconds=0.1, max_wait_seconds=60, log_wait_seconds=0)
+COMMON: dict[str, Any] = {
+    "release_uri": RELEASE,
+    "messages_uri": f"s3://{PIPES_BUCKET}/runs",
+    "log_uri": f"s3://{LOG_BUCKET}/emr/",
+    "region_name": "us-east-1",
+    "poll": QUICK,
+}
+
+
+def transient() -> EmrLauncher:
+    return EmrLauncher(**COMMON, tags={"team": "data"})
+
+
+def existing() -> EmrExistingLauncher:
+    cluster_id = boto3.client("emr").run_job_flow(
+        Name="shared",
+        ReleaseLabel="emr-7.5.0",
+        LogUri=COMMON["log_uri"],
+        Instances={
+            "InstanceGroups": [{"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}],
+            "KeepJobFlowAliveWhenNoSteps": True,
+        },
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    return EmrExistingLauncher(**COMMON, cluster_id=cluster_id)
+
+
+def serverless(**overrides: Any) -> EmrServerlessLauncher:
+    app = boto3.client("emr-serverless").create_application(name="dp", releaseLabel="emr-7.5.0", type="SPARK")
+    return EmrServerlessLauncher(
+        **{**COMMON, "log_uri": f"s3://{LOG_BUCKET}/serverless/", **overrides},
+        application_id=app["applicationId"],
+        execution_role_arn=f"arn:aws:iam::{ACCOUNT}:role/dp-job",
+    )
+
+
+LAUNCHERS = {"transient": transient, "existing": existing, "serverless": serverless}
+
+
+def materialize(
+    launcher: EmrPipesLauncher, extras: dict[str, Any] | None = None, script: str = "pipes_job.py"
+) -> dg.ExecuteInProcessResult:
+    @dg.asset(
+        partitions_def=DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[dg.AssetCheckSpec("rows_positive", asset="emr_demo")],
+    )
+    def emr_demo(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
+        yield from spark.run_job(context, script, extras or {})
+
+    return dg.materialize(
+        [emr_demo],
+        resources={"spark": launcher},
+        tags={
+            "dagster/asset_partition_range_start": "2024-01-01",
+            "dagster/asset_partition_range_end": "2024-01-03",
+        },
+        raise_on_error=False,
+    )
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    assert not result.success, "a fault was reported as a success"
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert failures, "the run failed, but not in the step"
+    data = failures[0].step_failure_data
+    description = data.user_failure_data.description if data.user_failure_data else ""
+    return f"{description}\n{data.error.to_string() if data.error else ''}"
+
+
+@pytest.mark.parametrize("kind", list(LAUNCHERS))
+def test_good_path_reports_metadata_and_check(kind: str, release: str, emr_emulator: EmrEmulator) -> None:
+    result = materialize(LAUNCHERS[kind]())
+    assert result.success
+    materializations = result.asset_materializations_for_node("emr_demo")
+    assert [m.partition for m in materializations] == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    metadata = materializations[0].metadata
+    assert metadata["rows"].value == 30
+    assert metadata["range"].value == {"start": "2024-01-01", "end": "2024-01-03"}
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "rows_positive" and check.passed
+    # The job ran from the release; its zip was on the path.
+    assert emr_emulator.commands and emr_emulator.commands[0].argv[-1].endswith("pipes_job.py")
+
+
+def test_step_args_carry_pointers_not_extras(release: str) -> None:
+    """The extras stay in S3; the step's visible args hold only the Pipes pointers, masked in logs."""
+    launcher = transient()
+    step = launcher.step(
+        "pipes_job.py", {"DAGSTER_PIPES_CONTEXT": "abc", "DAGSTER_PIPES_MESSAGES": "def"}, "X"
+    )
+    args = step["HadoopJarStep"]["Args"]
+    assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
+    assert args[-3:] == ["--py-files", f"{RELEASE}/spark_jobs.zip", f"{RELEASE}/spark_jobs/pipes_job.py"]
+    assert "--conf" in args and "spark.yarn.appMasterEnv.DAGSTER_PIPES_CONTEXT=abc" in args
+    shown = redacted([*args, "--conf", "spark.hadoop.fs.s3a.secret.key=hunter2"])
+    assert "abc" not in shown and "hunter2" not in shown and "DAGSTER_PIPES_CONTEXT=***" in shown
+
+
+@pytest.mark.parametrize("kind", ["existing", "serverless"])
+def test_failed_job_fails_with_state_reason_and_stderr(
+    kind: str, release: str, emr_emulator: EmrEmulator
+) -> None:
+    text = failure_text(materialize(LAUNCHERS[kind](), {"fail": True}))
+    assert "FAILED" in text
+    assert "exited with code 1" in text or "ExitCode: 1" in text
+    assert "stderr tail" in text and "boom: the job failed on purpose" in text
+
+
+def test_transient_cluster_terminated_with_errors_after_failed_step(
+    release: str, emr_emulator: EmrEmulator
+) -> None:
+    text = failure_text(materialize(transient(), {"fail": True}))
+    assert "FAILED" in text and "TERMINATED_WITH_ERRORS" in text and "STEP_FAILURE" in text
+    assert "boom: the job failed on purpose" in text
+
+
+def test_cluster_terminated_with_errors_is_not_a_success(release: str, emr_emulator: EmrEmulator) -> None:
+    """The dagster-aws bug: the step completed, the cluster ended TERMINATED_WITH_ERRORS."""
+    emr_emulator.faults.cluster_terminates_with_errors = True
+    text = failure_text(materialize(transient()))
+    assert "COMPLETED" in text and "TERMINATED_WITH_ERRORS" in text and "INTERNAL_ERROR" in text
+
+
+@pytest.mark.parametrize("kind", ["existing", "serverless"])
+def test_cancelled_step_fails(kind: str, release: str, emr_emulator: EmrEmulator) -> None:
+    emr_emulator.faults.cancel_step = True
+    text = failure_text(materialize(LAUNCHERS[kind](), {"sleep": 30}))
+    assert "CANCELLED" in text
+
+
+def test_interrupt_cancels_only_our_step(release: str, emr_emulator: EmrEmulator) -> None:
+    launcher = existing()
+    assert materialize(launcher).success  # someone's earlier step on the shared cluster
+    emr_emulator.faults.interrupt = True
+    text = failure_text(materialize(launcher, {"sleep": 30}))
+    assert "interrupted" in text
+    emr = boto3.client("emr")
+    steps = emr.list_steps(ClusterId=launcher.cluster_id)["Steps"]  # newest first
+    assert [s["Status"]["State"] for s in steps] == ["CANCELLED", "COMPLETED"]
+    assert emr_emulator.cancel_requests == [(launcher.cluster_id, [steps[0]["Id"]])]
+    assert emr.describe_cluster(ClusterId=launcher.cluster_id)["Cluster"]["Status"]["State"] == "WAITING"
+
+
+@pytest.mark.parametrize("kind", ["transient", "serverless"])
+def test_interrupt_stops_what_we_started(kind: str, release: str, emr_emulator: EmrEmulator) -> None:
+    emr_emulator.faults.interrupt = True
+    text = failure_text(materialize(LAUNCHERS[kind](), {"sleep": 30}))
+    assert "interrupted" in text
+    if kind == "transient":
+        (cluster,) = [c for c in emr_emulator.emr.clusters.values() if c.name.startswith("dp ")][-1:]
+        assert cluster.state == "TERMINATED"
+    else:
+        runs = [r for rs in emr_emulator.serverless.job_runs.values() for r in rs]
+        assert runs[-1].state == "CANCELLED"
+
+
+def test_missing_logs_fail_cleanly(release: str, emr_emulator: EmrEmulator) -> None:
+    """No logs under LogUri: still the state and reason, never KeyError: 'Contents'."""
+    emr_emulator.faults.no_logs = True
+    text = failure_text(materialize(existing(), {"fail": True}))
+    assert "FAILED" in text and "no step logs under s3://dp-logs/emr" in text
+    assert "KeyError" not in text
+
+
+def test_timeout_cancels_and_fails(release: str, emr_emulator: EmrEmulator) -> None:
+    launcher = serverless(poll=PollConfig(interval_seconds=0.1, max_wait_seconds=1, log_wait_seconds=0))
+    text = failure_text(materialize(launcher, {"sleep": 30}))
+    assert "timed out" in text
+    runs = [r for rs in emr_emulator.serverless.job_runs.values() for r in rs]
+    assert runs[-1].state == "CANCELLED"
+
+
+def test_success_without_a_pipes_report_is_a_failure(release: str, emr_emulator: EmrEmulator) -> None:
+    """A job that exits 0 but never closes its Pipes session must not become an empty success."""
+    text = failure_text(materialize(existing(), script="no_pipes.py"))
+    assert "COMPLETED" in text and "never closed" in text
