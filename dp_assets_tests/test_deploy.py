@@ -39,6 +39,7 @@ def test_release_layout_manifest_alias_and_pinned_uri(versioned_bucket: str, cap
             "spark_jobs.zip",
             "spark_jobs/load_table.py",
             "spark_jobs/log4j2.properties",
+            "spark_jobs/pipes_bootstrap.py",
             "spark_jobs/transform_table.py",
             "transforms/daily_carrier_delays.sql",
         )
@@ -49,7 +50,7 @@ def test_release_layout_manifest_alias_and_pinned_uri(versioned_bucket: str, cap
     for key, entry in manifest["files"].items():  # every file's sha256, as uploaded
         assert hashlib.sha256(body(versioned_bucket, f"{release}/{key}")).hexdigest() == entry["sha256"], key
     with zipfile.ZipFile(BytesIO(body(versioned_bucket, f"{release}/spark_jobs.zip"))) as zf:
-        assert {"load_table.py", "transform_table.py"} <= set(zf.namelist())
+        assert {"load_table.py", "pipes_bootstrap.py", "transform_table.py"} <= set(zf.namelist())
     alias = f"{ENV}/{PIPELINE}/config.toml"
     assert body(versioned_bucket, alias) == body(versioned_bucket, f"{release}/config.toml")
 

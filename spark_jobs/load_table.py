@@ -25,7 +25,8 @@ import signal
 import time
 from typing import Any
 
-from dagster_pipes import PipesContext, open_dagster_pipes
+from dagster_pipes import PipesContext
+from pipes_bootstrap import open_pipes
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -522,7 +523,7 @@ def report(
 
 
 def main() -> None:
-    with open_dagster_pipes() as pipes:
+    with open_pipes() as pipes:
         spec = pipes.extras
         key_range = spec["partition_key_range"]  # sent by dp's launchers for single days and ranges alike
         days = days_between(key_range["start"], key_range["end"])

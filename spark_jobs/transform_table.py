@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 
-from dagster_pipes import open_dagster_pipes
 from load_table import Hdfs, Phases, Publisher, _int, _json, days_between, partition_stats
+from pipes_bootstrap import open_pipes
 from pyspark.sql import Observation, SparkSession
 from pyspark.sql import functions as F
 
 
 def main() -> None:
-    with open_dagster_pipes() as pipes:
+    with open_pipes() as pipes:
         spec = pipes.extras
         key_range = spec["partition_key_range"]
         days = days_between(key_range["start"], key_range["end"])

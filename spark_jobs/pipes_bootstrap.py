@@ -1,0 +1,46 @@
+"""Open the Dagster Pipes session a job was started with, wherever Spark runs it.
+
+Locally the launcher hands the context over in a temp file and reads messages from another; on EMR
+both live in S3, because a step's arguments and environment are visible to anyone who can describe
+the cluster. The bootstrap params say which: an S3 location names a bucket. So one job script runs
+unchanged under every launcher.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster_pipes import (
+    PipesContext,
+    PipesDefaultContextLoader,
+    PipesDefaultMessageWriter,
+    PipesEnvVarParamsLoader,
+    PipesS3ContextLoader,
+    PipesS3MessageWriter,
+    open_dagster_pipes,
+)
+
+S3_MESSAGE_INTERVAL_SECONDS = 5.0  # how often buffered messages are uploaded while the job runs
+
+
+def open_pipes() -> PipesContext:
+    """The job's Pipes context: S3 loader and writer where the params name a bucket, else files."""
+    params = PipesEnvVarParamsLoader()
+    if not params.is_dagster_pipes_process():
+        return open_dagster_pipes()  # run by hand: dagster_pipes warns and hands out a mock context
+    context_on_s3 = "bucket" in params.load_context_params()
+    messages_on_s3 = "bucket" in params.load_messages_params()
+    s3: Any = None
+    if context_on_s3 or messages_on_s3:
+        import boto3  # on every EMR image; only S3 transports need it
+
+        s3 = boto3.client("s3")
+    return open_dagster_pipes(
+        params_loader=params,
+        context_loader=PipesS3ContextLoader(s3) if context_on_s3 else PipesDefaultContextLoader(),
+        message_writer=(
+            PipesS3MessageWriter(s3, interval=S3_MESSAGE_INTERVAL_SECONDS)
+            if messages_on_s3
+            else PipesDefaultMessageWriter()
+        ),
+    )
