@@ -8,7 +8,7 @@ from dagster_pyspark import PySparkResource
 from dp_assets.automation import build_automation
 from dp_assets.config.loader import LoadedConfig, load_config
 from dp_assets.config.resource import PipelineConfigResource
-from dp_assets.launchers.local import LocalSparkLauncher
+from dp_assets.launchers.select import build_launcher
 from dp_assets.partitions import daily_partitions
 from dp_assets.stages.derive import build_derived_assets
 from dp_assets.stages.dump import build_dump_asset
@@ -66,11 +66,7 @@ def build_definitions(loaded: LoadedConfig) -> dg.Definitions:
         sensors=automation.sensors,
         resources={
             "pipeline": PipelineConfigResource.for_loaded(loaded),
-            "spark": LocalSparkLauncher(
-                master=config.spark.master,
-                conf=config.spark.conf,
-                catalog_dir=str(loaded.dp_home / "catalog") if config.catalog_database else None,
-            ),
+            "spark": build_launcher(loaded),
             # In-process Spark for the validation job: plans SQL against empty tables, reads nothing.
             "pyspark": PySparkResource(
                 spark_config={"spark.master": "local[1]", "spark.ui.enabled": "false"}

@@ -56,7 +56,7 @@ def python_runner(script: Path, py_files: list[Path], conf: dict[str, str]) -> L
 
 
 def spark_submit_runner(spark_submit: str, master: str = "local[2]") -> Runner:
-    """Real Spark for the next slice: the same step, in client mode on this machine."""
+    """Real Spark: the same spark-submit, in client mode on this machine (set ``emulator.runner``)."""
 
     def run(script: Path, py_files: list[Path], conf: dict[str, str]) -> LocalCommand:
         argv = [spark_submit, "--master", master]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -73,10 +73,90 @@ class Processing(_Strict):
     )
 
 
+LAUNCHERS: tuple[str, ...] = ("local", "emr", "emr-existing", "emr-serverless")
+Launcher = Literal["local", "emr", "emr-existing", "emr-serverless"]
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+$")
+
+
+class BootstrapAction(_Strict):
+    name: str
+    path: str  # s3:// script run on every node before applications start
+    args: list[str] = Field(default_factory=list)
+
+
+class EmrCluster(_Strict):
+    """launcher = "emr": a transient cluster per run, terminated when its step ends."""
+
+    name: str = "dp"
+    release_label: str = "emr-7.5.0"
+    applications: list[str] = Field(default_factory=lambda: ["Spark"])
+    master_instance_type: str = "m5.xlarge"
+    core_instance_type: str = "m5.xlarge"
+    core_instance_count: int = Field(default=2, ge=0)
+    subnet_id: str | None = None
+    job_flow_role: str = "EMR_EC2_DefaultRole"  # instance profile the nodes (and the job) run as
+    service_role: str = "EMR_DefaultRole"
+    bootstrap_actions: list[BootstrapAction] = Field(default_factory=list)
+    # EMR Configurations, e.g. the Glue Data Catalog as the metastore (see README).
+    configurations: list[dict[str, Any]] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class Emr(_Strict):
+    """Where the EMR launchers send jobs, and how they wait for them."""
+
+    # The release whose spark_jobs/ the cluster runs; default: the release the config was loaded
+    # from (CONFIG_S3_URI as `dp deploy` printed it).
+    release_uri: str | None = None
+    messages_uri: str  # s3:// folder for the Pipes context and messages of each run
+    log_uri: str | None = None  # EMR's LogUri / Serverless logUri: where step stdout and stderr land
+    region: str | None = None
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+    max_wait_seconds: float = Field(default=6 * 3600.0, gt=0, description="then cancel and fail")
+    log_wait_seconds: float = Field(default=120.0, ge=0, description="wait for step logs after the end")
+    cluster: EmrCluster = Field(default_factory=EmrCluster)
+    cluster_id: str | None = None  # launcher = "emr-existing": the running cluster (j-…)
+    application_id: str | None = None  # launcher = "emr-serverless": the application (00…)
+    execution_role_arn: str | None = None  # launcher = "emr-serverless": the role the job runs as
+
+    @field_validator("release_uri", "messages_uri", "log_uri")
+    @classmethod
+    def _s3_uris(cls, v: str | None) -> str | None:
+        if v is not None and not _S3_URI.match(v):
+            raise ValueError(f"{v!r} is not an s3://bucket/prefix URI")
+        return v
+
+    @field_validator("execution_role_arn")
+    @classmethod
+    def _role_arn(cls, v: str | None) -> str | None:
+        if v is not None and not _ROLE_ARN.match(v):
+            raise ValueError(f"{v!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        return v
+
+
 class Spark(_Strict):
-    launcher: Literal["local"] = "local"
-    master: str = "local[*]"
-    conf: dict[str, str] = Field(default_factory=dict)
+    launcher: Launcher = "local"  # DP_SPARK_LAUNCHER overrides it
+    master: str = "local[*]"  # the local launcher's master
+    conf: dict[str, str] = Field(default_factory=dict)  # spark-submit --conf, for every launcher
+    emr: Emr | None = None  # required by the EMR launchers
+
+    @model_validator(mode="after")
+    def _emr_settings(self) -> Spark:
+        check_launcher_settings(self, self.launcher)
+        return self
+
+
+def check_launcher_settings(spark: Spark, launcher: str) -> None:
+    """What each launcher needs from [spark.emr], named by key, or ValueError."""
+    if launcher == "local":
+        return
+    if spark.emr is None:
+        raise ValueError(f'launcher "{launcher}" needs a [spark.emr] section with at least messages_uri')
+    need = {"emr-existing": ["cluster_id"], "emr-serverless": ["application_id", "execution_role_arn"]}
+    missing = [k for k in need.get(launcher, []) if getattr(spark.emr, k) is None]
+    if missing:
+        raise ValueError(f'launcher "{launcher}" needs [spark.emr] {" and ".join(missing)}')
 
 
 class Catalog(_Strict):

@@ -281,6 +281,8 @@ class EmrLauncher(_EmrStepLauncher):
     subnet_id: str | None = None
     job_flow_role: str = "EMR_EC2_DefaultRole"
     service_role: str = "EMR_DefaultRole"
+    bootstrap_actions: list[dict[str, Any]] = Field(default_factory=list)  # {name, path, args}
+    configurations: list[dict[str, Any]] = Field(default_factory=list)  # EMR Configurations, as given
     tags: dict[str, str] = Field(default_factory=dict)
 
     def start(
@@ -311,6 +313,11 @@ class EmrLauncher(_EmrStepLauncher):
             ServiceRole=self.service_role,
             Tags=[{"Key": k, "Value": v} for k, v in {**self.tags, **tags}.items()],
             Steps=[step],
+            BootstrapActions=[
+                {"Name": b["name"], "ScriptBootstrapAction": {"Path": b["path"], "Args": b.get("args", [])}}
+                for b in self.bootstrap_actions
+            ],
+            Configurations=self.configurations,
         )["JobFlowId"]
         step_id = emr.list_steps(ClusterId=cluster_id)["Steps"][0]["Id"]
         return Handle(
