@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import boto3
+
+from dp_assets.aws import data_session, spark_s3_credentials
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.model import Table
 from dp_assets.storage import Store, store_for
@@ -22,12 +25,23 @@ class Lake:
     e2e_test: bool = False  # read deliveries from the end-to-end test folder instead of the source
 
     @cached_property
+    def session(self) -> boto3.Session | None:
+        """Data access through the [aws] role chain (refreshed); None: the run's own credentials."""
+        return data_session(self.loaded.config.aws)
+
+    @cached_property
     def landing(self) -> Store:
-        return store_for(self.loaded.e2e_input_path if self.e2e_test else self.loaded.input_path)
+        return store_for(
+            self.loaded.e2e_input_path if self.e2e_test else self.loaded.input_path, self.session
+        )
 
     @cached_property
     def store(self) -> Store:
-        return store_for(self.loaded.output_path)
+        return store_for(self.loaded.output_path, self.session)
+
+    def spark_credentials(self) -> dict[str, dict[str, str]]:
+        """Temporary keys per lake and landing bucket for a Spark job, when a role chain is set."""
+        return spark_s3_credentials(self.session, [self.loaded.input_path, self.loaded.output_path])
 
     def table(self, name: str) -> Table:
         return self.loaded.config.tables[name]

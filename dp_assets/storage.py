@@ -37,9 +37,10 @@ class Store(Protocol):
     def delete_prefix(self, prefix: str) -> int: ...
 
 
-def store_for(root: str) -> Store:
-    """A store rooted at a local path or an ``s3://bucket/prefix`` URI."""
-    return S3Store(root) if root.startswith("s3://") else LocalStore(root)
+def store_for(root: str, session: Any = None) -> Store:
+    """A store rooted at a local path or an ``s3://bucket/prefix`` URI (S3 through ``session``, a
+    boto3 Session, when given)."""
+    return S3Store(root, session) if root.startswith("s3://") else LocalStore(root)
 
 
 def read_json(store: Store, path: str) -> Any:
@@ -138,13 +139,13 @@ def _version(obj: dict[str, Any]) -> str:
 
 
 class S3Store:
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, session: Any = None) -> None:
         import boto3
 
         self.root = root.rstrip("/")
         bucket, _, prefix = self.root.removeprefix("s3://").partition("/")
         self.bucket, self.prefix = bucket, prefix
-        self._s3 = boto3.client("s3")
+        self._s3 = (session or boto3).client("s3")
 
     def _key(self, path: str) -> str:
         return f"{self.prefix}/{path}".lstrip("/") if self.prefix else path

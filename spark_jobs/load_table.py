@@ -399,6 +399,23 @@ def _int(value: int) -> dict[str, Any]:
     return {"raw_value": int(value), "type": "int"}
 
 
+def use_s3_credentials(spark: SparkSession, spec: dict[str, Any]) -> list[str]:
+    """Temporary keys from dp's role chain, set per bucket on S3A (which then also serves s3://), so
+    the job reaches a lake in another account; the buckets it got keys for (never the keys)."""
+    credentials: dict[str, dict[str, str]] = spec.get("s3_credentials") or {}
+    if not credentials:
+        return []
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    conf.set("fs.s3.impl", "org.apache.hadoop.fs.s3a.S3AFileSystem")
+    for bucket, keys in credentials.items():
+        per_bucket = f"fs.s3a.bucket.{bucket}."
+        provider = "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
+        conf.set(per_bucket + "aws.credentials.provider", provider)
+        for name in ("access_key", "secret_key", "session_token"):
+            conf.set(per_bucket + name.replace("_", "."), keys[name])
+    return sorted(b for b in credentials if conf.get(f"fs.s3a.bucket.{b}.session.token"))
+
+
 def report(
     pipes: PipesContext,
     spec: dict[str, Any],
@@ -425,6 +442,11 @@ def report(
             "rows_deduplicated": _int(sum(deduplicated.values())),
             "bytes": _int(published["bytes"]),
             "partitions": _int(len(days)),
+            **(
+                {"s3_credentials_for": _json(result["s3_credentials_for"])}
+                if result["s3_credentials_for"]
+                else {}
+            ),
             "rows_by_partition": _json(loaded),
             "quarantined_by_partition": _json({d: n for d, n in quarantined.items() if n}),
             "partition_stats": _json(
@@ -535,6 +557,7 @@ def main() -> None:
             .getOrCreate()
         )
         pipes.log.info(f"loading {spec['table']} for {len(days)} day(s): {days[0]} .. {days[-1]}")
+        credentialed = use_s3_credentials(spark, spec)
         phases.done("start Spark")
         result = load(spark, spec, days, run=pipes.run_id or f"adhoc-{int(time.time())}", phases=phases)
         published = check_published(spark, spec, days)
@@ -542,6 +565,7 @@ def main() -> None:
         result["catalog_table"] = register(spark, spec, days, set(published["stats"]))
         phases.done("catalog")
         result["phases"] = phases.seconds
+        result["s3_credentials_for"] = credentialed
         report(pipes, spec, days, result, published, time.monotonic() - started)
         spark.stop()
 

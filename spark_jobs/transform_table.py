@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import time
 
-from load_table import Hdfs, Phases, Publisher, _int, _json, days_between, partition_stats
+from load_table import (
+    Hdfs,
+    Phases,
+    Publisher,
+    _int,
+    _json,
+    days_between,
+    partition_stats,
+    use_s3_credentials,
+)
 from pipes_bootstrap import open_pipes
 from pyspark.sql import Observation, SparkSession
 from pyspark.sql import functions as F
@@ -23,6 +32,7 @@ def main() -> None:
         days = days_between(key_range["start"], key_range["end"])
         started, phases = time.monotonic(), Phases()
         spark = SparkSession.builder.appName(f"dp-derive-{spec['table']}").getOrCreate()
+        use_s3_credentials(spark, spec)
         phases.done("start Spark")
         hdfs = Hdfs(spark)
         run = pipes.run_id or f"adhoc-{int(time.time())}"

@@ -565,6 +565,24 @@ class Derived(_Catalogued):
     owners: list[str] = Field(default_factory=list)
 
 
+class Aws(_Strict):
+    """Data access across accounts (the seed's ADG pattern): the landing zone and the lake are reached
+    with credentials from assuming each role of the chain in turn, refreshed before they expire. EMR
+    and the Pipes transport keep the run's own credentials."""
+
+    role_chain: list[str] = Field(default_factory=list)
+    session_name: str = Field(default="dp", pattern=r"^[\w+=,.@-]{2,64}$")
+    duration_seconds: int = Field(default=3600, ge=900, le=43200)
+
+    @field_validator("role_chain")
+    @classmethod
+    def _role_arns(cls, v: list[str]) -> list[str]:
+        bad = [arn for arn in v if not _ROLE_ARN.match(arn)]
+        if bad:
+            raise ValueError(f"{bad} are not IAM role ARNs (arn:aws:iam::<account>:role/<name>)")
+        return v
+
+
 class Deploy(_Strict):
     """Where `dp deploy` publishes releases: s3://<bucket>/<env>/<pipeline>/releases/<id>/."""
 
@@ -583,6 +601,7 @@ class PipelineConfig(_Strict):
     tables: dict[str, Table] = Field(min_length=1)
     derived: dict[str, Derived] = Field(default_factory=dict)
     deploy: Deploy = Field(default_factory=Deploy)
+    aws: Aws = Field(default_factory=Aws)
 
     @property
     def catalog_database(self) -> str | None:

@@ -139,6 +139,7 @@ def build_derived_asset(
             "partition_column": pc,
             "upstream": {t: {"uri": lake.uri(t), "partition_column": upc} for t, upc in upstream_pcs.items()},
             "table_uri": lake.uri(name),
+            "s3_credentials": lake.spark_credentials(),  # Pipes context only: never logged or shown
         }
         for result in spark.run_job(context, TRANSFORM_JOB, extras):
             if isinstance(result, dg.MaterializeResult):

@@ -139,6 +139,7 @@ def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[dict[st
         "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
         "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
         "catalog_table": f"{database}.{name}" if database else None,
+        "s3_credentials": lake.spark_credentials(),  # Pipes context only: never logged or shown
     }
     return extras, schema
 
