@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from dp_assets.config.loader import ConfigError, env_override, load_config, load_config_from
-from dp_assets.config.model import ENVS
+from dp_assets.config.loader import ConfigError, LoadedConfig, env_override, load_config, load_config_from
+from dp_assets.config.model import ENVS, LAUNCHERS
 
 
 def _date(text: str) -> dt.date:
@@ -113,8 +113,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     source = args.config or PACKAGED
     loaded = load_config_from(source)
-    body = Path(loaded.provenance.uri).read_bytes()
     bucket = args.bucket or loaded.config.deploy.bucket
+    if args.print_iam_policy:
+        return print_iam_policy(loaded, args.print_iam_policy, args.env, bucket)
+    body = Path(loaded.provenance.uri).read_bytes()
     if not bucket:
         print("dp: no bucket: pass --bucket or set [deploy] bucket in the config", file=sys.stderr)
         return 2
@@ -127,6 +129,33 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         return 0
     pinned = publish(plan, s3)
     print(f"released {plan.deployment_id}; pin it with:\nexport CONFIG_S3_URI='{pinned}'")
+    return 0
+
+
+def print_iam_policy(loaded: LoadedConfig, launcher: str, env: str, bucket: str | None) -> int:
+    """The orchestrator's and the job's policies for running this config's releases on `launcher`."""
+    from dp_assets.config.model import check_launcher_settings
+    from dp_assets.iam import policies
+
+    if launcher == "configured":
+        launcher = loaded.config.spark.launcher
+    if launcher == "local":
+        raise ConfigError(
+            "the local launcher needs no IAM policy; pass --print-iam-policy emr|emr-existing|…"
+        )
+    try:
+        check_launcher_settings(loaded.config.spark, launcher)
+    except ValueError as e:
+        raise ConfigError(f"{loaded.provenance.uri}: {e}") from e
+    emr = loaded.config.spark.emr
+    assert emr is not None
+    pipeline = loaded.config.general.pipeline_name
+    release = f"s3://{bucket}/{env}/{pipeline}/releases" if bucket else emr.release_uri
+    if not release:
+        raise ConfigError(
+            "no release location: pass --bucket, or set [deploy] bucket or [spark.emr] release_uri"
+        )
+    print(json.dumps(policies(loaded, launcher, release), indent=2))
     return 0
 
 
@@ -205,6 +234,15 @@ def parser() -> argparse.ArgumentParser:
     deploy.add_argument("--deployment-id", help="default: <UTC time>-<git commit>")
     deploy.add_argument("--note", help="recorded in the release's manifest.json")
     deploy.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
+    deploy.add_argument(
+        "--print-iam-policy",
+        nargs="?",
+        const="configured",
+        choices=["configured", *LAUNCHERS],
+        metavar="LAUNCHER",
+        help="print least-privilege IAM policies (orchestrator, job) for LAUNCHER (default: the "
+        "config's) and exit; deploys nothing",
+    )
     deploy.set_defaults(func=cmd_deploy)
 
     ui = sub.add_parser("ui", help="serve the Dagster UI on the instance dp runs write to")

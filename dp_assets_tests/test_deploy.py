@@ -91,3 +91,78 @@ def test_unknown_env_is_refused(env: str, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["deploy", "--env", env, "--bucket", "b"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def emr_config(tmp_path, chain: str = "") -> str:
+    from dp_assets_tests.conftest import packaged_text
+
+    text = packaged_text().replace('input_path = "landing"', 'input_path = "s3://dp-landing/drops"')
+    text = text.replace('output_path = "lake"', 'output_path = "s3://dp-lake/nycflights13"')
+    text += """
+[spark.emr]
+messages_uri = "s3://dp-pipes/runs"
+log_uri = "s3://dp-logs/emr/"
+region = "eu-west-2"
+cluster_id = "j-2AXXXXXXGAPLF"
+application_id = "00fabcdefg123456"
+execution_role_arn = "arn:aws:iam::123456789012:role/dp-job"
+"""
+    path = tmp_path / "config.toml"
+    path.write_text(text + (f"\n[aws]\nrole_chain = {chain}\n" if chain else ""))
+    return str(path)
+
+
+def iam_policies(config: str, launcher: str, capsys) -> dict:
+    args = ["deploy", "--env", "prod", "--config", config, "--bucket", "dp-releases"]
+    assert main([*args, "--print-iam-policy", launcher]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def statement(document: dict, sid: str) -> dict:
+    return next(s for s in document["Statement"] if s["Sid"] == sid)
+
+
+@pytest.mark.parametrize("launcher", ["emr", "emr-existing", "emr-serverless"])
+def test_iam_policies_are_valid_and_scoped_to_the_config(launcher: str, aws: str, tmp_path, capsys) -> None:
+    docs = iam_policies(emr_config(tmp_path), launcher, capsys)
+    assert set(docs) == {"orchestrator", "job"}
+    for name, document in docs.items():  # moto's IAM validates the grammar of a policy document
+        boto3.client("iam").create_policy(
+            PolicyName=f"dp-{launcher}-{name}", PolicyDocument=json.dumps(document)
+        )
+    orchestrator, job = docs["orchestrator"], docs["job"]
+    s3_resources = [
+        r
+        for d in docs.values()
+        for s in d["Statement"]
+        if s["Action"][0].startswith("s3:")
+        for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+    ]
+    assert "*" not in s3_resources and all(r.startswith("arn:aws:s3:::dp-") for r in s3_resources)
+    assert statement(job, "ReleaseObjects")["Resource"] == [
+        "arn:aws:s3:::dp-releases/prod/nycflights13/releases/*"
+    ]
+    assert statement(orchestrator, "LandingObjects")["Action"] == ["s3:GetObject"]  # landing is read-only
+    assert "s3:PutObject" in statement(job, "LakeObjects")["Action"]
+    if launcher == "emr-existing":
+        shared = statement(orchestrator, "StepsOnSharedCluster")
+        assert shared["Resource"] == "arn:aws:elasticmapreduce:eu-west-2:*:cluster/j-2AXXXXXXGAPLF"
+        assert "elasticmapreduce:TerminateJobFlows" not in shared["Action"]  # never the shared cluster
+    if launcher == "emr-serverless":
+        passed = statement(orchestrator, "PassExecutionRole")
+        assert passed["Resource"] == "arn:aws:iam::123456789012:role/dp-job"
+
+
+def test_iam_policies_with_a_role_chain_move_data_access_to_its_last_role(aws: str, tmp_path, capsys) -> None:
+    hop, reader = "arn:aws:iam::111111111111:role/dp-hop", "arn:aws:iam::222222222222:role/dp-reader"
+    docs = iam_policies(emr_config(tmp_path, f'["{hop}", "{reader}"]'), "emr", capsys)
+    assert list(docs) == ["orchestrator", "job", f"role_chain {hop}", f"role_chain {reader}"]
+    assert statement(docs["orchestrator"], "NextHopOfRoleChain")["Resource"] == hop
+    assert statement(docs[f"role_chain {hop}"], "NextHopOfRoleChain")["Resource"] == reader
+    assert {s["Sid"] for s in docs[f"role_chain {reader}"]["Statement"]} >= {"LandingObjects", "LakeObjects"}
+    assert not any(s["Sid"].startswith(("Landing", "Lake")) for s in docs["orchestrator"]["Statement"])
+
+
+def test_iam_policy_for_local_is_refused(capsys) -> None:
+    assert main(["deploy", "--env", "prod", "--bucket", "b", "--print-iam-policy"]) == 1
+    assert "the local launcher needs no IAM policy" in capsys.readouterr().err
