@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import _thread
 import gzip
+import itertools
 import os
 import shlex
 import subprocess
@@ -86,12 +87,14 @@ class SparkSubmit:
     py_files: list[str]
     entry_point: str
     args: list[str]
+    deploy_mode: str = "client"
 
 
 def parse_spark_submit(args: list[str]) -> SparkSubmit:
     """spark-submit's options we need: --conf, --py-files, the entry point and its arguments."""
     conf: dict[str, str] = {}
     py_files: list[str] = []
+    deploy_mode = "client"
     i = 0
     while i < len(args) and args[i].startswith("--"):
         option, value = args[i], args[i + 1]
@@ -100,8 +103,10 @@ def parse_spark_submit(args: list[str]) -> SparkSubmit:
             conf[key] = val
         elif option == "--py-files":
             py_files += value.split(",")
+        elif option == "--deploy-mode":
+            deploy_mode = value
         i += 2
-    return SparkSubmit(conf, py_files, args[i], args[i + 1 :])
+    return SparkSubmit(conf, py_files, args[i], args[i + 1 :], deploy_mode)
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -116,6 +121,22 @@ class Ended:
     stderr: str
 
 
+def spark_submit_summary(app: str, code: int | None) -> str:
+    """What a cluster-mode spark-submit prints to the step's stderr: the application, not its output."""
+    status = "SUCCEEDED" if code == 0 else "KILLED" if code is None else "FAILED"
+    lines = [
+        f"INFO Client: Submitting application {app} to ResourceManager",
+        f"INFO Client: Application report for {app} (state: FINISHED)",
+        f"\t final status: {status}",
+    ]
+    if code != 0:
+        lines.append(
+            'Exception in thread "main" org.apache.spark.SparkException: '
+            f"Application {app} finished with failed status"
+        )
+    return "\n".join(lines) + "\n"
+
+
 class EmrEmulator:
     def __init__(self, endpoint: str, workdir: Path, runner: Runner = python_runner):
         self.endpoint = endpoint
@@ -126,6 +147,7 @@ class EmrEmulator:
         self.commands: list[LocalCommand] = []
         self._cancelled: set[str] = set()  # step ids and job run ids to kill
         self._seen: set[str] = set()
+        self._applications = itertools.count(1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True, name="emr-emulator")
         self.s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
@@ -256,8 +278,13 @@ class EmrEmulator:
         submit = parse_spark_submit(args[1:])
         env = {k.removeprefix(YARN_ENV): v for k, v in submit.conf.items() if k.startswith(YARN_ENV)}
         ended = self._execute(step.id, submit, env, lambda: cluster.state in ("TERMINATING", "TERMINATED"))
-        log_uri = f"{cluster.log_uri.rstrip('/')}/{cluster.id}/steps/{step.id}" if cluster.log_uri else None
-        log_file = self._write_logs(log_uri, ended)
+        root = f"{cluster.log_uri.rstrip('/')}/{cluster.id}" if cluster.log_uri else None
+        if submit.deploy_mode == "cluster":  # the driver ran in a YARN container; its output lands there
+            app = f"application_{int(time.time() * 1000)}_{next(self._applications):04d}"
+            container = f"container_{app.removeprefix('application_')}_01_000001"
+            self._write_logs(f"{root}/containers/{app}/{container}" if root else None, ended)
+            ended = Ended(ended.code, "", spark_submit_summary(app, ended.code))
+        log_file = self._write_logs(f"{root}/steps/{step.id}" if root else None, ended)
         if ended.code == 0:
             step.state = "COMPLETED"
         elif ended.code is None:

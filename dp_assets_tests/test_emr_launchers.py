@@ -5,6 +5,7 @@ The job is shipped as a release the way ``dp deploy`` lays it out (``spark_jobs/
 bring back metadata and the check for every launcher; every fault must fail the run with its cause.
 """
 
+import gzip
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -263,3 +264,17 @@ def test_success_without_a_pipes_report_is_a_failure(release: str, emr_emulator:
     """A job that exits 0 but never closes its Pipes session must not become an empty success."""
     text = failure_text(materialize(existing(), script="no_pipes.py"))
     assert "COMPLETED" in text and "never closed" in text
+
+
+def test_cluster_mode_failure_shows_the_driver_traceback(release: str, emr_emulator: EmrEmulator) -> None:
+    """In cluster mode the step's stderr is only spark-submit's summary; the traceback is in the
+    driver's YARN container log, which the failure must quote."""
+    launcher = existing()
+    text = failure_text(materialize(launcher, {"fail": True}))
+    assert "Traceback" in text and "RuntimeError: boom: the job failed on purpose" in text
+    s3 = boto3.client("s3")
+    listed = s3.list_objects_v2(Bucket=LOG_BUCKET, Prefix=f"emr/{launcher.cluster_id}/")["Contents"]
+    step_stderr = next(o["Key"] for o in listed if "/steps/" in o["Key"] and o["Key"].endswith("stderr.gz"))
+    summary = gzip.decompress(s3.get_object(Bucket=LOG_BUCKET, Key=step_stderr)["Body"].read()).decode()
+    assert "finished with failed status" in summary and "boom" not in summary
+    assert any("/containers/application_" in o["Key"] and "_000001/stderr" in o["Key"] for o in listed)

@@ -56,6 +56,9 @@ class Outcome:
     ok: bool
     summary: str  # e.g. "step s-1 FAILED (reason); cluster j-1 TERMINATED_WITH_ERRORS (reason)"
     log_prefix: str | None = None  # s3:// folder holding stdout(.gz) / stderr(.gz), if any
+    # EMR steps in cluster mode: s3:// folder of YARN container logs, where the driver's own stderr
+    # (the Python traceback) lands; the step's stderr only has spark-submit's summary.
+    containers_prefix: str | None = None
 
 
 @dataclass
@@ -104,6 +107,24 @@ def read_logs(s3: Any, prefix_uri: str) -> dict[str, str]:
             body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
             found[stream] = (gzip.decompress(body) if name.endswith(".gz") else body).decode(errors="replace")
     return found
+
+
+YARN_APPLICATION = re.compile(r"application_\d+_\d+")
+
+
+def driver_stderr(s3: Any, containers_prefix: str | None, step_stderr: str) -> tuple[str, str] | None:
+    """(container, text) of the driver's stderr: the first container of the YARN application the
+    step's spark-submit names; None when there is none (client mode, no logs yet, no LogUri)."""
+    app = YARN_APPLICATION.findall(step_stderr)
+    if not containers_prefix or not app:
+        return None
+    bucket, prefix = split_s3(f"{containers_prefix.rstrip('/')}/{app[-1]}/")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])  # absent when empty
+    stderrs = sorted(o["Key"] for o in listed if o["Key"].rsplit("/", 1)[-1] in ("stderr", "stderr.gz"))
+    if not stderrs:
+        return None
+    container = stderrs[0].rsplit("/", 2)[-2]  # ..._000001: the application master, the driver
+    return container, read_logs(s3, f"s3://{bucket}/{stderrs[0].rsplit('/', 1)[0]}").get("stderr", "")
 
 
 def redacted(args: Sequence[str]) -> str:
@@ -209,7 +230,11 @@ class EmrPipesLauncher(SparkLauncher):
                 context.log.info(f"{stream} of the step:\n{text}")
         if outcome.ok:
             return
-        tail = "\n".join(logs.get("stderr", "").splitlines()[-STDERR_TAIL_LINES:])
+        driver = driver_stderr(s3, outcome.containers_prefix, logs.get("stderr", ""))
+        if driver:
+            context.log.info(f"stderr of the Spark driver ({driver[0]}):\n{driver[1]}")
+        stderr = driver[1] if driver else logs.get("stderr", "")
+        tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
         where = outcome.log_prefix or "(no LogUri)"
         raise dg.Failure(
             outcome.summary + (f"\nstderr tail:\n{tail}" if tail else f"\nno step logs under {where}"),
@@ -265,7 +290,8 @@ class _EmrStepLauncher(EmrPipesLauncher):
         ok = step_state == "COMPLETED" and cluster_state != "TERMINATED_WITH_ERRORS"
         log_uri = cluster.get("LogUri") or self.log_uri
         logs = join_s3(log_uri, cluster_id, "steps", step_id) if log_uri else None
-        return Outcome(ok=ok, summary=summary, log_prefix=logs)
+        containers = join_s3(log_uri, cluster_id, "containers") if log_uri else None
+        return Outcome(ok=ok, summary=summary, log_prefix=logs, containers_prefix=containers)
 
 
 class EmrLauncher(_EmrStepLauncher):
