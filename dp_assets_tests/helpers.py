@@ -49,10 +49,11 @@ def materialize_range(
     raise_on_error: bool = False,
     instance: dg.DagsterInstance | None = None,
     tables: tuple[str, ...] | None = None,
+    derived: tuple[str, ...] = (),
 ) -> dg.ExecuteInProcessResult:
-    """The dump and load of `tables` (default: those delivered as files, which tests write) plus
-    the extra assets, over [start, end] as one run (default: a fresh instance). Database-sourced
-    and derived tables need a seeded server: the tests that want them select them."""
+    """The dump and load of `tables` (default: those delivered as files, which tests write), the
+    `derived` tables and the extra assets, over [start, end] as one run (default: a fresh instance).
+    Database-sourced tables need a seeded server: the tests that want them select them."""
     from dp_assets.config.model import FileSource
     from dp_assets.definitions import build_definitions
 
@@ -60,6 +61,7 @@ def materialize_range(
     if tables is None:
         tables = tuple(n for n, t in loaded.config.tables.items() if isinstance(t.source, FileSource))
     selection = [k for t in tables for k in (dg.AssetKey(["raw", t]), dg.AssetKey(t))]
+    selection += [dg.AssetKey(name) for name in derived]
     selection += [k for a in extra_assets for k in a.keys]
     return dg.materialize(
         [*defs.assets, *extra_assets],  # type: ignore[list-item]

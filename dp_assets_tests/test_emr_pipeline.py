@@ -29,6 +29,11 @@ from dp_assets_tests.helpers import check_results, materialize_range, read_table
 pytestmark = pytest.mark.skipif(not spark_available(), reason="needs Java for Spark")
 
 START, END = "2013-01-01", "2013-01-03"
+DERIVED = "daily_origin_delays"  # a derived table too, so transform_table.py runs from the release
+DERIVED_SQL = """
+SELECT flight_date, origin, count(*) AS departures, avg(dep_delay) AS avg_dep_delay
+FROM flights GROUP BY flight_date, origin
+"""
 PIPES_BUCKET, LOG_BUCKET = "dp-pipes", "dp-logs"
 
 
@@ -67,6 +72,8 @@ def pinned_config(versioned_bucket: str, tmp_path: Path, capsys: pytest.CaptureF
     )["applicationId"]
     config = tmp_path / "config.toml"
     config.write_text(packaged_text() + emr_settings(cluster_id, app_id))
+    (tmp_path / "transforms").mkdir()
+    (tmp_path / "transforms" / f"{DERIVED}.sql").write_text(DERIVED_SQL)
     args = ["deploy", "--env", "dev", "--config", str(config), "--bucket", versioned_bucket]
     assert main([*args, "--deployment-id", "r1"]) == 0
     return capsys.readouterr().out.split("CONFIG_S3_URI='")[1].split("'")[0]
@@ -79,20 +86,30 @@ def run_through(launcher: str, pinned: str, home: Path, monkeypatch: pytest.Monk
     delivered = write_flight_deliveries(
         Lake(loaded), dt.date.fromisoformat(START), dt.date.fromisoformat(END)
     )
-    result = materialize_range(loaded, START, END)
+    result = materialize_range(loaded, START, END, derived=(DERIVED,))
     return loaded, delivered, result
 
 
-def published(loaded) -> dict[str, int]:
-    table = read_table(Path(loaded.output_path) / "flights").to_table()
-    counts = pc.value_counts(table["flight_date"].cast("string")).to_pylist()
+def published(loaded, table: str = "flights") -> dict[str, int]:
+    rows = read_table(Path(loaded.output_path) / table).to_table()
+    counts = pc.value_counts(rows["flight_date"].cast("string")).to_pylist()
     return {c["values"]: c["counts"] for c in counts}
 
 
-def partition_counts(result: dg.ExecuteInProcessResult) -> dict[str, int]:
+def derived_rows(loaded) -> list[tuple]:
+    rows = read_table(Path(loaded.output_path) / DERIVED).to_table().to_pylist()
+    return sorted(
+        (str(r["flight_date"]), r["origin"], r["departures"], round(r["avg_dep_delay"], 9)) for r in rows
+    )
+
+
+def partition_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, dict]:
+    """Per partition: its row count and every statistic (stats/<column>/nulls|min|max)."""
     return {
-        m.partition: m.metadata["dagster/row_count"].value
-        for m in result.asset_materializations_for_node("flights")
+        m.partition: {
+            k: v.value for k, v in m.metadata.items() if k == "dagster/row_count" or k.startswith("stats/")
+        }
+        for m in result.asset_materializations_for_node(node)
     }
 
 
@@ -104,13 +121,19 @@ def test_every_emr_launcher_matches_the_local_run(
     for launcher in ("local", "emr", "emr-existing", "emr-serverless"):
         loaded, delivered, result = run_through(launcher, pinned_config, tmp_path / launcher, monkeypatch)
         assert result.success, launcher
-        outcome = (published(loaded), partition_counts(result), check_results(result))
+        outcome = (
+            published(loaded),
+            partition_metadata(result, "flights"),
+            check_results(result),
+            derived_rows(loaded),
+            partition_metadata(result, DERIVED),
+        )
         assert outcome[0] == delivered, launcher  # every delivered row is published
         if baseline is None:
             baseline = outcome
             assert all(outcome[2].values()) and len(outcome[2]) == 7  # 2 dump + 5 load checks
         else:
             assert outcome == baseline, launcher
-    # Each EMR launcher ran one step (or job run) for the three days, from the release in S3.
-    scripts = [c.argv[-1] for c in emr_emulator.commands]
-    assert len(scripts) == 3 and all(s.endswith("load_table.py") for s in scripts)
+    # Each EMR launcher ran one step (or job run) per table for the three days, from the release.
+    scripts = sorted(Path(c.argv[-1]).name for c in emr_emulator.commands)
+    assert scripts == ["load_table.py"] * 3 + ["transform_table.py"] * 3
