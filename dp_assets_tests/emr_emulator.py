@@ -342,6 +342,27 @@ class EmrEmulator:
             run.state_details = f"Job failed, please check complete logs. ExitCode: {ended.code}. {last}"
 
 
+def shared_cluster(log_uri: str | None = None) -> str:
+    """A long-running cluster in moto that someone else owns (for emr-existing); its id."""
+    return boto3.client("emr").run_job_flow(
+        Name="shared",
+        ReleaseLabel="emr-7.5.0",
+        **({"LogUri": log_uri} if log_uri else {}),
+        Instances={
+            "InstanceGroups": [{"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}],
+            "KeepJobFlowAliveWhenNoSteps": True,
+        },
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+
+
+def serverless_application() -> str:
+    """An EMR Serverless Spark application in moto; its id."""
+    client = boto3.client("emr-serverless")
+    return client.create_application(name="dp", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+
+
 @pytest.fixture(name="emr_emulator")
 def emr_emulator_fixture(aws: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[EmrEmulator]:
     """moto with EMR steps and EMR Serverless job runs that really run (``aws`` is conftest's)."""

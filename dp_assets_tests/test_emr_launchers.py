@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 from dagster._core.pipes import utils as pipes_utils
 
+from dp_assets.config.model import EmrCluster
 from dp_assets.deploy import spark_jobs_zip
 from dp_assets.launchers.base import SparkLauncher
 from dp_assets.launchers.emr import (
@@ -25,7 +26,13 @@ from dp_assets.launchers.emr import (
     PollConfig,
     redacted,
 )
-from dp_assets_tests.emr_emulator import ACCOUNT, EmrEmulator, emr_emulator_fixture  # noqa: F401
+from dp_assets_tests.emr_emulator import (  # noqa: F401
+    ACCOUNT,
+    EmrEmulator,
+    emr_emulator_fixture,
+    serverless_application,
+    shared_cluster,
+)
 
 RELEASE_BUCKET, PIPES_BUCKET, LOG_BUCKET = "dp-release", "dp-pipes", "dp-logs"
 RELEASE = f"s3://{RELEASE_BUCKET}/test/demo/releases/r1"
@@ -96,29 +103,17 @@ COMMON: dict[str, Any] = {
 
 
 def transient() -> EmrLauncher:
-    return EmrLauncher(**COMMON, tags={"team": "data"})
+    return EmrLauncher(**COMMON, **EmrCluster(tags={"team": "data"}).model_dump())
 
 
 def existing() -> EmrExistingLauncher:
-    cluster_id = boto3.client("emr").run_job_flow(
-        Name="shared",
-        ReleaseLabel="emr-7.5.0",
-        LogUri=COMMON["log_uri"],
-        Instances={
-            "InstanceGroups": [{"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}],
-            "KeepJobFlowAliveWhenNoSteps": True,
-        },
-        JobFlowRole="EMR_EC2_DefaultRole",
-        ServiceRole="EMR_DefaultRole",
-    )["JobFlowId"]
-    return EmrExistingLauncher(**COMMON, cluster_id=cluster_id)
+    return EmrExistingLauncher(**COMMON, cluster_id=shared_cluster(COMMON["log_uri"]))
 
 
 def serverless(**overrides: Any) -> EmrServerlessLauncher:
-    app = boto3.client("emr-serverless").create_application(name="dp", releaseLabel="emr-7.5.0", type="SPARK")
     return EmrServerlessLauncher(
         **{**COMMON, "log_uri": f"s3://{LOG_BUCKET}/serverless/", **overrides},
-        application_id=app["applicationId"],
+        application_id=serverless_application(),
         execution_role_arn=f"arn:aws:iam::{ACCOUNT}:role/dp-job",
     )
 

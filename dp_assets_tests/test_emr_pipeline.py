@@ -23,7 +23,14 @@ from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
 from dp_assets.launchers.local import spark_submit_path
 from dp_assets_tests.conftest import packaged_text, spark_available
-from dp_assets_tests.emr_emulator import ACCOUNT, EmrEmulator, emr_emulator_fixture, spark_submit_runner  # noqa: F401
+from dp_assets_tests.emr_emulator import (  # noqa: F401
+    ACCOUNT,
+    EmrEmulator,
+    emr_emulator_fixture,
+    serverless_application,
+    shared_cluster,
+    spark_submit_runner,
+)
 from dp_assets_tests.helpers import check_results, materialize_range, read_table
 
 pytestmark = pytest.mark.skipif(not spark_available(), reason="needs Java for Spark")
@@ -57,19 +64,7 @@ def pinned_config(versioned_bucket: str, tmp_path: Path, capsys: pytest.CaptureF
     """A release of the demo config, set up for all three EMR launchers; the pinned URI."""
     for bucket in (PIPES_BUCKET, LOG_BUCKET):
         boto3.client("s3").create_bucket(Bucket=bucket)
-    cluster_id = boto3.client("emr").run_job_flow(
-        Name="shared",
-        ReleaseLabel="emr-7.5.0",
-        Instances={
-            "InstanceGroups": [{"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}],
-            "KeepJobFlowAliveWhenNoSteps": True,
-        },
-        JobFlowRole="EMR_EC2_DefaultRole",
-        ServiceRole="EMR_DefaultRole",
-    )["JobFlowId"]
-    app_id = boto3.client("emr-serverless").create_application(
-        name="dp", releaseLabel="emr-7.5.0", type="SPARK"
-    )["applicationId"]
+    cluster_id, app_id = shared_cluster(), serverless_application()
     config = tmp_path / "config.toml"
     config.write_text(packaged_text() + emr_settings(cluster_id, app_id))
     (tmp_path / "transforms").mkdir()

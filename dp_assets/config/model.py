@@ -7,7 +7,16 @@ import re
 import zoneinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 # Spark SQL DDL types a design may declare; decimal(p,s) is matched separately.
 SIMPLE_TYPES = {
@@ -79,6 +88,15 @@ _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+$")
 
 
+def _role_arn(value: str) -> str:
+    if not _ROLE_ARN.match(value):
+        raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+    return value
+
+
+RoleArn = Annotated[str, AfterValidator(_role_arn)]
+
+
 class BootstrapAction(_Strict):
     name: str
     path: str  # s3:// script run on every node before applications start
@@ -88,7 +106,7 @@ class BootstrapAction(_Strict):
 class EmrCluster(_Strict):
     """launcher = "emr": a transient cluster per run, terminated when its step ends."""
 
-    name: str = "dp"
+    cluster_name: str = "dp"  # each cluster is named "<cluster_name> <run id> <script>"
     release_label: str = "emr-7.5.0"
     applications: list[str] = Field(default_factory=lambda: ["Spark"])
     master_instance_type: str = "m5.xlarge"
@@ -118,20 +136,13 @@ class Emr(_Strict):
     cluster: EmrCluster = Field(default_factory=EmrCluster)
     cluster_id: str | None = None  # launcher = "emr-existing": the running cluster (j-…)
     application_id: str | None = None  # launcher = "emr-serverless": the application (00…)
-    execution_role_arn: str | None = None  # launcher = "emr-serverless": the role the job runs as
+    execution_role_arn: RoleArn | None = None  # launcher = "emr-serverless": the role the job runs as
 
     @field_validator("release_uri", "messages_uri", "log_uri")
     @classmethod
     def _s3_uris(cls, v: str | None) -> str | None:
         if v is not None and not _S3_URI.match(v):
             raise ValueError(f"{v!r} is not an s3://bucket/prefix URI")
-        return v
-
-    @field_validator("execution_role_arn")
-    @classmethod
-    def _role_arn(cls, v: str | None) -> str | None:
-        if v is not None and not _ROLE_ARN.match(v):
-            raise ValueError(f"{v!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
         return v
 
 
@@ -570,17 +581,9 @@ class Aws(_Strict):
     with credentials from assuming each role of the chain in turn, refreshed before they expire. EMR
     and the Pipes transport keep the run's own credentials."""
 
-    role_chain: list[str] = Field(default_factory=list)
+    role_chain: list[RoleArn] = Field(default_factory=list)
     session_name: str = Field(default="dp", pattern=r"^[\w+=,.@-]{2,64}$")
     duration_seconds: int = Field(default=3600, ge=900, le=43200)
-
-    @field_validator("role_chain")
-    @classmethod
-    def _role_arns(cls, v: list[str]) -> list[str]:
-        bad = [arn for arn in v if not _ROLE_ARN.match(arn)]
-        if bad:
-            raise ValueError(f"{bad} are not IAM role ARNs (arn:aws:iam::<account>:role/<name>)")
-        return v
 
 
 class Deploy(_Strict):

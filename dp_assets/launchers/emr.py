@@ -297,19 +297,20 @@ class _EmrStepLauncher(EmrPipesLauncher):
 class EmrLauncher(_EmrStepLauncher):
     """A transient cluster per run: one step, and the cluster terminates when the step ends."""
 
+    # The cluster's settings, all from [spark.emr.cluster] (config.model.EmrCluster holds the defaults).
     log_uri: str | None = Field(description="the cluster's LogUri")
-    cluster_name: str = "dp"
-    release_label: str = "emr-7.5.0"
-    applications: list[str] = Field(default_factory=lambda: ["Spark"])
-    master_instance_type: str = "m5.xlarge"
-    core_instance_type: str = "m5.xlarge"
-    core_instance_count: int = Field(default=2, ge=0)
-    subnet_id: str | None = None
-    job_flow_role: str = "EMR_EC2_DefaultRole"
-    service_role: str = "EMR_DefaultRole"
-    bootstrap_actions: list[dict[str, Any]] = Field(default_factory=list)  # {name, path, args}
-    configurations: list[dict[str, Any]] = Field(default_factory=list)  # EMR Configurations, as given
-    tags: dict[str, str] = Field(default_factory=dict)
+    cluster_name: str
+    release_label: str
+    applications: list[str]
+    master_instance_type: str
+    core_instance_type: str
+    core_instance_count: int = Field(ge=0)
+    subnet_id: str | None
+    job_flow_role: str
+    service_role: str
+    bootstrap_actions: list[dict[str, Any]]  # {name, path, args}
+    configurations: list[dict[str, Any]]  # EMR Configurations, as given
+    tags: dict[str, str]
 
     def start(
         self, context: dg.AssetExecutionContext, script: str, env: Mapping[str, str], tags: Mapping[str, str]

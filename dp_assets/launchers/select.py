@@ -79,19 +79,4 @@ def build_launcher(loaded: LoadedConfig) -> SparkLauncher:
         return EmrServerlessLauncher(
             **common, application_id=emr.application_id, execution_role_arn=emr.execution_role_arn
         )
-    cluster = emr.cluster
-    return EmrLauncher(
-        **common,
-        cluster_name=cluster.name,
-        release_label=cluster.release_label,
-        applications=cluster.applications,
-        master_instance_type=cluster.master_instance_type,
-        core_instance_type=cluster.core_instance_type,
-        core_instance_count=cluster.core_instance_count,
-        subnet_id=cluster.subnet_id,
-        job_flow_role=cluster.job_flow_role,
-        service_role=cluster.service_role,
-        bootstrap_actions=[b.model_dump() for b in cluster.bootstrap_actions],
-        configurations=cluster.configurations,
-        tags=cluster.tags,
-    )
+    return EmrLauncher(**common, **emr.cluster.model_dump())
