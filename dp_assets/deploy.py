@@ -23,6 +23,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import dagster_pipes
+
 from dp_assets.config.loader import ConfigError, LoadedConfig
 from dp_assets.launchers.base import spark_jobs_dir
 
@@ -73,14 +75,21 @@ def git_commit(repo: Path) -> str | None:
 
 
 def spark_jobs_zip(folder: Path) -> bytes:
-    """The job modules as a zip for --py-files, byte-identical for identical sources (fixed times)."""
+    """The job modules as a zip for --py-files, byte-identical for identical sources (fixed times).
+
+    It also carries ``dagster_pipes`` (pure Python, no dependencies), which EMR images lack: the
+    jobs then need nothing installed on the cluster beyond pyspark and boto3, which EMR ships."""
+    files = [(p.name, p) for p in sorted(folder.iterdir()) if p.suffix in SHIPPED_SUFFIXES]
+    pipes = Path(dagster_pipes.__file__).parent
+    files += [
+        (f"dagster_pipes/{p.name}", p) for p in sorted(pipes.iterdir()) if p.suffix in (".py", ".typed")
+    ]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(folder.iterdir()):
-            if path.suffix in SHIPPED_SUFFIXES:
-                info = zipfile.ZipInfo(f"{path.name}", date_time=(1980, 1, 1, 0, 0, 0))
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
+        for name, path in files:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import zipfile
 from io import BytesIO
 
@@ -13,6 +15,8 @@ import pytest
 
 from dp_assets.cli import main
 from dp_assets.config.loader import load_config_from
+from dp_assets.deploy import spark_jobs_zip
+from dp_assets.launchers.base import spark_jobs_dir
 
 ENV, PIPELINE = "preprod", "nycflights13"
 
@@ -59,6 +63,19 @@ def test_release_layout_manifest_alias_and_pinned_uri(versioned_bucket: str, cap
     loaded = load_config_from(pinned)
     assert loaded.provenance.deployment_id == "r1" and loaded.provenance.version_id
     assert [k.rsplit("/", 1)[1] for k in loaded.sql_files] == ["daily_carrier_delays.sql"]  # from the release
+
+
+def test_jobs_zip_carries_dagster_pipes_for_a_bare_interpreter(tmp_path) -> None:
+    """EMR images have pyspark and boto3 but not dagster-pipes: the zip alone must provide it."""
+    bundle = tmp_path / "spark_jobs.zip"
+    bundle.write_bytes(spark_jobs_zip(spark_jobs_dir()))
+    assert spark_jobs_zip(spark_jobs_dir()) == bundle.read_bytes()  # reproducible
+    probe = "import sys; sys.path.insert(0, sys.argv[1]); import dagster_pipes; print(dagster_pipes.__file__)"
+    # -I -S: no site-packages, no environment — only the zip can provide the module.
+    found = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe, str(bundle)], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip().startswith(str(bundle))
 
 
 def test_releases_are_immutable(versioned_bucket: str, capsys) -> None:
