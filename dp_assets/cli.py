@@ -134,19 +134,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def print_iam_policy(loaded: LoadedConfig, launcher: str, env: str, bucket: str | None) -> int:
     """The orchestrator's and the job's policies for running this config's releases on `launcher`."""
-    from dp_assets.config.model import check_launcher_settings
     from dp_assets.iam import policies
+    from dp_assets.launchers.select import launcher_choice
 
-    if launcher == "configured":
-        launcher = loaded.config.spark.launcher
+    launcher = launcher_choice(loaded, None if launcher == "configured" else launcher)
     if launcher == "local":
         raise ConfigError(
             "the local launcher needs no IAM policy; pass --print-iam-policy emr|emr-existing|…"
         )
-    try:
-        check_launcher_settings(loaded.config.spark, launcher)
-    except ValueError as e:
-        raise ConfigError(f"{loaded.provenance.uri}: {e}") from e
     emr = loaded.config.spark.emr
     assert emr is not None
     pipeline = loaded.config.general.pipeline_name
@@ -240,8 +235,8 @@ def parser() -> argparse.ArgumentParser:
         const="configured",
         choices=["configured", *LAUNCHERS],
         metavar="LAUNCHER",
-        help="print least-privilege IAM policies (orchestrator, job) for LAUNCHER (default: the "
-        "config's) and exit; deploys nothing",
+        help="print least-privilege IAM policies (orchestrator, job) for LAUNCHER (default: "
+        "DP_SPARK_LAUNCHER, else the config's) and exit; deploys nothing",
     )
     deploy.set_defaults(func=cmd_deploy)
 

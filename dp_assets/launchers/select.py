@@ -22,16 +22,22 @@ from dp_assets.launchers.local import LocalSparkLauncher
 LAUNCHER_ENV = "DP_SPARK_LAUNCHER"
 
 
-def launcher_choice(loaded: LoadedConfig) -> str:
-    """DP_SPARK_LAUNCHER when set, else the config's; its settings checked for that choice."""
+def launcher_choice(loaded: LoadedConfig, requested: str | None = None) -> str:
+    """`requested` (a CLI flag), else DP_SPARK_LAUNCHER, else the config's; its settings checked."""
     override = os.environ.get(LAUNCHER_ENV, "").strip()
-    if override and override not in LAUNCHERS:
-        raise ConfigError(f"{LAUNCHER_ENV}={override!r} is not a launcher; use one of {', '.join(LAUNCHERS)}")
-    choice = override or loaded.config.spark.launcher
+    if requested:
+        choice, where = requested, f"launcher {requested}"
+    elif override:
+        if override not in LAUNCHERS:
+            raise ConfigError(
+                f"{LAUNCHER_ENV}={override!r} is not a launcher; use one of {', '.join(LAUNCHERS)}"
+            )
+        choice, where = override, f"{LAUNCHER_ENV}={override}"
+    else:
+        choice, where = loaded.config.spark.launcher, "[spark] launcher"
     try:
         check_launcher_settings(loaded.config.spark, choice)
     except ValueError as e:
-        where = f"{LAUNCHER_ENV}={override}" if override else "[spark] launcher"
         raise ConfigError(f"{loaded.provenance.uri}: {where}: {e}") from e
     return choice
 
