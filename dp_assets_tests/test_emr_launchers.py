@@ -14,6 +14,8 @@ import boto3
 import dagster as dg
 import pytest
 from dagster._core.pipes import utils as pipes_utils
+from moto.backends import get_backend
+from moto.emr.models import ElasticMapReduceBackend
 
 from dp_assets.config.model import EmrCluster
 from dp_assets.deploy import spark_jobs_zip
@@ -165,6 +167,51 @@ def test_good_path_reports_metadata_and_check(kind: str, release: str, emr_emula
     assert check.check_name == "rows_positive" and check.passed
     # The job ran from the release; its zip was on the path.
     assert emr_emulator.commands and emr_emulator.commands[0].argv[-1].endswith("pipes_job.py")
+
+
+def test_step_finishing_between_polls_reads_as_its_end_state(
+    aws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient cluster's step completes and the cluster terminates during one poll: whatever
+    order the two describes see that in, the outcome is a success, never "RUNNING on TERMINATED"."""
+    launcher = transient()
+    emr = boto3.client("emr", region_name="us-east-1")
+    cluster_id = emr.run_job_flow(
+        Name="race",
+        Instances={"KeepJobFlowAliveWhenNoSteps": False},
+        Steps=[{"Name": "s", "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]}}],
+        JobFlowRole="r",
+        ServiceRole="r",
+    )["JobFlowId"]
+    cluster = get_backend("emr")[ACCOUNT]["us-east-1"].clusters[cluster_id]  # no emulator: we move states
+    (step,) = cluster.steps
+    step.state, cluster.state = "RUNNING", "RUNNING"
+    describe_cluster, describe_step = (
+        ElasticMapReduceBackend.describe_cluster,
+        ElasticMapReduceBackend.describe_step,
+    )
+
+    reads = 0
+
+    def second_read_after_the_end(read: Any) -> Any:
+        def call(backend: ElasticMapReduceBackend, *args: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            if reads == 2:  # the step ends and the cluster terminates between the two reads
+                step.state, cluster.state = "COMPLETED", "TERMINATED"
+            return read(backend, *args)
+
+        return call
+
+    monkeypatch.setattr(
+        ElasticMapReduceBackend, "describe_cluster", second_read_after_the_end(describe_cluster)
+    )
+    monkeypatch.setattr(ElasticMapReduceBackend, "describe_step", second_read_after_the_end(describe_step))
+    outcome = launcher.step_check(emr, cluster_id, step.id, transient=True)
+    assert outcome is None or outcome.ok, outcome.summary
+    if outcome is None:  # the first read saw it running: the next poll sees both ends
+        outcome = launcher.step_check(emr, cluster_id, step.id, transient=True)
+        assert outcome is not None and outcome.ok, outcome
 
 
 def test_step_args_carry_pointers_not_extras(release: str) -> None:

@@ -233,7 +233,7 @@ class EmrPipesLauncher(SparkLauncher):
         driver = driver_stderr(s3, outcome.containers_prefix, logs.get("stderr", ""))
         if driver:
             context.log.info(f"stderr of the Spark driver ({driver[0]}):\n{driver[1]}")
-        stderr = driver[1] if driver else logs.get("stderr", "")
+        stderr = driver[1] if driver and driver[1].strip() else logs.get("stderr", "")
         tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
         where = outcome.log_prefix or "(no LogUri)"
         raise dg.Failure(
@@ -274,8 +274,11 @@ class _EmrStepLauncher(EmrPipesLauncher):
     def step_check(self, emr: Any, cluster_id: str, step_id: str, transient: bool) -> Outcome | None:
         """Done when the step is done (and, for a transient cluster, the cluster has terminated),
         or when the cluster ended under a step that never finished."""
-        step = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]
+        # The cluster first: EMR settles a step's state before the cluster terminates, so a step read
+        # after a terminated cluster is final. Read the other way round, a step that completes between
+        # the two calls looks RUNNING on a TERMINATED cluster, a false failure.
         cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+        step = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]
         step_state, cluster_state = step["State"], cluster["Status"]["State"]
         cluster_done = cluster_state in CLUSTER_DONE
         if step_state not in STEP_DONE and not cluster_done:
