@@ -1,15 +1,18 @@
-"""The demo pipeline through each EMR launcher, on the emulator with real spark-submit.
+"""The whole demo pipeline through each EMR launcher, on the emulator with real spark-submit.
 
 The path is the production one: `dp deploy` publishes a release to (moto) S3, the config is loaded
 from the pinned CONFIG_S3_URI it prints, and DP_SPARK_LAUNCHER picks the launcher; the emulated
 cluster fetches the release's entry script and spark_jobs.zip, reads its Pipes context from S3 and
 writes its report there. Only the lake stays a local folder, because local Spark cannot read s3a.
-Every launcher must publish the same rows and the same check results as the local one.
+The demo is all of it: flights from files, the three dimension tables from PostgreSQL and the
+derived daily_carrier_delays (transform_table.py running the release's SQL). Every launcher must
+publish the same rows, statistics and check results as the local one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import boto3
@@ -19,10 +22,11 @@ import pytest
 
 from dp_assets.cli import main
 from dp_assets.config.loader import load_config_from
-from dp_assets.demo import write_flight_deliveries
+from dp_assets.definitions import build_definitions
+from dp_assets.demo import seed_dimensions, write_flight_deliveries
 from dp_assets.lake import Lake
 from dp_assets.launchers.local import spark_submit_path
-from dp_assets_tests.conftest import packaged_text, spark_available
+from dp_assets_tests.conftest import PACKAGED_CONFIG, spark_available
 from dp_assets_tests.emr_emulator import (  # noqa: F401
     ACCOUNT,
     EmrEmulator,
@@ -31,16 +35,13 @@ from dp_assets_tests.emr_emulator import (  # noqa: F401
     shared_cluster,
     spark_submit_runner,
 )
-from dp_assets_tests.helpers import check_results, materialize_range, read_table
+from dp_assets_tests.helpers import materialize_range, read_table
 
 pytestmark = pytest.mark.skipif(not spark_available(), reason="needs Java for Spark")
 
 START, END = "2013-01-01", "2013-01-03"
-DERIVED = "daily_origin_delays"  # a derived table too, so transform_table.py runs from the release
-DERIVED_SQL = """
-SELECT flight_date, origin, count(*) AS departures, avg(dep_delay) AS avg_dep_delay
-FROM flights GROUP BY flight_date, origin
-"""
+TABLES = ("flights", "airlines", "airports", "planes")
+DERIVED = "daily_carrier_delays"
 PIPES_BUCKET, LOG_BUCKET = "dp-pipes", "dp-logs"
 
 
@@ -60,15 +61,18 @@ cluster = {{ release_label = "emr-7.5.0", core_instance_count = 1, tags = {{ tea
 
 
 @pytest.fixture
-def pinned_config(versioned_bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    """A release of the demo config, set up for all three EMR launchers; the pinned URI."""
+def pinned_config(
+    versioned_bucket: str, postgres_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """A release of the demo config and its transforms, set up for all three EMR launchers, with
+    the demo's dimension tables seeded in PostgreSQL; the pinned URI."""
+    seed_dimensions(postgres_dsn)
     for bucket in (PIPES_BUCKET, LOG_BUCKET):
         boto3.client("s3").create_bucket(Bucket=bucket)
     cluster_id, app_id = shared_cluster(), serverless_application()
     config = tmp_path / "config.toml"
-    config.write_text(packaged_text() + emr_settings(cluster_id, app_id))
-    (tmp_path / "transforms").mkdir()
-    (tmp_path / "transforms" / f"{DERIVED}.sql").write_text(DERIVED_SQL)
+    config.write_text(PACKAGED_CONFIG.read_text() + emr_settings(cluster_id, app_id))
+    shutil.copytree(PACKAGED_CONFIG.parent / "transforms", tmp_path / "transforms")
     args = ["deploy", "--env", "dev", "--config", str(config), "--bucket", versioned_bucket]
     assert main([*args, "--deployment-id", "r1"]) == 0
     return capsys.readouterr().out.split("CONFIG_S3_URI='")[1].split("'")[0]
@@ -81,21 +85,36 @@ def run_through(launcher: str, pinned: str, home: Path, monkeypatch: pytest.Monk
     delivered = write_flight_deliveries(
         Lake(loaded), dt.date.fromisoformat(START), dt.date.fromisoformat(END)
     )
-    result = materialize_range(loaded, START, END, derived=(DERIVED,))
+    result = materialize_range(loaded, START, END, tables=TABLES, derived=(DERIVED,))
     return loaded, delivered, result
 
 
-def published(loaded, table: str = "flights") -> dict[str, int]:
+def published(loaded, table: str) -> dict[str, int]:
+    """Rows per partition of a published table."""
+    column = loaded.config.tables[table].partition_column
     rows = read_table(Path(loaded.output_path) / table).to_table()
-    counts = pc.value_counts(rows["flight_date"].cast("string")).to_pylist()
+    counts = pc.value_counts(rows[column].cast("string")).to_pylist()
     return {c["values"]: c["counts"] for c in counts}
 
 
-def derived_rows(loaded) -> list[tuple]:
+def derived_rows(loaded) -> list[dict]:
+    """The derived table's rows, floats rounded (aggregation order may differ in the last digit)."""
     rows = read_table(Path(loaded.output_path) / DERIVED).to_table().to_pylist()
-    return sorted(
-        (str(r["flight_date"]), r["origin"], r["departures"], round(r["avg_dep_delay"], 9)) for r in rows
-    )
+    rounded = [{k: round(v, 9) if isinstance(v, float) else str(v) for k, v in r.items()} for r in rows]
+    return sorted(rounded, key=lambda r: (r["flight_date"], r["carrier"]))
+
+
+def carrier_days(loaded) -> list[tuple[str, str]]:
+    """(flight_date, carrier) pairs that flew, from the published flights: one derived row each."""
+    flights = read_table(Path(loaded.output_path) / "flights").to_table(columns=["flight_date", "carrier"])
+    return sorted({(str(d), c) for d, c in zip(*flights.to_pydict().values(), strict=True)})
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
+    """Every check's result, by asset and check name (the tables share check names)."""
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()
+    }
 
 
 def partition_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, dict]:
@@ -116,19 +135,36 @@ def test_every_emr_launcher_matches_the_local_run(
     for launcher in ("local", "emr", "emr-existing", "emr-serverless"):
         loaded, delivered, result = run_through(launcher, pinned_config, tmp_path / launcher, monkeypatch)
         assert result.success, launcher
-        outcome = (
-            published(loaded),
-            partition_metadata(result, "flights"),
-            check_results(result),
-            derived_rows(loaded),
-            partition_metadata(result, DERIVED),
-        )
-        assert outcome[0] == delivered, launcher  # every delivered row is published
+        outcome = {
+            "rows": {t: published(loaded, t) for t in TABLES},
+            "metadata": {t: partition_metadata(result, t) for t in (*TABLES, DERIVED)},
+            "checks": checks(result),
+            "derived": derived_rows(loaded),
+        }
+        assert outcome["rows"]["flights"] == delivered, launcher  # every delivered row is published
         if baseline is None:
             baseline = outcome
-            assert all(outcome[2].values()) and len(outcome[2]) == 7  # 2 dump + 5 load checks
+            days = {START: 842, "2013-01-02": 943, "2013-01-03": 914}
+            assert outcome["rows"] == {
+                "flights": days,
+                **{
+                    t: dict.fromkeys(days, n)
+                    for t, n in (("airlines", 16), ("airports", 1458), ("planes", 3322))
+                },
+            }
+            declared = {
+                (spec.asset_key.to_user_string(), spec.name)
+                for asset in build_definitions(loaded).assets  # type: ignore[union-attr]
+                if isinstance(asset, dg.AssetsDefinition)
+                for spec in asset.check_specs
+                if spec.asset_key.path[-1] in (*TABLES, DERIVED)
+            }
+            assert set(outcome["checks"]) == declared  # every check of every table ran, and passed
+            assert all(outcome["checks"].values()), [k for k, ok in outcome["checks"].items() if not ok]
+            assert [(r["flight_date"], r["carrier"]) for r in outcome["derived"]] == carrier_days(loaded)
+            assert all(r["airline"] != "None" for r in outcome["derived"])  # every carrier has its snapshot
         else:
             assert outcome == baseline, launcher
     # Each EMR launcher ran one step (or job run) per table for the three days, from the release.
     scripts = sorted(Path(c.argv[-1]).name for c in emr_emulator.commands)
-    assert scripts == ["load_table.py"] * 3 + ["transform_table.py"] * 3
+    assert scripts == ["load_table.py"] * 3 * len(TABLES) + ["transform_table.py"] * 3
