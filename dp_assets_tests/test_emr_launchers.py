@@ -28,12 +28,15 @@ from dp_assets.launchers.emr import (
     PollConfig,
     redacted,
 )
+from dp_assets.launchers.local import spark_submit_path
+from dp_assets_tests.conftest import spark_available
 from dp_assets_tests.emr_emulator import (  # noqa: F401
     ACCOUNT,
     EmrEmulator,
     emr_emulator_fixture,
     serverless_application,
     shared_cluster,
+    spark_submit_runner,
 )
 
 RELEASE_BUCKET, PIPES_BUCKET, LOG_BUCKET = "dp-release", "dp-pipes", "dp-logs"
@@ -65,6 +68,17 @@ with open_dagster_pipes(
     pipes.report_asset_check("rows_positive", passed=rows > 0, metadata={"rows": rows})
 """
 
+SPARK_JOB = """
+import boto3
+from dagster_pipes import PipesS3ContextLoader, PipesS3MessageWriter, open_dagster_pipes
+from pyspark.sql import SparkSession
+
+s3 = boto3.client("s3")
+with open_dagster_pipes(context_loader=PipesS3ContextLoader(s3), message_writer=PipesS3MessageWriter(s3)):
+    spark = SparkSession.builder.getOrCreate()
+    spark.sql("SELECT no_such_column FROM range(3)").collect()
+"""
+
 HELPER = """
 def count_rows(key_range):
     return 10 * (int(key_range["end"][-2:]) - int(key_range["start"][-2:]) + 1)
@@ -85,6 +99,7 @@ def release(aws: str, tmp_path: Path) -> str:
     s3.put_object(Bucket=RELEASE_BUCKET, Key=f"{prefix}/spark_jobs/pipes_job.py", Body=JOB.encode())
     s3.put_object(Bucket=RELEASE_BUCKET, Key=f"{prefix}/spark_jobs.zip", Body=spark_jobs_zip(jobs))
     s3.put_object(Bucket=RELEASE_BUCKET, Key=f"{prefix}/spark_jobs/no_pipes.py", Body=b"print('no Pipes')")
+    s3.put_object(Bucket=RELEASE_BUCKET, Key=f"{prefix}/spark_jobs/spark_fails.py", Body=SPARK_JOB.encode())
     return RELEASE
 
 
@@ -235,7 +250,7 @@ def test_failed_job_fails_with_state_reason_and_stderr(
     text = failure_text(materialize(LAUNCHERS[kind](), {"fail": True}))
     assert "FAILED" in text
     assert "exited with code 1" in text or "ExitCode: 1" in text
-    assert "stderr tail" in text and "boom: the job failed on purpose" in text
+    assert "driver output" in text and "boom: the job failed on purpose" in text
 
 
 def test_transient_cluster_terminated_with_errors_after_failed_step(
@@ -320,3 +335,16 @@ def test_cluster_mode_failure_shows_the_driver_traceback(release: str, emr_emula
     summary = gzip.decompress(s3.get_object(Bucket=LOG_BUCKET, Key=step_stderr)["Body"].read()).decode()
     assert "finished with failed status" in summary and "boom" not in summary
     assert any("/containers/application_" in o["Key"] and "_000001/stderr" in o["Key"] for o in listed)
+
+
+@pytest.mark.skipif(not spark_available(), reason="needs Java for Spark")
+def test_spark_error_on_a_transient_cluster_reaches_the_user(release: str, emr_emulator: EmrEmulator) -> None:
+    """Real spark-submit: a query Spark rejects fails the asset with the cluster's end state and
+    Spark's own error from the driver's log, not Spark's shutdown chatter that follows it."""
+    emr_emulator.runner = spark_submit_runner(spark_submit_path())
+    text = failure_text(materialize(transient(), script="spark_fails.py"))
+    assert "FAILED" in text and "TERMINATED_WITH_ERRORS (STEP_FAILURE" in text
+    assert (
+        "Traceback" in text and "AnalysisException: [UNRESOLVED_COLUMN" in text and "no_such_column" in text
+    )
+    assert "INFO SparkContext" not in text  # Spark's shutdown lines after the cause are left out

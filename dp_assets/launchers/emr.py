@@ -110,21 +110,37 @@ def read_logs(s3: Any, prefix_uri: str) -> dict[str, str]:
 
 
 YARN_APPLICATION = re.compile(r"application_\d+_\d+")
+PYTHON_TRACEBACK = "Traceback (most recent call last):"
+# log4j's console lines at INFO or below: Spark's start-up and shutdown chatter, never the cause.
+CHATTER = re.compile(r"^\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} (INFO|DEBUG|TRACE) ")
 
 
-def driver_stderr(s3: Any, containers_prefix: str | None, step_stderr: str) -> tuple[str, str] | None:
-    """(container, text) of the driver's stderr: the first container of the YARN application the
-    step's spark-submit names; None when there is none (client mode, no logs yet, no LogUri)."""
+def driver_logs(s3: Any, containers_prefix: str | None, step_stderr: str) -> tuple[str, dict[str, str]]:
+    """(container, {stdout, stderr}) of the Spark driver: the first container of the YARN application
+    the step's spark-submit names; ("", {}) when there is none (client mode, no logs yet, no LogUri)."""
     app = YARN_APPLICATION.findall(step_stderr)
     if not containers_prefix or not app:
-        return None
+        return "", {}
     bucket, prefix = split_s3(f"{containers_prefix.rstrip('/')}/{app[-1]}/")
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])  # absent when empty
-    stderrs = sorted(o["Key"] for o in listed if o["Key"].rsplit("/", 1)[-1] in ("stderr", "stderr.gz"))
-    if not stderrs:
-        return None
-    container = stderrs[0].rsplit("/", 2)[-2]  # ..._000001: the application master, the driver
-    return container, read_logs(s3, f"s3://{bucket}/{stderrs[0].rsplit('/', 1)[0]}").get("stderr", "")
+    folders = sorted({o["Key"].rsplit("/", 1)[0] for o in listed})
+    if not folders:
+        return "", {}
+    driver = folders[0]  # ..._000001: the application master, which runs the driver in cluster mode
+    return driver.rsplit("/", 1)[-1], read_logs(s3, f"s3://{bucket}/{driver}")
+
+
+def failure_excerpt(logs: Mapping[str, str], lines: int = STDERR_TAIL_LINES) -> str:
+    """What a failure quotes from a driver's logs: its Python traceback, in whichever stream holds it
+    (PySpark's driver copies the Python process's stderr to its own stdout), else the stderr tail;
+    either without the INFO lines Spark's shutdown appends after the cause."""
+    for stream in ("stdout", "stderr"):
+        start = logs.get(stream, "").find(PYTHON_TRACEBACK)
+        if start >= 0:
+            block = [line for line in logs[stream][start:].splitlines() if not CHATTER.match(line)]
+            return "\n".join(block[-lines:])
+    quiet = [line for line in logs.get("stderr", "").splitlines() if not CHATTER.match(line)]
+    return "\n".join(quiet[-lines:]).strip()
 
 
 def redacted(args: Sequence[str]) -> str:
@@ -219,7 +235,8 @@ class EmrPipesLauncher(SparkLauncher):
         return outcome
 
     def _forward_logs(self, context: dg.AssetExecutionContext, s3: Any, outcome: Outcome) -> None:
-        """Step stdout/stderr to the run log; on failure, raise with the stderr tail."""
+        """The step's and the driver's stdout/stderr to the run log; on failure, raise with the
+        driver's traceback (or stderr tail)."""
         logs: dict[str, str] = {}
         if outcome.log_prefix:
             deadline = time.monotonic() + self.poll.log_wait_seconds
@@ -230,14 +247,15 @@ class EmrPipesLauncher(SparkLauncher):
                 context.log.info(f"{stream} of the step:\n{text}")
         if outcome.ok:
             return
-        driver = driver_stderr(s3, outcome.containers_prefix, logs.get("stderr", ""))
-        if driver:
-            context.log.info(f"stderr of the Spark driver ({driver[0]}):\n{driver[1]}")
-        stderr = driver[1] if driver and driver[1].strip() else logs.get("stderr", "")
-        tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
+        container, driver = driver_logs(s3, outcome.containers_prefix, logs.get("stderr", ""))
+        for stream, text in driver.items():
+            if text.strip():
+                context.log.info(f"{stream} of the Spark driver ({container}):\n{text}")
+        excerpt = failure_excerpt(driver) or failure_excerpt(logs)
         where = outcome.log_prefix or "(no LogUri)"
         raise dg.Failure(
-            outcome.summary + (f"\nstderr tail:\n{tail}" if tail else f"\nno step logs under {where}"),
+            outcome.summary
+            + (f"\ndriver output:\n{excerpt}" if excerpt else f"\nno step logs under {where}"),
             metadata={"log_prefix": where},
         )
 
