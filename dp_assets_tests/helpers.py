@@ -32,7 +32,15 @@ def read_table(path: str | Path) -> pads.Dataset:
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    """By check name: for runs of one table (tables share check names)."""
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def checks_by_asset(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
+    """By (asset, check name): for runs of several tables."""
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()
+    }
 
 
 def asset_def(defs: dg.Definitions, key: str | list[str]) -> dg.AssetsDefinition:

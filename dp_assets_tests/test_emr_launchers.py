@@ -26,6 +26,8 @@ from dp_assets.launchers.emr import (
     EmrPipesLauncher,
     EmrServerlessLauncher,
     PollConfig,
+    driver_logs,
+    failure_excerpt,
     redacted,
 )
 from dp_assets.launchers.local import spark_submit_path
@@ -119,8 +121,8 @@ COMMON: dict[str, Any] = {
 }
 
 
-def transient() -> EmrLauncher:
-    return EmrLauncher(**COMMON, **EmrCluster(tags={"team": "data"}).model_dump())
+def transient(**overrides: Any) -> EmrLauncher:
+    return EmrLauncher(**{**COMMON, **overrides}, **EmrCluster(tags={"team": "data"}).model_dump())
 
 
 def existing() -> EmrExistingLauncher:
@@ -187,8 +189,8 @@ def test_good_path_reports_metadata_and_check(kind: str, release: str, emr_emula
 def test_step_finishing_between_polls_reads_as_its_end_state(
     aws: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A transient cluster's step completes and the cluster terminates during one poll: whatever
-    order the two describes see that in, the outcome is a success, never "RUNNING on TERMINATED"."""
+    """A transient cluster's step completes and the cluster terminates between the poll's two
+    describe calls: a success (now or at the next poll), never "step RUNNING on a TERMINATED cluster"."""
     launcher = transient()
     emr = boto3.client("emr", region_name="us-east-1")
     cluster_id = emr.run_job_flow(
@@ -209,12 +211,12 @@ def test_step_finishing_between_polls_reads_as_its_end_state(
     reads = 0
 
     def second_read_after_the_end(read: Any) -> Any:
-        def call(backend: ElasticMapReduceBackend, *args: Any) -> Any:
+        def call(backend: ElasticMapReduceBackend, *args: Any, **kwargs: Any) -> Any:
             nonlocal reads
             reads += 1
             if reads == 2:  # the step ends and the cluster terminates between the two reads
                 step.state, cluster.state = "COMPLETED", "TERMINATED"
-            return read(backend, *args)
+            return read(backend, *args, **kwargs)
 
         return call
 
@@ -244,7 +246,7 @@ def test_step_args_carry_pointers_not_extras(release: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["existing", "serverless"])
-def test_failed_job_fails_with_state_reason_and_stderr(
+def test_failed_job_fails_with_state_reason_and_traceback(
     kind: str, release: str, emr_emulator: EmrEmulator
 ) -> None:
     text = failure_text(materialize(LAUNCHERS[kind](), {"fail": True}))
@@ -342,9 +344,82 @@ def test_spark_error_on_a_transient_cluster_reaches_the_user(release: str, emr_e
     """Real spark-submit: a query Spark rejects fails the asset with the cluster's end state and
     Spark's own error from the driver's log, not Spark's shutdown chatter that follows it."""
     emr_emulator.runner = spark_submit_runner(spark_submit_path())
-    text = failure_text(materialize(transient(), script="spark_fails.py"))
+    spark_time = PollConfig(interval_seconds=0.2, max_wait_seconds=600, log_wait_seconds=0)
+    text = failure_text(materialize(transient(poll=spark_time), script="spark_fails.py"))
     assert "FAILED" in text and "TERMINATED_WITH_ERRORS (STEP_FAILURE" in text
     assert (
         "Traceback" in text and "AnalysisException: [UNRESOLVED_COLUMN" in text and "no_such_column" in text
     )
     assert "INFO SparkContext" not in text  # Spark's shutdown lines after the cause are left out
+
+
+SHUTDOWN = "26/11/24 02:35:13 INFO SparkContext: Successfully stopped SparkContext"
+JAVA_CAUSE = """py4j.protocol.Py4JJavaError: An error occurred while calling o24.save.
+: java.nio.file.AccessDeniedException: s3a://lake/flights: getFileStatus on s3a://lake/flights
+""" + "".join(
+    f"\tat org.apache.hadoop.fs.s3a.S3AFileSystem.m{i}(S3AFileSystem.java:{i})\n" for i in range(60)
+)
+
+
+@pytest.mark.parametrize(
+    ("logs", "quoted", "left_out"),
+    [
+        # PySpark: the Python traceback on the driver's stdout, Java frames and shutdown lines around it
+        (
+            {
+                "stdout": 'loading\nTraceback (most recent call last):\n  File "load.py", line 3\n'
+                + JAVA_CAUSE,
+                "stderr": f"{SHUTDOWN}\n",
+            },
+            ["Traceback", "line 3", "AccessDeniedException: s3a://lake/flights", "calling o24.save"],
+            ["loading", "S3AFileSystem.m59", "INFO SparkContext"],
+        ),
+        # a chained traceback in plain Python's stderr, shutdown lines in between: both parts stay
+        (
+            {
+                "stderr": "Traceback (most recent call last):\nKeyError: 'x'\n\nDuring handling of the above "
+                f"exception, another exception occurred:\n\n{SHUTDOWN}\nTraceback (most recent call last):\n"
+                "RuntimeError: boom\n"
+            },
+            ["KeyError: 'x'", "During handling", "RuntimeError: boom"],
+            ["INFO SparkContext"],
+        ),
+        # no traceback: the stderr tail without the INFO lines
+        (
+            {"stderr": f"{SHUTDOWN}\nException in thread main: java.lang.OutOfMemoryError\n{SHUTDOWN}\n"},
+            ["OutOfMemoryError"],
+            ["INFO SparkContext"],
+        ),
+        ({"stderr": f"{SHUTDOWN}\n"}, [], ["INFO"]),  # only chatter: nothing to quote
+        ({}, [], []),
+    ],
+)
+def test_failure_excerpt_quotes_the_cause(
+    logs: dict[str, str], quoted: list[str], left_out: list[str]
+) -> None:
+    excerpt = failure_excerpt(logs)
+    assert all(q in excerpt for q in quoted), excerpt
+    assert not any(x in excerpt for x in left_out), excerpt
+    assert bool(excerpt) == bool(quoted)
+
+
+def test_driver_logs_come_from_the_last_attempts_master_container(aws: str) -> None:
+    """YARN retried the application: the failure quotes attempt 2's driver, not attempt 1's or an
+    executor's; and nothing (rather than an error) while the containers' logs are not in S3 yet."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=LOG_BUCKET)
+    containers, app = f"s3://{LOG_BUCKET}/emr/j-1/containers", "application_1795_0001"
+    step_stderr = f"INFO Client: Application report for {app} (state: FINISHED)"
+    assert driver_logs(s3, containers, step_stderr) == ("", {})
+    for container, text in [
+        ("container_e01_1795_0001_01_000001", "attempt 1"),
+        ("container_e01_1795_0001_02_000001", "attempt 2"),
+        ("container_e01_1795_0001_02_000002", "an executor"),
+    ]:
+        key = f"emr/j-1/containers/{app}/{container}/stdout.gz"
+        s3.put_object(Bucket=LOG_BUCKET, Key=key, Body=gzip.compress(text.encode()))
+    assert driver_logs(s3, containers, step_stderr) == (
+        "container_e01_1795_0001_02_000001",
+        {"stdout": "attempt 2"},
+    )
+    assert driver_logs(s3, containers, "no application named") == ("", {})

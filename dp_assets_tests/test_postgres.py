@@ -14,7 +14,14 @@ import pytest
 from dp_assets.config.loader import load_config_from
 from dp_assets.definitions import build_definitions
 from dp_assets.lake import Lake
-from dp_assets_tests.helpers import asset_def, check_results, materialize_range, range_tags, read_table
+from dp_assets_tests.helpers import (
+    asset_def,
+    check_results,
+    checks_by_asset,
+    materialize_range,
+    range_tags,
+    read_table,
+)
 
 CONFIG = """
 [general]
@@ -92,7 +99,7 @@ def test_extracts_each_day_and_loads_it_like_a_delivery(shop) -> None:
         loaded, "2024-03-01", "2024-03-02", instance=instance, tables=("orders", "stores")
     )
     assert result.success
-    assert all(check_results(result).values())
+    assert all(checks_by_asset(result).values())
     lake = Lake(loaded)
 
     manifest = json.loads(Path(lake.uri(lake.manifest_path("orders", "2024-03-01"))).read_text())

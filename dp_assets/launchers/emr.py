@@ -5,7 +5,7 @@ Built on dagster-aws's Pipes building blocks (S3 message reader, S3 context inje
 TERMINATED_WITH_ERRORS as a success, waits on a fixed 30-minute waiter and raises ``KeyError`` when
 no logs exist. Here every launcher shares one poll loop whose interval and deadline are config, and
 success is the one state that means success; anything else, a timeout or an interrupt is a
-``dg.Failure`` naming the state, the reason and the tail of the step's stderr.
+``dg.Failure`` naming the state, the reason and what the Spark driver said (its Python traceback).
 
 The job reads its Pipes context from S3 and writes its messages to S3 (``PipesS3ContextLoader`` and
 ``PipesS3MessageWriter`` in the job), so the step's arguments carry only two bucket/key pointers,
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import dagster as dg
@@ -35,7 +35,8 @@ from dp_assets.launchers.base import PipesResult, SparkLauncher, with_partition_
 STEP_DONE = {"COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
 CLUSTER_DONE = {"TERMINATED", "TERMINATED_WITH_ERRORS"}
 JOB_RUN_DONE = {"SUCCESS", "FAILED", "CANCELLED"}
-STDERR_TAIL_LINES = 40
+EXCERPT_LINES = 40
+LogsT = TypeVar("LogsT")
 _SECRET_KEY = re.compile(r"secret|password|token|credential|DAGSTER_PIPES", re.IGNORECASE)
 
 
@@ -56,8 +57,8 @@ class Outcome:
     ok: bool
     summary: str  # e.g. "step s-1 FAILED (reason); cluster j-1 TERMINATED_WITH_ERRORS (reason)"
     log_prefix: str | None = None  # s3:// folder holding stdout(.gz) / stderr(.gz), if any
-    # EMR steps in cluster mode: s3:// folder of YARN container logs, where the driver's own stderr
-    # (the Python traceback) lands; the step's stderr only has spark-submit's summary.
+    # EMR steps in cluster mode: s3:// folder of YARN container logs, where the driver's own output
+    # (with the Python traceback) lands; the step's stderr only has spark-submit's summary.
     containers_prefix: str | None = None
 
 
@@ -113,34 +114,39 @@ YARN_APPLICATION = re.compile(r"application_\d+_\d+")
 PYTHON_TRACEBACK = "Traceback (most recent call last):"
 # log4j's console lines at INFO or below: Spark's start-up and shutdown chatter, never the cause.
 CHATTER = re.compile(r"^\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} (INFO|DEBUG|TRACE) ")
+JAVA_FRAME = re.compile(r"^\s+(at \S+\(.*\)|\.\.\. \d+ more)$")  # "\tat a.b.C.m(C.scala:1)", "\t... 12 more"
 
 
 def driver_logs(s3: Any, containers_prefix: str | None, step_stderr: str) -> tuple[str, dict[str, str]]:
-    """(container, {stdout, stderr}) of the Spark driver: the first container of the YARN application
-    the step's spark-submit names; ("", {}) when there is none (client mode, no logs yet, no LogUri)."""
+    """(container, {stdout, stderr}) of the Spark driver: the application master container (``_000001``)
+    of the last attempt of the YARN application the step's spark-submit names; ("", {}) when there
+    is none (client mode, no LogUri, or YARN has not shipped the logs to S3 yet)."""
     app = YARN_APPLICATION.findall(step_stderr)
     if not containers_prefix or not app:
         return "", {}
     bucket, prefix = split_s3(f"{containers_prefix.rstrip('/')}/{app[-1]}/")
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])  # absent when empty
-    folders = sorted({o["Key"].rsplit("/", 1)[0] for o in listed})
-    if not folders:
+    # container_[e<epoch>_]<cluster ts>_<app>_<attempt>_<container>: the master is container 000001
+    masters = {o["Key"].rsplit("/", 1)[0] for o in listed if o["Key"].split("/")[-2].endswith("_000001")}
+    if not masters:
         return "", {}
-    driver = folders[0]  # ..._000001: the application master, which runs the driver in cluster mode
+    driver = max(masters, key=lambda folder: int(folder.rsplit("_", 2)[-2]))  # the last attempt
     return driver.rsplit("/", 1)[-1], read_logs(s3, f"s3://{bucket}/{driver}")
 
 
-def failure_excerpt(logs: Mapping[str, str], lines: int = STDERR_TAIL_LINES) -> str:
+def failure_excerpt(logs: Mapping[str, str], lines: int = EXCERPT_LINES) -> str:
     """What a failure quotes from a driver's logs: its Python traceback, in whichever stream holds it
-    (PySpark's driver copies the Python process's stderr to its own stdout), else the stderr tail;
-    either without the INFO lines Spark's shutdown appends after the cause."""
+    (PySpark's driver copies the Python process's stderr to its own stdout), else the stderr tail.
+    Without Spark's INFO lines and Java stack frames, so the exception's message is never cut off."""
     for stream in ("stdout", "stderr"):
         start = logs.get(stream, "").find(PYTHON_TRACEBACK)
         if start >= 0:
-            block = [line for line in logs[stream][start:].splitlines() if not CHATTER.match(line)]
-            return "\n".join(block[-lines:])
-    quiet = [line for line in logs.get("stderr", "").splitlines() if not CHATTER.match(line)]
-    return "\n".join(quiet[-lines:]).strip()
+            return "\n".join(_without_noise(logs[stream][start:])[-lines:])
+    return "\n".join(_without_noise(logs.get("stderr", ""))[-lines:]).strip()
+
+
+def _without_noise(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not (CHATTER.match(line) or JAVA_FRAME.match(line))]
 
 
 def redacted(args: Sequence[str]) -> str:
@@ -172,7 +178,7 @@ class EmrPipesLauncher(SparkLauncher):
 
     release_uri: str = Field(description="s3://<bucket>/<env>/<pipeline>/releases/<id>, as dp deploy wrote")
     messages_uri: str = Field(description="s3:// folder for Pipes context and messages")
-    log_uri: str | None = None  # where EMR writes logs; None: no stderr in failures
+    log_uri: str | None = None  # where EMR writes logs; None: failures cannot quote the driver
     spark_conf: dict[str, str] = Field(default_factory=dict)
     region_name: str | None = None
     poll: PollConfig = Field(default_factory=PollConfig)
@@ -235,19 +241,25 @@ class EmrPipesLauncher(SparkLauncher):
         return outcome
 
     def _forward_logs(self, context: dg.AssetExecutionContext, s3: Any, outcome: Outcome) -> None:
-        """The step's and the driver's stdout/stderr to the run log; on failure, raise with the
-        driver's traceback (or stderr tail)."""
+        """The step's and, on failure, the driver's stdout/stderr to the run log; on failure, raise
+        with the driver's traceback (or stderr tail). EMR ships logs to S3 after the end: wait for
+        them up to ``log_wait_seconds``."""
+        deadline = time.monotonic() + self.poll.log_wait_seconds
         logs: dict[str, str] = {}
         if outcome.log_prefix:
-            deadline = time.monotonic() + self.poll.log_wait_seconds
-            while "stderr" not in (logs := read_logs(s3, outcome.log_prefix)) and time.monotonic() < deadline:
-                time.sleep(min(self.poll.interval_seconds, 5.0))
+            prefix = outcome.log_prefix
+            logs = self._await_logs(lambda: read_logs(s3, prefix), lambda found: "stderr" in found, deadline)
         for stream, text in logs.items():
             if text.strip():
                 context.log.info(f"{stream} of the step:\n{text}")
         if outcome.ok:
             return
-        container, driver = driver_logs(s3, outcome.containers_prefix, logs.get("stderr", ""))
+        container, driver = "", {}
+        if outcome.containers_prefix and YARN_APPLICATION.search(logs.get("stderr", "")):
+            containers, step_stderr = outcome.containers_prefix, logs["stderr"]
+            container, driver = self._await_logs(
+                lambda: driver_logs(s3, containers, step_stderr), lambda found: bool(found[1]), deadline
+            )
         for stream, text in driver.items():
             if text.strip():
                 context.log.info(f"{stream} of the Spark driver ({container}):\n{text}")
@@ -258,6 +270,13 @@ class EmrPipesLauncher(SparkLauncher):
             + (f"\ndriver output:\n{excerpt}" if excerpt else f"\nno step logs under {where}"),
             metadata={"log_prefix": where},
         )
+
+    def _await_logs(
+        self, read: Callable[[], LogsT], ready: Callable[[LogsT], bool], deadline: float
+    ) -> LogsT:
+        while not ready(found := read()) and time.monotonic() < deadline:
+            time.sleep(min(self.poll.interval_seconds, 5.0))
+        return found
 
     def submit_parameters(self, conf: Mapping[str, str]) -> list[str]:
         """spark-submit's options: the configured conf, then ``conf``, then the release's zip."""
@@ -292,9 +311,10 @@ class _EmrStepLauncher(EmrPipesLauncher):
     def step_check(self, emr: Any, cluster_id: str, step_id: str, transient: bool) -> Outcome | None:
         """Done when the step is done (and, for a transient cluster, the cluster has terminated),
         or when the cluster ended under a step that never finished."""
-        # The cluster first: EMR settles a step's state before the cluster terminates, so a step read
-        # after a terminated cluster is final. Read the other way round, a step that completes between
-        # the two calls looks RUNNING on a TERMINATED cluster, a false failure.
+        # The cluster first. A step's end state is set before its cluster leaves TERMINATING (minutes
+        # on EMR), so a step read after the cluster read is at least as recent. Read the other way
+        # round, a step finishing between the two calls looks RUNNING on a TERMINATED cluster: a false
+        # failure (seen on the emulator, where the cluster terminates at once).
         cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
         step = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]
         step_state, cluster_state = step["State"], cluster["Status"]["State"]
