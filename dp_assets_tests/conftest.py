@@ -1,5 +1,5 @@
 """Shared fixtures: an isolated DP_HOME per test, one moto S3 server over HTTP and one real
-PostgreSQL server per session."""
+PostgreSQL server per session, and the EMR emulator on that moto server."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+
+from dp_assets_tests.emr_emulator import emr_emulator_fixture  # noqa: F401  (the emr_emulator fixture)
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -32,10 +32,9 @@ from dp_assets.launchers.emr import (
 )
 from dp_assets.launchers.local import spark_submit_path
 from dp_assets_tests.conftest import spark_available
-from dp_assets_tests.emr_emulator import (  # noqa: F401
+from dp_assets_tests.emr_emulator import (
     ACCOUNT,
     EmrEmulator,
-    emr_emulator_fixture,
     serverless_application,
     shared_cluster,
     spark_submit_runner,

@@ -27,10 +27,9 @@ from dp_assets.demo import seed_dimensions, write_flight_deliveries
 from dp_assets.lake import Lake
 from dp_assets.launchers.local import spark_submit_path
 from dp_assets_tests.conftest import PACKAGED_CONFIG, spark_available
-from dp_assets_tests.emr_emulator import (  # noqa: F401
+from dp_assets_tests.emr_emulator import (
     ACCOUNT,
     EmrEmulator,
-    emr_emulator_fixture,
     serverless_application,
     shared_cluster,
     spark_submit_runner,
