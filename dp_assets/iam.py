@@ -1,10 +1,10 @@
 """Least-privilege IAM policies for running a config on EMR, printed by `dp deploy --print-iam-policy`.
 
-Two principals act: the **orchestrator** (the Dagster run worker: starts and watches EMR work, owns
-the Pipes transport, dumps deliveries into the lake) and the **job** (the cluster's instance profile
-or the Serverless execution role: reads the release, reads and writes the lake, writes its Pipes
-messages). Each gets only the buckets and prefixes the config names and only the EMR actions its
-launcher uses.
+Two principals act: the **orchestrator** (the code location and the Dagster run worker: loads the
+pinned config and its SQL from the release, starts and watches EMR work, owns the Pipes transport,
+dumps deliveries into the lake) and the **job** (the cluster's instance profile or the Serverless
+execution role: reads the release, reads and writes the lake, writes its Pipes messages). Each
+gets only the buckets and prefixes the config names and only the EMR actions its launcher uses.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ def _s3_parts(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def s3_statements(sid: str, uris: list[str], write: bool) -> list[Statement]:
-    """Object access under each s3:// prefix, and listing limited to those prefixes."""
-    actions = ["s3:GetObject"] + (["s3:PutObject", "s3:DeleteObject"] if write else [])
+def s3_statements(sid: str, uris: list[str], write: bool, versions: bool = False) -> list[Statement]:
+    """Object access under each s3:// prefix, and listing limited to those prefixes. ``versions``
+    adds s3:GetObjectVersion, which a GetObject naming a VersionId (a pinned config) needs."""
+    actions = ["s3:GetObject"] + (["s3:GetObjectVersion"] if versions else [])
+    actions += ["s3:PutObject", "s3:DeleteObject"] if write else []
     parts = sorted({_s3_parts(u) for u in uris if u.startswith("s3://")})
     if not parts:
         return []
@@ -134,11 +136,14 @@ def policies(loaded: LoadedConfig, launcher: str, release_uri: str) -> dict[str,
     ]
     chain = config.aws.role_chain
     orchestrator = [
+        # Start-up: the pinned CONFIG_S3_URI (by VersionId) and the transforms/ listed and read beside
+        # it, with the process's own credentials (before any role chain hop).
+        *s3_statements("Release", [release_uri], write=False, versions=True),
         *launcher_statements(launcher, emr),
         *s3_statements("PipesTransport", messages, write=True),
         *s3_statements("StepLogs", logs, write=False),
     ]
-    job = [
+    job = [  # spark-submit fetches the release's zip and scripts by key, never by VersionId
         *s3_statements("Release", [release_uri], write=False),
         *s3_statements("PipesTransport", messages, write=True),
     ]
