@@ -8,6 +8,7 @@ import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import dagster as dg
 
@@ -19,15 +20,66 @@ class RangeError(ValueError):
     pass
 
 
+ERROR_WIDTH = 120  # a step's error is quoted on the summary line up to this many characters
+
+# Dagster wraps an exception raised in user code; the summary quotes the exception itself.
+_WRAPPERS = {
+    "DagsterExecutionStepExecutionError",
+    "DagsterUserCodeExecutionError",
+    "DagsterResourceFunctionError",
+    "DagsterExecutionLoadInputError",
+    "DagsterExecutionHandleOutputError",
+}
+
+
 @dataclass
 class TableSummary:
+    """One table's line: its dump and load steps (a derived table: its one step) and their checks."""
+
     table: str
     partitions: int = 0
     rows: int = 0
     rows_quarantined: int = 0
     seconds: float = 0.0
     step_seconds: dict[str, float] = field(default_factory=dict)
-    failed_checks: list[str] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)  # failed with ERROR severity
+    warned_checks: list[str] = field(default_factory=list)  # failed with WARN severity
+    passed_checks: list[str] = field(default_factory=list)
+    planned_checks: list[str] = field(default_factory=list)
+    failure: str | None = None  # "<asset>: <first line of the step's error>"
+    not_run: str | None = None  # why a step did not run ("" when not known)
+
+    @property
+    def unrun_checks(self) -> list[str]:
+        evaluated = {*self.failed_checks, *self.warned_checks, *self.passed_checks}
+        return [c for c in self.planned_checks if c not in evaluated]
+
+    def ok(self, expected_partitions: int) -> bool:
+        return (
+            self.failure is None
+            and self.not_run is None
+            and self.partitions == expected_partitions
+            and not self.failed_checks
+            and not self.unrun_checks
+        )
+
+    def outcome(self) -> str:
+        """``all passed`` only when the steps succeeded and every declared check ran and passed."""
+        if self.failure is not None:
+            return f"FAILED in {self.failure}"
+        if self.failed_checks:
+            return "FAILED checks: " + ", ".join(self.failed_checks)
+        if self.not_run is not None:
+            return "not run" + (f": {self.not_run}" if self.not_run else "")
+        if not (self.passed_checks or self.warned_checks):
+            return "no checks ran" if self.planned_checks else "no checks declared"
+        parts = []
+        if self.warned_checks:
+            parts.append("warned: " + ", ".join(self.warned_checks))
+        if self.unrun_checks:
+            parts.append("did not run: " + ", ".join(self.unrun_checks))
+        passed = [c for c in self.passed_checks if c not in self.warned_checks]
+        return f"{len(passed)} passed; " + "; ".join(parts) if parts else "all passed"
 
 
 @dataclass
@@ -39,17 +91,14 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        return self.success and all(
-            t.partitions == self.expected_partitions and not t.failed_checks for t in self.tables.values()
-        )
+        return self.success and all(t.ok(self.expected_partitions) for t in self.tables.values())
 
     def render(self) -> str:
         lines = [f"{'table':<20} {'partitions':>10} {'rows':>10} {'quarantined':>11} {'seconds':>8}  checks"]
         for t in self.tables.values():
-            checks = "all passed" if not t.failed_checks else "FAILED: " + ", ".join(t.failed_checks)
             lines.append(
                 f"{t.table:<20} {t.partitions:>10} {t.rows:>10} {t.rows_quarantined:>11} "
-                f"{t.seconds:>8.1f}  {checks}"
+                f"{t.seconds:>8.1f}  {t.outcome()}"
             )
         lines.append(f"run {self.run_id}: {'succeeded' if self.ok else 'FAILED'}")
         return "\n".join(lines)
@@ -129,24 +178,48 @@ def run_range(
 def summarize(
     instance: dg.DagsterInstance, run_id: str, success: bool, names: list[str], days: int
 ) -> RunSummary:
+    """Per table, from the run's event log: rows and partitions it published, how long its steps
+    took, whether they failed (and why) or never ran (and why), and the checks planned and their
+    evaluations. A table is its dump (``raw/<t>``) and load (``<t>``) steps, or a derived table's one."""
     tables = {n: TableSummary(n) for n in names}
+    table_of = {**{dg.AssetKey(["raw", n]): n for n in names}, **{dg.AssetKey(n): n for n in names}}
+    step_asset: dict[str, dg.AssetKey] = {}  # from the planned materializations: which step writes what
     started: dict[str, float] = {}
+    finished: set[str] = set()
+    skipped: set[str] = set()
+    failures: dict[str, str] = {}  # step -> first line of its error
+    check_failures: set[str] = set()  # steps that failed because a blocking check failed
+    run_error: str | None = None
     partitions: dict[str, set[str]] = defaultdict(set)
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None:
             continue
-        step = event.step_key or ""
-        table = next((n for n in names if step in (n, f"raw__{n}")), None)
-        if event.event_type == dg.DagsterEventType.STEP_START:
+        step, kind, data = event.step_key or "", event.event_type, event.event_specific_data
+        if kind == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
+            step_asset[step] = data.asset_key
+        elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED and data.asset_key in table_of:
+            planned = tables[table_of[data.asset_key]].planned_checks
+            if data.check_name not in planned:
+                planned.append(data.check_name)
+        elif kind == dg.DagsterEventType.STEP_START:
             started[step] = entry.timestamp
-        elif (
-            event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE) and table
-        ):
-            took = entry.timestamp - started.get(step, entry.timestamp)
-            tables[table].seconds += took
-            tables[table].step_seconds[step] = took
-        elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+        elif kind == dg.DagsterEventType.STEP_SKIPPED:
+            skipped.add(step)
+        elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            finished.add(step)
+            if step in step_asset and step_asset[step] in table_of:
+                name = table_of[step_asset[step]]
+                took = entry.timestamp - started.get(step, entry.timestamp)
+                tables[name].seconds += took
+                tables[name].step_seconds[step] = took
+            if kind == dg.DagsterEventType.STEP_FAILURE:
+                failures[step] = error_line(data)
+                if data.error is not None and data.error.cls_name == "DagsterAssetCheckFailedError":
+                    check_failures.add(step)
+        elif kind == dg.DagsterEventType.RUN_FAILURE and data is not None and data.error is not None:
+            run_error = error_line(data)
+        elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.step_materialization_data.materialization
             name = mat.asset_key.to_user_string()
             if name in tables:
@@ -155,11 +228,92 @@ def summarize(
                 tables[name].rows += int(md["dagster/row_count"].value) if "dagster/row_count" in md else 0
                 q = md.get("rows_quarantined")
                 tables[name].rows_quarantined += int(q.value) if q else 0
-        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-            evaluation = event.event_specific_data
-            name = evaluation.asset_key.to_user_string()
-            if name in tables and not evaluation.passed:
-                tables[name].failed_checks.append(evaluation.check_name)
+        elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION and data.asset_key in table_of:
+            t = tables[table_of[data.asset_key]]
+            if data.passed:
+                evaluated = t.passed_checks
+            elif data.severity == dg.AssetCheckSeverity.WARN:
+                evaluated = t.warned_checks
+            else:
+                evaluated = t.failed_checks
+            if data.check_name not in evaluated:  # a check evaluated per partition is listed once
+                evaluated.append(data.check_name)
     for name, parts in partitions.items():
         tables[name].partitions = len(parts)
+    upstream = _upstream_steps(instance, run_id)
+
+    def label(step: str) -> str:
+        return step_asset[step].to_user_string() if step in step_asset else step
+
+    def why_not_run(step: str) -> str:
+        failed = sorted(label(s) for s in _failed_upstream(step, upstream, failures))
+        if failed:
+            return f"upstream {', '.join(failed)} failed"
+        if step in skipped:
+            return "skipped: an upstream step produced no output"
+        return f"run failed: {run_error}" if run_error and not failures else ""
+
+    steps_of: dict[str, list[str]] = defaultdict(list)
+    for step, key in step_asset.items():
+        if (name := table_of.get(key)) is not None:
+            steps_of[name].append(step)
+    for name, t in tables.items():
+        steps = sorted(steps_of[name], key=lambda s: step_asset[s].path[0] != "raw")  # dump first
+        if not steps:  # not in the run's plan
+            t.not_run = f"run failed: {run_error}" if run_error else ""
+        for step in steps:
+            if step in failures:
+                if not (step in check_failures and t.failed_checks):  # else the checks say it
+                    t.failure = f"{label(step)}: {failures[step]}"
+                break
+            if step in started and step not in finished:
+                t.failure = f"{label(step)}: the step started but did not finish"
+                break
+            if step not in finished:
+                t.not_run = why_not_run(step)
+                break
     return RunSummary(run_id=run_id, success=success, tables=tables, expected_partitions=days)
+
+
+def error_line(failure: Any) -> str:
+    """The first line of a step's (or run's) error, trimmed to ERROR_WIDTH: a ``dg.Failure``'s
+    description, else the exception Dagster's wrapper holds, as ``ExceptionClass: message``."""
+    user = getattr(failure, "user_failure_data", None)
+    if user is not None and user.description:
+        text = user.description
+    else:
+        error = getattr(failure, "error", None)
+        while error is not None and error.cls_name in _WRAPPERS and error.cause is not None:
+            error = error.cause
+        if error is None:
+            return "no error recorded"
+        qualified, sep, message = error.message.partition(": ")
+        text = f"{error.cls_name}: {message}" if sep and qualified.endswith(error.cls_name) else error.message
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "no error message")
+    return line if len(line) <= ERROR_WIDTH else line[: ERROR_WIDTH - 1] + "…"
+
+
+def _upstream_steps(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
+    """Step -> the steps it takes inputs from, from the run's execution plan snapshot."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.execution_plan_snapshot_id is None:
+        return {}
+    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    return {s.key: {h.step_key for i in s.inputs for h in i.upstream_output_handles} for s in plan.steps}
+
+
+def _failed_upstream(step: str, upstream: dict[str, set[str]], failed: dict[str, str]) -> set[str]:
+    """The failed steps upstream of ``step`` that kept it from running (the nearest, per path)."""
+    found: set[str] = set()
+    seen: set[str] = set()
+    todo = list(upstream.get(step, ()))
+    while todo:
+        s = todo.pop()
+        if s in seen:
+            continue
+        seen.add(s)
+        if s in failed:
+            found.add(s)
+        else:
+            todo.extend(upstream.get(s, ()))
+    return found

@@ -1,0 +1,147 @@
+"""The run summary tells the truth: a failed step says FAILED with its error, a table that never ran
+says why, and `all passed` needs checks that ran and passed. No Spark: the steps that fail here fail
+before any Spark job, and the launcher refuses to start one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from dp_assets.config.loader import PACKAGED, load_config_from
+from dp_assets.launchers.local import LocalSparkLauncher
+from dp_assets.runner import ERROR_WIDTH, RunSummary, TableSummary, error_line, run_range, summarize
+from dp_assets_tests.helpers import range_tags
+
+DAYS = ("2013-01-01", "2013-01-02")
+PARTITIONS = dg.DailyPartitionsDefinition(start_date="2013-01-01")
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture(autouse=True)
+def no_spark(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("these tests must not start Spark")
+
+    monkeypatch.setattr(LocalSparkLauncher, "run_job", refuse)
+
+
+def lines_by_table(summary: RunSummary) -> dict[str, str]:
+    return {line.split()[0]: line for line in summary.render().splitlines()}
+
+
+def test_missing_delivery_fails_the_table_and_its_downstream_does_not_run(
+    isolated_home: Path, instance: dg.DagsterInstance
+) -> None:
+    loaded = load_config_from(PACKAGED, home=isolated_home)  # nothing delivered: the dump fails first
+    start, end = (dt.date.fromisoformat(d) for d in DAYS)
+    summary = run_range(loaded, start, end, instance, ["flights", "daily_carrier_delays"])
+    lines = lines_by_table(summary)
+    assert "FAILED in raw/flights: no delivery for table 'flights', partition 2013-01-01" in lines["flights"]
+    assert lines["flights"].split()[1:3] == ["0", "0"]  # partitions, rows
+    assert lines["daily_carrier_delays"].endswith("not run: upstream raw/flights failed")
+    assert "passed" not in summary.render()
+    assert not summary.ok and lines["run"].endswith(": FAILED")
+
+
+def _simple_assets() -> list[dg.AssetsDefinition]:
+    """raw/good -> good (checks pass); raw/bad (raises) -> bad -> derived; blocked (a blocking
+    check fails) -> after_blocked; plain (no checks)."""
+    single = {"partitions_def": PARTITIONS, "backfill_policy": dg.BackfillPolicy.single_run()}
+
+    @dg.asset(key=["raw", "good"], check_specs=[dg.AssetCheckSpec("no_dup", asset=["raw", "good"])], **single)
+    def raw_good() -> Iterator[Any]:
+        yield dg.MaterializeResult()
+        yield dg.AssetCheckResult(check_name="no_dup", passed=True)
+
+    @dg.asset(
+        key="good",
+        deps=[raw_good],
+        check_specs=[dg.AssetCheckSpec("key_unique", asset="good", blocking=True)],
+        **single,
+    )
+    def good() -> Iterator[Any]:
+        yield dg.MaterializeResult(metadata={"dagster/row_count": 5, "rows_quarantined": 1})
+        yield dg.AssetCheckResult(check_name="key_unique", passed=True)
+
+    @dg.asset(key=["raw", "bad"], **single)
+    def raw_bad() -> None:
+        raise KeyError("no_such_column")
+
+    @dg.asset(key="bad", deps=[raw_bad], check_specs=[dg.AssetCheckSpec("key_unique", asset="bad")], **single)
+    def bad():  # unannotated: Dagster would read a return annotation as the check's output too
+        raise AssertionError("must not run")
+
+    @dg.asset(key="derived", deps=[bad, good], **single)
+    def derived() -> None:
+        raise AssertionError("must not run")
+
+    @dg.asset(
+        key="blocked", check_specs=[dg.AssetCheckSpec("key_unique", asset="blocked", blocking=True)], **single
+    )
+    def blocked() -> Iterator[Any]:
+        yield dg.MaterializeResult()
+        yield dg.AssetCheckResult(check_name="key_unique", passed=False)
+
+    @dg.asset(key="after_blocked", deps=[blocked], **single)
+    def after_blocked() -> None:
+        raise AssertionError("must not run")
+
+    @dg.asset(key="plain", **single)
+    def plain() -> None:
+        return None
+
+    return [raw_good, good, raw_bad, bad, derived, blocked, after_blocked, plain]
+
+
+def test_summary_from_the_event_log(instance: dg.DagsterInstance) -> None:
+    result = dg.materialize(_simple_assets(), instance=instance, tags=range_tags(*DAYS), raise_on_error=False)
+    names = ["good", "bad", "derived", "blocked", "after_blocked", "plain"]
+    summary = summarize(instance, result.run_id, result.success, names, days=2)
+    lines = lines_by_table(summary)
+    assert lines["good"].split()[1:4] == ["2", "10", "2"]  # partitions, rows, quarantined
+    assert lines["good"].endswith("  all passed")
+    assert summary.tables["good"].ok(2)
+    assert lines["bad"].endswith("  FAILED in raw/bad: KeyError: 'no_such_column'")
+    assert lines["derived"].endswith("  not run: upstream raw/bad failed")
+    assert lines["blocked"].endswith("  FAILED checks: key_unique")
+    assert lines["after_blocked"].endswith("  not run: upstream blocked failed")
+    assert lines["plain"].endswith("  no checks declared") and summary.tables["plain"].ok(2)
+    assert [n for n, t in summary.tables.items() if not t.ok(2)] == [
+        "bad",
+        "derived",
+        "blocked",
+        "after_blocked",
+    ]
+    assert not summary.ok and lines["run"].endswith(": FAILED")
+
+
+def test_all_passed_needs_checks_that_ran() -> None:
+    passed = TableSummary("t", partitions=1, planned_checks=["a", "b"], passed_checks=["a", "b"])
+    assert passed.outcome() == "all passed" and passed.ok(1)
+    none_ran = TableSummary("t", partitions=1, planned_checks=["a", "b"])
+    assert none_ran.outcome() == "no checks ran" and not none_ran.ok(1)
+    some_ran = TableSummary("t", partitions=1, planned_checks=["a", "b"], passed_checks=["a"])
+    assert some_ran.outcome() == "1 passed; did not run: b" and not some_ran.ok(1)
+    warned = TableSummary(
+        "t", partitions=1, planned_checks=["a", "w"], passed_checks=["a"], warned_checks=["w"]
+    )
+    assert warned.outcome() == "1 passed; warned: w" and warned.ok(1)
+    assert RunSummary("r", True, {"t": passed, "u": warned}, 1).render().endswith("run r: succeeded")
+    assert not RunSummary("r", True, {"t": passed, "n": none_ran}, 1).ok
+
+
+def test_error_line_is_the_first_line_trimmed() -> None:
+    failure = SimpleNamespace(user_failure_data=SimpleNamespace(description="\n" + "x" * 300 + "\nsecond"))
+    line = error_line(failure)
+    assert len(line) == ERROR_WIDTH and line.endswith("…") and "second" not in line
