@@ -97,7 +97,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from dp_assets.validate import local_spark, report, validate
 
     loaded = load_config(args.config_s3)
-    findings = validate(loaded, None if args.no_spark else local_spark())
+    findings = validate(loaded, None if args.no_spark else local_spark(loaded.config.spark.ansi))
     if args.json:
         print(json.dumps([f.__dict__ for f in findings], indent=2))
     else:

@@ -8,6 +8,7 @@ from dagster_pyspark import PySparkResource
 from dp_assets.automation import build_automation
 from dp_assets.config.loader import LoadedConfig, load_config
 from dp_assets.config.resource import PipelineConfigResource
+from dp_assets.launchers.runtime import sql_conf
 from dp_assets.launchers.select import build_launcher
 from dp_assets.partitions import daily_partitions
 from dp_assets.stages.derive import build_derived_assets
@@ -68,8 +69,13 @@ def build_definitions(loaded: LoadedConfig) -> dg.Definitions:
             "pipeline": PipelineConfigResource.for_loaded(loaded),
             "spark": build_launcher(loaded),
             # In-process Spark for the validation job: plans SQL against empty tables, reads nothing.
+            # With the jobs' SQL settings ([spark] ansi, UTC), so it plans what the target will run.
             "pyspark": PySparkResource(
-                spark_config={"spark.master": "local[1]", "spark.ui.enabled": "false"}
+                spark_config={
+                    "spark.master": "local[1]",
+                    "spark.ui.enabled": "false",
+                    **sql_conf(config.spark.ansi),
+                }
             ),
             **automation.resources,
         },

@@ -16,19 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
 import subprocess
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import dagster_pipes
-
 from dp_assets.config.loader import ConfigError, LoadedConfig
-from dp_assets.launchers.base import spark_jobs_dir
-
-SHIPPED_SUFFIXES = (".py", ".properties")
+from dp_assets.launchers.base import SHIPPED_SUFFIXES, spark_jobs_dir, spark_jobs_zip
 
 
 @dataclass(frozen=True)
@@ -74,25 +68,6 @@ def git_commit(repo: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def spark_jobs_zip(folder: Path) -> bytes:
-    """The job modules as a zip for --py-files, byte-identical for identical sources (fixed times).
-
-    It also carries ``dagster_pipes`` (pure Python, no dependencies), which EMR images lack: the
-    jobs then need nothing installed on the cluster beyond pyspark and boto3, which EMR ships."""
-    files = [(p.name, p) for p in sorted(folder.iterdir()) if p.suffix in SHIPPED_SUFFIXES]
-    pipes = Path(dagster_pipes.__file__).parent
-    files += [
-        (f"dagster_pipes/{p.name}", p) for p in sorted(pipes.iterdir()) if p.suffix in (".py", ".typed")
-    ]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, path in files:
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
-    return buf.getvalue()
-
-
 def plan_release(
     loaded: LoadedConfig,
     config_body: bytes,
@@ -122,7 +97,7 @@ def plan_release(
     for path in sorted(jobs.iterdir()):
         if path.suffix in SHIPPED_SUFFIXES and path.name != "__init__.py":
             plan.files.append(ReleaseFile(f"spark_jobs/{path.name}", path.read_bytes()))
-    plan.files.append(ReleaseFile("spark_jobs.zip", spark_jobs_zip(jobs)))
+    plan.files.append(ReleaseFile("spark_jobs.zip", spark_jobs_zip()))
     plan.manifest = {
         "deployment_id": deployment_id,
         "env": env,

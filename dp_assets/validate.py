@@ -23,6 +23,7 @@ from typing import Any, Literal
 from dp_assets.config.loader import ConfigError, LoadedConfig
 from dp_assets.config.model import FileSource, PostgresSource, Table
 from dp_assets.lake import Lake
+from dp_assets.launchers.runtime import sql_conf
 from dp_assets.storage import read_json_if_exists
 
 Severity = Literal["error", "warning"]
@@ -236,14 +237,20 @@ def report(findings: list[Finding], loaded: LoadedConfig) -> str:
     return "\n".join(lines)
 
 
-def local_spark() -> Any:
-    """A small in-process Spark session for planning SQL (nothing is read or written)."""
+def local_spark(ansi: bool) -> Any:
+    """A small in-process Spark session for planning SQL (nothing is read or written), with the SQL
+    settings every job runs with (``[spark] ansi``, UTC), so it plans what the target will run."""
     from pyspark.sql import SparkSession
 
-    return (
+    builder = (
         SparkSession.builder.master("local[1]")
         .appName("dp-validate")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "1")
-        .getOrCreate()
     )
+    for key, value in sql_conf(ansi).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    for key, value in sql_conf(ansi).items():  # a session that already existed gets them too
+        spark.conf.set(key, value)
+    return spark

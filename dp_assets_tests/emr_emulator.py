@@ -5,10 +5,17 @@ job runs are born SUCCESS, and CancelSteps is not implemented. This emulator wat
 from a thread, and for each new step or job run it fetches the entry script and ``--py-files`` from
 moto S3, takes the Pipes env from the spark-submit ``--conf``s (``spark.yarn.appMasterEnv.*`` /
 ``spark.emr-serverless.driverEnv.*``), runs the job locally through a pluggable runner
-(``python_runner`` here, ``spark_submit_runner`` for real Spark), writes stdout/stderr gzipped where
+(``python_runner`` here, ``release_runner`` for real Spark), writes stdout/stderr gzipped where
 EMR would, and sets the end states in moto the way EMR does. ``Faults`` injects what EMR can do to a
-run. Use it with ``from dp_assets_tests.emr_emulator import emr_emulator_fixture  # noqa: F401`` and
-ask for the ``emr_emulator`` fixture.
+run. Ask for the ``emr_emulator`` fixture (conftest registers it).
+
+``release_runner`` runs a job on the runtime of its cluster's (or application's) release label:
+the Spark that release ships (``runtimes.emr_spark_home``) and the interpreter the job asks for
+(``spark.pyspark.python``, else the image's ``/usr/bin/python3``), each EMR path mapped to the
+CPython standing in for it, so a job the release cannot run fails here too. The driver runs as in
+cluster deploy mode: in a folder of its own, with only the shipped files and an environment of the
+step's ``appMasterEnv``/``driverEnv`` plus the instance's basics, none of the test process's. A
+Hive metastore per cluster or application (Derby) stands in for the Glue Data Catalog.
 """
 
 from __future__ import annotations
@@ -36,9 +43,14 @@ from moto.emr.models import Cluster, Step
 from moto.emr.responses import ElasticMapReduceResponse
 from moto.emrserverless.models import EMRServerlessBackend, JobRun
 
+from dp_assets.launchers.local import catalog_conf
+from dp_assets_tests.runtimes import EMR_INTERPRETERS, emr_spark_home, node_python
+
 ACCOUNT, REGION = "123456789012", "us-east-1"
+AWS_ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
 YARN_ENV, SERVERLESS_ENV = "spark.yarn.appMasterEnv.", "spark.emr-serverless.driverEnv."
 TICK = 0.05
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"  # a node's PATH: no venv of the test process on it
 
 
 @dataclass(frozen=True)
@@ -47,26 +59,43 @@ class LocalCommand:
     env: dict[str, str] = field(default_factory=dict)
 
 
-# (entry script, --py-files, spark conf other than the driver env) -> the local command
-Runner = Callable[[Path, list[Path], dict[str, str]], LocalCommand]
+@dataclass(frozen=True)
+class Target:
+    """What the job runs on: the release label and the metastore folder of its cluster/application."""
+
+    release_label: str
+    metastore: Path
 
 
-def python_runner(script: Path, py_files: list[Path], conf: dict[str, str]) -> LocalCommand:
+# (entry script, --py-files, spark conf other than the driver env, target) -> the local command
+Runner = Callable[[Path, list[Path], dict[str, str], Target], LocalCommand]
+PYTHON_CONFS = ("spark.pyspark.python", "spark.pyspark.driver.python")
+# What a cluster node's environment has before the step adds its own: no test-process settings.
+NODE_ENV = ("HOME", "JAVA_HOME", "LANG", "LC_ALL", "TMPDIR", *AWS_ENV_KEYS)
+
+
+def python_runner(script: Path, py_files: list[Path], conf: dict[str, str], target: Target) -> LocalCommand:
     """The job as plain Python: the zip goes on PYTHONPATH, which is what --py-files does."""
     return LocalCommand([sys.executable, str(script)], {"PYTHONPATH": os.pathsep.join(map(str, py_files))})
 
 
-def spark_submit_runner(spark_submit: str, master: str = "local[2]") -> Runner:
-    """Real Spark: the same spark-submit, in client mode on this machine (set ``emulator.runner``)."""
+def release_runner(master: str = "local[2]") -> Runner:
+    """Real Spark on the release's runtime (set ``emulator.runner``): its Spark, the interpreter the
+    job asks for as the release has it, and a Hive metastore standing in for Glue."""
 
-    def run(script: Path, py_files: list[Path], conf: dict[str, str]) -> LocalCommand:
-        argv = [spark_submit, "--master", master]
+    def run(script: Path, py_files: list[Path], conf: dict[str, str], target: Target) -> LocalCommand:
+        home = emr_spark_home(target.release_label)
+        conf = {**conf, **catalog_conf(str(target.metastore))}
+        for key in PYTHON_CONFS:  # unset: Spark runs the image's python3
+            asked = conf.get(key, "/usr/bin/python3")
+            conf[key] = node_python(EMR_INTERPRETERS[asked]) if asked in EMR_INTERPRETERS else asked
+        conf["spark.driver.extraJavaOptions"] = f"-Dderby.system.home={target.metastore}"
+        argv = [str(home / "bin" / "spark-submit"), "--master", master]
         for key, value in conf.items():
             argv += ["--conf", f"{key}={value}"]
         if py_files:
             argv += ["--py-files", ",".join(map(str, py_files))]
-        env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-        return LocalCommand([*argv, str(script)], env)
+        return LocalCommand([*argv, str(script)], {"SPARK_HOME": str(home)})
 
     return run
 
@@ -225,7 +254,12 @@ class EmrEmulator:
             time.sleep(TICK)
 
     def _execute(
-        self, job_id: str, submit: SparkSubmit, driver_env: Mapping[str, str], gone: Callable[[], bool]
+        self,
+        job_id: str,
+        submit: SparkSubmit,
+        driver_env: Mapping[str, str],
+        target: Target,
+        gone: Callable[[], bool],
     ) -> Ended:
         """Fetch the release files, run the job, apply faults; kill it when cancelled or ``gone()``."""
         folder = Path(tempfile.mkdtemp(prefix=f"{job_id}-", dir=self.workdir))
@@ -238,9 +272,10 @@ class EmrEmulator:
 
         script, py_files = fetch(submit.entry_point), [fetch(u) for u in submit.py_files]
         spark_conf = {k: v for k, v in submit.conf.items() if not k.startswith((YARN_ENV, SERVERLESS_ENV))}
-        command = self.runner(script, py_files, spark_conf)
+        command = self.runner(script, py_files, spark_conf, target)
         self.commands.append(command)
-        env = {**os.environ, "AWS_ENDPOINT_URL": self.endpoint, **command.env, **driver_env}
+        node = {k: os.environ[k] for k in NODE_ENV if k in os.environ}
+        env = {**node, "PATH": SYSTEM_PATH, "AWS_ENDPOINT_URL": self.endpoint, **command.env, **driver_env}
         out, err = folder / "stdout", folder / "stderr"
         with out.open("w") as stdout, err.open("w") as stderr:
             proc = subprocess.Popen(
@@ -277,7 +312,10 @@ class EmrEmulator:
             raise ValueError(f"the emulator runs spark-submit steps only, not {args[:1]}")
         submit = parse_spark_submit(args[1:])
         env = {k.removeprefix(YARN_ENV): v for k, v in submit.conf.items() if k.startswith(YARN_ENV)}
-        ended = self._execute(step.id, submit, env, lambda: cluster.state in ("TERMINATING", "TERMINATED"))
+        target = Target(cluster.release_label, self.workdir / "metastores" / cluster.id)
+        ended = self._execute(
+            step.id, submit, env, target, lambda: cluster.state in ("TERMINATING", "TERMINATED")
+        )
         root = f"{cluster.log_uri.rstrip('/')}/{cluster.id}" if cluster.log_uri else None
         if submit.deploy_mode == "cluster":  # the driver ran in a YARN container; its output lands there
             app = f"application_{int(time.time() * 1000)}_{next(self._applications):04d}"
@@ -323,7 +361,9 @@ class EmrEmulator:
         env = {
             k.removeprefix(SERVERLESS_ENV): v for k, v in submit.conf.items() if k.startswith(SERVERLESS_ENV)
         }
-        ended = self._execute(run.id, submit, env, lambda: run.state == "CANCELLED")
+        application = self.serverless.applications[run.application_id]
+        target = Target(application.release_label, self.workdir / "metastores" / application.id)
+        ended = self._execute(run.id, submit, env, target, lambda: run.state == "CANCELLED")
         monitoring = (run.configuration_overrides or {}).get("monitoringConfiguration", {})
         log_uri = monitoring.get("s3MonitoringConfiguration", {}).get("logUri")
         prefix = (
@@ -342,11 +382,11 @@ class EmrEmulator:
             run.state_details = f"Job failed, please check complete logs. ExitCode: {ended.code}. {last}"
 
 
-def shared_cluster(log_uri: str | None = None) -> str:
+def shared_cluster(log_uri: str | None = None, release_label: str = "emr-7.5.0") -> str:
     """A long-running cluster in moto that someone else owns (for emr-existing); its id."""
     return boto3.client("emr").run_job_flow(
         Name="shared",
-        ReleaseLabel="emr-7.5.0",
+        ReleaseLabel=release_label,
         **({"LogUri": log_uri} if log_uri else {}),
         Instances={
             "InstanceGroups": [{"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}],
@@ -357,10 +397,11 @@ def shared_cluster(log_uri: str | None = None) -> str:
     )["JobFlowId"]
 
 
-def serverless_application() -> str:
-    """An EMR Serverless Spark application in moto; its id."""
+def serverless_application(release_label: str = "emr-7.5.0") -> str:
+    """An EMR Serverless Spark application in moto; its id. dp runs on a 7.x one only with
+    ``[spark.emr] python`` naming a custom image's interpreter (7.x images have Python 3.9)."""
     client = boto3.client("emr-serverless")
-    return client.create_application(name="dp", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
+    return client.create_application(name="dp", releaseLabel=release_label, type="SPARK")["applicationId"]
 
 
 @pytest.fixture(name="emr_emulator")

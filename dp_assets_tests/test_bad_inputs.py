@@ -16,6 +16,8 @@ from dp_assets.config.loader import load_config_from
 from dp_assets_tests.bad_inputs import KINDS, day_of, write_config, write_corpus
 from dp_assets_tests.helpers import check_results, materialize_range, read_table
 
+pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory):

@@ -61,6 +61,7 @@ def test_run_refuses_unknown_tables_and_bad_ranges(capsys: pytest.CaptureFixture
     assert "outside the partitions" in capsys.readouterr().err
 
 
+@pytest.mark.spark_job
 def test_demo_subprocess_writes_lake_and_records_run_in_default_instance(isolated_home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     proc = subprocess.run(

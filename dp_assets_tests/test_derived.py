@@ -16,6 +16,8 @@ from dp_assets.demo import seed_dimensions
 from dp_assets_tests.conftest import packaged_text
 from dp_assets_tests.helpers import demo_lake, range_tags, read_table
 
+pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
+
 START, END = "2013-01-01", "2013-01-02"
 DERIVED = "daily_carrier_delays"
 

@@ -30,14 +30,13 @@ from dp_assets.launchers.emr import (
     failure_excerpt,
     redacted,
 )
-from dp_assets.launchers.local import spark_submit_path
 from dp_assets_tests.conftest import spark_available
 from dp_assets_tests.emr_emulator import (
     ACCOUNT,
     EmrEmulator,
+    release_runner,
     serverless_application,
     shared_cluster,
-    spark_submit_runner,
 )
 
 RELEASE_BUCKET, PIPES_BUCKET, LOG_BUCKET = "dp-release", "dp-pipes", "dp-logs"
@@ -133,6 +132,7 @@ def serverless(**overrides: Any) -> EmrServerlessLauncher:
         **{**COMMON, "log_uri": f"s3://{LOG_BUCKET}/serverless/", **overrides},
         application_id=serverless_application(),
         execution_role_arn=f"arn:aws:iam::{ACCOUNT}:role/dp-job",
+        python="/usr/bin/python3.11",  # a custom image with python3.11: 7.x images have 3.9 only
     )
 
 
@@ -233,9 +233,8 @@ def test_step_finishing_between_polls_reads_as_its_end_state(
 def test_step_args_carry_pointers_not_extras(release: str) -> None:
     """The extras stay in S3; the step's visible args hold only the Pipes pointers, masked in logs."""
     launcher = transient()
-    step = launcher.step(
-        "pipes_job.py", {"DAGSTER_PIPES_CONTEXT": "abc", "DAGSTER_PIPES_MESSAGES": "def"}, "X"
-    )
+    env = {"DAGSTER_PIPES_CONTEXT": "abc", "DAGSTER_PIPES_MESSAGES": "def"}
+    step = launcher.step("pipes_job.py", launcher.runtime(), env, "X")
     args = step["HadoopJarStep"]["Args"]
     assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
     assert args[-3:] == ["--py-files", f"{RELEASE}/spark_jobs.zip", f"{RELEASE}/spark_jobs/pipes_job.py"]
@@ -342,7 +341,7 @@ def test_cluster_mode_failure_shows_the_driver_traceback(release: str, emr_emula
 def test_spark_error_on_a_transient_cluster_reaches_the_user(release: str, emr_emulator: EmrEmulator) -> None:
     """Real spark-submit: a query Spark rejects fails the asset with the cluster's end state and
     Spark's own error from the driver's log, not Spark's shutdown chatter that follows it."""
-    emr_emulator.runner = spark_submit_runner(spark_submit_path())
+    emr_emulator.runner = release_runner()
     spark_time = PollConfig(interval_seconds=0.2, max_wait_seconds=600, log_wait_seconds=0)
     text = failure_text(materialize(transient(poll=spark_time), script="spark_fails.py"))
     assert "FAILED" in text and "TERMINATED_WITH_ERRORS (STEP_FAILURE" in text
@@ -350,6 +349,19 @@ def test_spark_error_on_a_transient_cluster_reaches_the_user(release: str, emr_e
         "Traceback" in text and "AnalysisException: [UNRESOLVED_COLUMN" in text and "no_such_column" in text
     )
     assert "INFO SparkContext" not in text  # Spark's shutdown lines after the cause are left out
+
+
+@pytest.mark.skipif(not spark_available(), reason="needs Java for Spark")
+def test_a_job_on_the_images_python3_fails_as_it_would_on_emr(
+    release: str, emr_emulator: EmrEmulator
+) -> None:
+    """The emulator runs the release's own interpreters: EMR 7's python3 is 3.9, where the shipped
+    dagster_pipes does not import, so pointing the jobs at it fails here as it would on a cluster."""
+    emr_emulator.runner = release_runner()
+    spark_time = PollConfig(interval_seconds=0.2, max_wait_seconds=600, log_wait_seconds=0)
+    text = failure_text(materialize(transient(poll=spark_time, python="/usr/bin/python3")))
+    assert "FAILED" in text and "cannot import name 'TypeAlias' from 'typing'" in text
+    assert "python3.9" in text  # the traceback's paths are the 3.9 interpreter's
 
 
 SHUTDOWN = "26/11/24 02:35:13 INFO SparkContext: Successfully stopped SparkContext"

@@ -25,14 +25,13 @@ from dp_assets.config.loader import load_config_from
 from dp_assets.definitions import build_definitions
 from dp_assets.demo import seed_dimensions, write_flight_deliveries
 from dp_assets.lake import Lake
-from dp_assets.launchers.local import spark_submit_path
 from dp_assets_tests.conftest import PACKAGED_CONFIG, spark_available
 from dp_assets_tests.emr_emulator import (
     ACCOUNT,
     EmrEmulator,
+    release_runner,
     serverless_application,
     shared_cluster,
-    spark_submit_runner,
 )
 from dp_assets_tests.helpers import checks_by_asset, materialize_range, read_table
 
@@ -55,6 +54,7 @@ log_wait_seconds = 5
 cluster_id = "{cluster_id}"
 application_id = "{application_id}"
 execution_role_arn = "arn:aws:iam::{ACCOUNT}:role/dp-job"
+python = "/usr/bin/python3.11"  # Serverless 7.x: a custom image with python3.11 (the EC2 default too)
 cluster = {{ release_label = "emr-7.5.0", core_instance_count = 1, tags = {{ team = "data" }} }}
 """
 
@@ -68,7 +68,9 @@ def pinned_config(
     seed_dimensions(postgres_dsn)
     for bucket in (PIPES_BUCKET, LOG_BUCKET):
         boto3.client("s3").create_bucket(Bucket=bucket)
-    cluster_id, app_id = shared_cluster(), serverless_application()
+    # The runtimes: transient cluster emr-7.5.0 (Spark 3.5), shared cluster emr-spark-8.0.0 (Spark 4.0),
+    # Serverless emr-7.5.0 (Spark 3.5); the local run is this environment's pyspark.
+    cluster_id, app_id = shared_cluster(release_label="emr-spark-8.0.0"), serverless_application("emr-7.5.0")
     config = tmp_path / "config.toml"
     config.write_text(PACKAGED_CONFIG.read_text() + emr_settings(cluster_id, app_id))
     shutil.copytree(PACKAGED_CONFIG.parent / "transforms", tmp_path / "transforms")
@@ -125,11 +127,20 @@ def partition_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str
     }
 
 
+def shared_metadata(result: dg.ExecuteInProcessResult, node: str, key: str) -> object:
+    """A metadata value the job reported once for the whole run (on every partition's event)."""
+    return result.asset_materializations_for_node(node)[0].metadata[key].value
+
+
+RUNTIMES = {"emr": "3.5.", "emr-existing": "4.0.", "emr-serverless": "3.5."}
+
+
 def test_every_emr_launcher_matches_the_local_run(
     pinned_config: str, emr_emulator: EmrEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    emr_emulator.runner = spark_submit_runner(spark_submit_path())
+    emr_emulator.runner = release_runner()
     baseline = None
+    spark_lines = {}
     for launcher in ("local", "emr", "emr-existing", "emr-serverless"):
         loaded, delivered, result = run_through(launcher, pinned_config, tmp_path / launcher, monkeypatch)
         assert result.success, launcher
@@ -138,7 +149,13 @@ def test_every_emr_launcher_matches_the_local_run(
             "metadata": {t: partition_metadata(result, t) for t in (*TABLES, DERIVED)},
             "checks": checks_by_asset(result),
             "derived": derived_rows(loaded),
+            # what each table's job found in its metastore (Derby locally, the Glue stand-in on EMR)
+            "catalog": {t: shared_metadata(result, t, "catalog_partitions") for t in TABLES},
         }
+        runtimes = [shared_metadata(result, t, "spark_runtime") for t in (*TABLES, DERIVED)]
+        spark_lines[launcher] = {r["spark"] for r in runtimes}  # type: ignore[index]
+        assert all(r["python"].startswith("3.11.") for r in runtimes), (launcher, runtimes)  # type: ignore[index]
+        assert all((r["ansi"], r["time_zone"]) == ("true", "UTC") for r in runtimes), runtimes  # type: ignore[index]
         assert outcome["rows"]["flights"] == delivered, launcher  # every delivered row is published
         if baseline is None:
             baseline = outcome
@@ -162,8 +179,12 @@ def test_every_emr_launcher_matches_the_local_run(
             assert all(outcome["checks"].values()), [k for k, ok in outcome["checks"].items() if not ok]
             assert [(r["flight_date"], r["carrier"]) for r in outcome["derived"]] == carrier_days(loaded)
             assert all(r["airline"] is not None for r in outcome["derived"])  # every carrier has its snapshot
+            assert outcome["catalog"] == {t: list(days) for t in TABLES}
         else:
             assert outcome == baseline, launcher
+    # Each launcher ran on its release's Spark (the local run on this environment's, or a lane's).
+    for launcher, line in RUNTIMES.items():
+        assert len(spark_lines[launcher]) == 1 and spark_lines[launcher].pop().startswith(line), launcher
     # Each EMR launcher ran one step (or job run) per table for the three days, from the release.
     scripts = sorted(Path(c.argv[-1]).name for c in emr_emulator.commands)
     assert scripts == ["load_table.py"] * 3 * len(TABLES) + ["transform_table.py"] * 3

@@ -22,6 +22,8 @@ from dp_assets_tests import helpers
 from dp_assets_tests.conftest import packaged_text
 from dp_assets_tests.helpers import asset_def, check_results, demo_lake, read_table
 
+pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
+
 START, END = "2013-01-01", "2013-01-03"
 
 
@@ -73,6 +75,39 @@ def test_one_run_one_spark_application_for_the_range(three_days) -> None:
     assert sum("loading flights for 3 day(s): 2013-01-01 .. 2013-01-03" in m for m in logs) == 1
     mats = result.asset_materializations_for_node("flights")
     assert sorted(m.partition for m in mats) == sorted(delivered)
+
+
+def test_the_job_ran_on_the_runtime_the_launcher_pinned(three_days) -> None:
+    """The job reports the Spark and Python it really ran on: the launcher's runtime (this
+    environment's, or the lane's DP_SPARK_HOME/DP_SPARK_PYTHON), in UTC with ANSI mode on."""
+    loaded, _, result, _ = three_days
+    expected = build_definitions(loaded).resources["spark"].runtime()
+    python = os.environ.get("DP_SPARK_PYTHON", sys.executable)
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"], text=True, capture_output=True
+    ).stdout.strip()
+    reported = result.asset_materializations_for_node("flights")[0].metadata["spark_runtime"].value
+    assert reported["spark"].startswith(expected.spark + "."), reported
+    assert (reported["python"], reported["ansi"], reported["time_zone"]) == (version, "true", "UTC")
+
+
+def test_the_host_time_zone_changes_nothing(
+    three_days, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spark's session time zone is pinned to UTC: a JVM in Tokyo parses time_hour to the same
+    instants and the same row_hash as everywhere else."""
+    loaded, _, _, _ = three_days
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # spark-submit's JVM and Python workers inherit it
+    tokyo, _ = demo_lake(tmp_path / "tokyo", START, START)
+    materialize_range(tokyo, START, START)
+    columns = ["flight_date", "time_hour", "row_hash"]
+
+    def rows(lake: str) -> list[tuple]:
+        table = read_table(Path(lake) / "flights").to_table(columns=columns)
+        day = table.filter(pc.equal(table["flight_date"].cast("string"), START))
+        return sorted(zip(day["time_hour"].to_pylist(), day["row_hash"].to_pylist(), strict=True))
+
+    assert rows(tokyo.output_path) == rows(loaded.output_path)
 
 
 def test_materializations_carry_counts_schema_and_config_provenance(three_days) -> None:

@@ -36,7 +36,7 @@ GOOD_SQL = "SELECT order_date, status, sum(amount) AS total FROM orders GROUP BY
 
 @pytest.fixture(scope="module")
 def spark():
-    return local_spark()
+    return local_spark(ansi=True)
 
 
 @pytest.fixture
@@ -107,6 +107,25 @@ def test_broken_sql_is_an_error_naming_file_and_column(shop, spark, files, expec
     text = f"{errors[0].file} {errors[0].message}"
     for word in expected:
         assert word in text, (word, text)
+
+
+@pytest.mark.parametrize("ansi", [True, False])
+def test_sql_is_planned_with_the_configured_ansi_mode(shop, ansi: bool) -> None:
+    """CAST(date AS INT) is an analysis error under ANSI (Spark 4's default, pinned by dp everywhere)
+    and plans without it: `dp validate` must plan with the mode the jobs will run with."""
+    config, _ = shop
+    (config.parent / "transforms" / "totals.sql").write_text(
+        "SELECT order_date, CAST(order_date AS INT) AS day_number FROM orders"
+    )
+    config.write_text(config.read_text() + f"\n[spark]\nansi = {str(ansi).lower()}\n")
+    loaded = load_config_from(str(config), home=config.parent)
+    errors = [f for f in validate(loaded, local_spark(loaded.config.spark.ansi)) if f.severity == "error"]
+    if ansi:
+        (error,) = errors
+        assert (error.check, error.file) == ("sql_plans", "totals.sql")
+        assert 'cannot cast "DATE" to "INT"' in error.message
+    else:
+        assert errors == []
 
 
 def test_validation_job_fails_with_the_findings(shop) -> None:

@@ -21,6 +21,7 @@ import decimal
 import json
 import math
 import os
+import platform
 import signal
 import time
 from typing import Any
@@ -178,6 +179,14 @@ def read_staged(spark: SparkSession, spec: dict[str, Any], days: list[str]) -> D
     )
 
 
+def try_cast(column: str | None, target: str) -> Column:
+    """``column`` cast to ``target``, null where the value does not fit. SQL's TRY_CAST, because
+    ``Column.try_cast`` is Spark 4 only; it behaves the same whatever ``spark.sql.ansi.enabled`` is."""
+    if column is None:
+        return F.lit(None).cast(target)
+    return F.expr(f"TRY_CAST(`{column.replace('`', '``')}` AS {target})")
+
+
 def classify(staged: DataFrame, spec: dict[str, Any]) -> DataFrame:
     """Typed columns, the raw strings, and each row's status: loaded / quarantined / deduplicated."""
     present = set(staged.columns)
@@ -187,7 +196,7 @@ def classify(staged: DataFrame, spec: dict[str, Any]) -> DataFrame:
     for col in spec["columns"]:
         name, target = col["name"], spark_type(col["type"])
         raw = F.col(name) if name in present else F.lit(None).cast("string")
-        cast = raw if target == "string" else raw.try_cast(target)
+        cast = raw if target == "string" else try_cast(name if name in present else None, target)
         typed.append(cast.alias(f"__typed_{name}"))
         cast_reasons.append(F.when(raw.isNotNull() & cast.isNull(), F.lit(f"{name}: not a valid {target}")))
     reason = F.coalesce(F.col(REASON), F.nullif(F.concat_ws("; ", *cast_reasons), F.lit("")))
@@ -282,12 +291,13 @@ def load(
 
 def register(
     spark: SparkSession, spec: dict[str, Any], days: list[str], published_days: set[str]
-) -> str | None:
+) -> tuple[str | None, list[str]]:
     """Create or update the table in Spark's catalog (Derby locally, the cluster's metastore on EMR)
-    and add or drop the run's partitions, so spark.table() and Hive/Athena need no repair step."""
+    and add or drop the run's partitions, so spark.table() and Hive/Athena need no repair step.
+    Returns the table and which of the run's days the metastore now lists, read back from it."""
     name = spec.get("catalog_table")
     if not name or spark.conf.get("spark.sql.catalogImplementation", "in-memory") != "hive":
-        return None
+        return None, []
     pc = spec["partition_column"]
     database, table = name.split(".", 1)
     quoted = f"`{database}`.`{table}`"
@@ -310,7 +320,8 @@ def register(
     for d in days:
         if d not in published_days:
             spark.sql(f"ALTER TABLE {quoted} DROP IF EXISTS PARTITION (`{pc}` = '{d}')")
-    return name
+    listed = {row[0].split("=", 1)[1] for row in spark.sql(f"SHOW PARTITIONS {quoted}").collect()}
+    return name, [d for d in days if d in listed]
 
 
 _ORDERED_TYPES = ("tinyint", "smallint", "int", "bigint", "float", "double", "date", "timestamp")
@@ -324,7 +335,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return float(value)
     if isinstance(value, dt.datetime):  # pyspark hands back local wall time; state it in UTC
-        return value.astimezone(dt.UTC).isoformat()
+        return value.astimezone(dt.timezone.utc).isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
@@ -397,6 +408,18 @@ def _json(value: Any) -> dict[str, Any]:
 
 def _int(value: int) -> dict[str, Any]:
     return {"raw_value": int(value), "type": "int"}
+
+
+def runtime_metadata(spark: SparkSession) -> dict[str, Any]:
+    """The runtime the job really ran on, as the job sees it: proof of what the launcher pinned."""
+    return _json(
+        {
+            "spark": spark.version,
+            "python": platform.python_version(),
+            "ansi": spark.conf.get("spark.sql.ansi.enabled"),
+            "time_zone": spark.conf.get("spark.sql.session.timeZone"),
+        }
+    )
 
 
 def use_s3_credentials(spark: SparkSession, spec: dict[str, Any]) -> list[str]:
@@ -475,8 +498,10 @@ def report(
                 "raw_value": result.get("catalog_table"),
                 "type": "text" if result.get("catalog_table") else "null",
             },
+            "catalog_partitions": _json(result["catalog_partitions"]),
             "spark_seconds": {"raw_value": round(seconds, 2), "type": "float"},
             "spark_phase_seconds": _json(result["phases"]),
+            "spark_runtime": result["runtime"],
         },
     )
     pipes.report_asset_check(
@@ -562,10 +587,13 @@ def main() -> None:
         result = load(spark, spec, days, run=pipes.run_id or f"adhoc-{int(time.time())}", phases=phases)
         published = check_published(spark, spec, days)
         phases.done("checks (read back)")
-        result["catalog_table"] = register(spark, spec, days, set(published["stats"]))
+        result["catalog_table"], result["catalog_partitions"] = register(
+            spark, spec, days, set(published["stats"])
+        )
         phases.done("catalog")
         result["phases"] = phases.seconds
         result["s3_credentials_for"] = credentialed
+        result["runtime"] = runtime_metadata(spark)
         report(pipes, spec, days, result, published, time.monotonic() - started)
         spark.stop()
 

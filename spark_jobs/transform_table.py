@@ -18,6 +18,7 @@ from load_table import (
     _json,
     days_between,
     partition_stats,
+    runtime_metadata,
     use_s3_credentials,
 )
 from pipes_bootstrap import open_pipes
@@ -88,6 +89,7 @@ def main() -> None:
                 "table_uri": {"raw_value": spec["table_uri"], "type": "path"},
                 "spark_seconds": {"raw_value": round(time.monotonic() - started, 2), "type": "float"},
                 "spark_phase_seconds": _json(phases.seconds),
+                "spark_runtime": runtime_metadata(spark),
             },
         )
         spark.stop()

@@ -137,6 +137,8 @@ class Emr(_Strict):
     cluster_id: str | None = None  # launcher = "emr-existing": the running cluster (j-…)
     application_id: str | None = None  # launcher = "emr-serverless": the application (00…)
     execution_role_arn: RoleArn | None = None  # launcher = "emr-serverless": the role the job runs as
+    # The interpreter the jobs run on; default: the release's Python 3.11 (see the README's releases).
+    python: str | None = None
 
     @field_validator("release_uri", "messages_uri", "log_uri")
     @classmethod
@@ -150,7 +152,22 @@ class Spark(_Strict):
     launcher: Launcher = "local"  # DP_SPARK_LAUNCHER overrides it
     master: str = "local[*]"  # the local launcher's master
     conf: dict[str, str] = Field(default_factory=dict)  # spark-submit --conf, for every launcher
+    ansi: bool = True  # spark.sql.ansi.enabled for every job and for `dp validate`, on every release
     emr: Emr | None = None  # required by the EMR launchers
+
+    @field_validator("conf")
+    @classmethod
+    def _not_pinned(cls, conf: dict[str, str]) -> dict[str, str]:
+        pinned = {
+            "spark.sql.ansi.enabled": "set [spark] ansi instead",
+            "spark.sql.session.timeZone": "dp runs every job in UTC",
+            "spark.pyspark.python": "set [spark.emr] python, or DP_SPARK_PYTHON locally",
+            "spark.pyspark.driver.python": "set [spark.emr] python, or DP_SPARK_PYTHON locally",
+        }
+        for key in conf:
+            if key in pinned:
+                raise ValueError(f"{key} is pinned by dp: {pinned[key]}")
+        return conf
 
     @model_validator(mode="after")
     def _emr_settings(self) -> Spark:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import dagster_pipes
 
 import spark_jobs
 
@@ -16,6 +22,41 @@ PipesResult = dg.MaterializeResult | dg.AssetCheckResult
 def spark_jobs_dir() -> Path:
     """The folder of Spark job scripts shipped to wherever Spark runs."""
     return Path(next(iter(spark_jobs.__path__)))
+
+
+SHIPPED_SUFFIXES = (".py", ".properties")
+
+
+def spark_jobs_zip(folder: Path | None = None) -> bytes:
+    """The job modules as a zip for --py-files, byte-identical for identical sources (fixed times).
+
+    It also carries ``dagster_pipes`` (pure Python, no dependencies), which no Spark runtime has: the
+    jobs then need nothing installed beyond pyspark (and boto3 for Pipes on S3). Every launcher ships
+    this same zip, the local one included, so a laptop runs what a cluster runs."""
+    folder = folder or spark_jobs_dir()
+    files = [(p.name, p) for p in sorted(folder.iterdir()) if p.suffix in SHIPPED_SUFFIXES]
+    pipes = Path(dagster_pipes.__file__).parent
+    files += [
+        (f"dagster_pipes/{p.name}", p) for p in sorted(pipes.iterdir()) if p.suffix in (".py", ".typed")
+    ]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, path in files:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+def local_spark_jobs_zip() -> Path:
+    """``spark_jobs_zip()`` as a file, named by its content so concurrent runs share it safely."""
+    body = spark_jobs_zip()
+    path = Path(tempfile.gettempdir()) / f"dp-spark-jobs-{hashlib.sha256(body).hexdigest()[:16]}.zip"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_bytes(body)
+        partial.replace(path)
+    return path
 
 
 def with_partition_range(context: dg.AssetExecutionContext, extras: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,7 +73,11 @@ def with_partition_range(context: dg.AssetExecutionContext, extras: Mapping[str,
 
 
 class SparkLauncher(dg.ConfigurableResource):
-    """Runs a script from ``spark_jobs/`` through Dagster Pipes and returns what it reported."""
+    """Runs a script from ``spark_jobs/`` through Dagster Pipes and returns what it reported.
+
+    Every launcher pins its target's interpreter, UTC and ``ansi`` on each job (``pinned_conf``)."""
+
+    ansi: bool = True  # [spark] ansi: spark.sql.ansi.enabled for every job, on every runtime
 
     def run_job(
         self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]

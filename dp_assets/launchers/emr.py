@@ -31,6 +31,7 @@ from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
 from pydantic import Field
 
 from dp_assets.launchers.base import PipesResult, SparkLauncher, with_partition_range
+from dp_assets.launchers.runtime import SparkRuntime, UnsupportedRuntime, emr_runtime, pinned_conf
 
 STEP_DONE = {"COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
 CLUSTER_DONE = {"TERMINATED", "TERMINATED_WITH_ERRORS"}
@@ -182,6 +183,7 @@ class EmrPipesLauncher(SparkLauncher):
     spark_conf: dict[str, str] = Field(default_factory=dict)
     region_name: str | None = None
     poll: PollConfig = Field(default_factory=PollConfig)
+    python: str | None = None  # [spark.emr] python: overrides the release's interpreter (custom images)
 
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=self.region_name)  # type: ignore[call-overload]
@@ -192,14 +194,24 @@ class EmrPipesLauncher(SparkLauncher):
     def py_files(self) -> str:
         return join_s3(self.release_uri, "spark_jobs.zip")
 
+    def runtime(self) -> SparkRuntime:
+        """The runtime of the release the job will run on; a Failure when dp cannot run it."""
+        raise NotImplementedError
+
     def start(
-        self, context: dg.AssetExecutionContext, script: str, env: Mapping[str, str], tags: Mapping[str, str]
+        self,
+        context: dg.AssetExecutionContext,
+        script: str,
+        runtime: SparkRuntime,
+        env: Mapping[str, str],
+        tags: Mapping[str, str],
     ) -> Handle:
         raise NotImplementedError
 
     def run_job(
         self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
     ) -> Sequence[PipesResult]:
+        runtime = self.runtime()  # before anything is written or started
         s3 = self.client("s3")
         bucket, prefix = split_s3(self.messages_uri)
         reader = PrefixedS3MessageReader(
@@ -215,7 +227,11 @@ class EmrPipesLauncher(SparkLauncher):
             extras=with_partition_range(context, extras),
         ) as session:
             handle = self.start(
-                context, script, session.get_bootstrap_env_vars(), session.default_remote_invocation_info
+                context,
+                script,
+                runtime,
+                session.get_bootstrap_env_vars(),
+                session.default_remote_invocation_info,
             )
             context.log.info(f"started {handle.ids}")
             outcome = self._wait(context, handle)
@@ -278,10 +294,18 @@ class EmrPipesLauncher(SparkLauncher):
             time.sleep(min(self.poll.interval_seconds, 5.0))
         return found
 
-    def submit_parameters(self, conf: Mapping[str, str]) -> list[str]:
-        """spark-submit's options: the configured conf, then ``conf``, then the release's zip."""
+    def target_runtime(self, release_label: str, serverless: bool = False) -> SparkRuntime:
+        """The runtime of a release label, or a Failure naming what dp cannot run."""
+        try:
+            return emr_runtime(release_label, serverless=serverless, python=self.python)
+        except UnsupportedRuntime as e:
+            raise dg.Failure(str(e)) from e
+
+    def submit_parameters(self, runtime: SparkRuntime, conf: Mapping[str, str]) -> list[str]:
+        """spark-submit's options: the configured conf, dp's pinned settings for the runtime, then
+        ``conf``, then the release's zip."""
         args: list[str] = []
-        for key, value in {**self.spark_conf, **conf}.items():
+        for key, value in {**self.spark_conf, **pinned_conf(runtime, self.ansi), **conf}.items():
             args += ["--conf", f"{key}={value}"]
         return [*args, "--py-files", self.py_files()]
 
@@ -299,9 +323,11 @@ def reason(status: Mapping[str, Any]) -> str:
 class _EmrStepLauncher(EmrPipesLauncher):
     """A command-runner.jar step running spark-submit; Pipes env reaches the driver as YARN env."""
 
-    def step(self, script: str, env: Mapping[str, str], action_on_failure: str) -> dict[str, Any]:
+    def step(
+        self, script: str, runtime: SparkRuntime, env: Mapping[str, str], action_on_failure: str
+    ) -> dict[str, Any]:
         conf = {f"spark.yarn.appMasterEnv.{k}": v for k, v in env.items()}
-        args = ["spark-submit", "--deploy-mode", "cluster", *self.submit_parameters(conf)]
+        args = ["spark-submit", "--deploy-mode", "cluster", *self.submit_parameters(runtime, conf)]
         return {
             "Name": f"dp {script}",
             "ActionOnFailure": action_on_failure,
@@ -353,8 +379,16 @@ class EmrLauncher(_EmrStepLauncher):
     configurations: list[dict[str, Any]]  # EMR Configurations, as given
     tags: dict[str, str]
 
+    def runtime(self) -> SparkRuntime:
+        return self.target_runtime(self.release_label)
+
     def start(
-        self, context: dg.AssetExecutionContext, script: str, env: Mapping[str, str], tags: Mapping[str, str]
+        self,
+        context: dg.AssetExecutionContext,
+        script: str,
+        runtime: SparkRuntime,
+        env: Mapping[str, str],
+        tags: Mapping[str, str],
     ) -> Handle:
         emr = self.client("emr")
         groups = [{"InstanceRole": "MASTER", "InstanceType": self.master_instance_type, "InstanceCount": 1}]
@@ -369,8 +403,8 @@ class EmrLauncher(_EmrStepLauncher):
         instances: dict[str, Any] = {"InstanceGroups": groups, "KeepJobFlowAliveWhenNoSteps": False}
         if self.subnet_id:
             instances["Ec2SubnetId"] = self.subnet_id
-        step = self.step(script, env, "TERMINATE_CLUSTER")
-        context.log.info(f"run_job_flow {self.release_label}: {redacted(step['HadoopJarStep']['Args'])}")
+        step = self.step(script, runtime, env, "TERMINATE_CLUSTER")
+        context.log.info(f"run_job_flow on {runtime.describe()}: {redacted(step['HadoopJarStep']['Args'])}")
         cluster_id = emr.run_job_flow(
             Name=f"{self.cluster_name} {context.run.run_id[:8]} {script}",
             ReleaseLabel=self.release_label,
@@ -401,13 +435,24 @@ class EmrExistingLauncher(_EmrStepLauncher):
 
     cluster_id: str
 
+    def runtime(self) -> SparkRuntime:
+        cluster = self.client("emr").describe_cluster(ClusterId=self.cluster_id)["Cluster"]
+        return self.target_runtime(cluster.get("ReleaseLabel", "(no release label)"))
+
     def start(
-        self, context: dg.AssetExecutionContext, script: str, env: Mapping[str, str], tags: Mapping[str, str]
+        self,
+        context: dg.AssetExecutionContext,
+        script: str,
+        runtime: SparkRuntime,
+        env: Mapping[str, str],
+        tags: Mapping[str, str],
     ) -> Handle:
         emr = self.client("emr")
-        step = self.step(script, env, "CONTINUE")  # a failed step must not take the shared cluster down
+        # CONTINUE: a failed step must not take the shared cluster down
+        step = self.step(script, runtime, env, "CONTINUE")
         context.log.info(
-            f"add_job_flow_steps on {self.cluster_id}: {redacted(step['HadoopJarStep']['Args'])}"
+            f"add_job_flow_steps on {self.cluster_id}, {runtime.describe()}: "
+            f"{redacted(step['HadoopJarStep']['Args'])}"
         )
         step_id = emr.add_job_flow_steps(JobFlowId=self.cluster_id, Steps=[step])["StepIds"][0]
         cluster_id = self.cluster_id
@@ -430,14 +475,27 @@ class EmrServerlessLauncher(EmrPipesLauncher):
     execution_role_arn: str
     tags: dict[str, str] = Field(default_factory=dict)
 
+    def runtime(self) -> SparkRuntime:
+        client = self.client("emr-serverless")
+        application = client.get_application(applicationId=self.application_id)["application"]
+        return self.target_runtime(application.get("releaseLabel", "(no release label)"), serverless=True)
+
     def start(
-        self, context: dg.AssetExecutionContext, script: str, env: Mapping[str, str], tags: Mapping[str, str]
+        self,
+        context: dg.AssetExecutionContext,
+        script: str,
+        runtime: SparkRuntime,
+        env: Mapping[str, str],
+        tags: Mapping[str, str],
     ) -> Handle:
         client = self.client("emr-serverless")
         conf = {f"spark.emr-serverless.driverEnv.{k}": v for k, v in env.items()}
-        parameters = self.submit_parameters(conf)
+        parameters = self.submit_parameters(runtime, conf)
         entry_point = self.entry_point(script)
-        context.log.info(f"start_job_run on {self.application_id}: {redacted([*parameters, entry_point])}")
+        context.log.info(
+            f"start_job_run on {self.application_id}, {runtime.describe()}: "
+            f"{redacted([*parameters, entry_point])}"
+        )
         overrides: dict[str, Any] = {}
         if self.log_uri:
             overrides["monitoringConfiguration"] = {"s3MonitoringConfiguration": {"logUri": self.log_uri}}

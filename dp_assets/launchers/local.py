@@ -1,8 +1,15 @@
-"""Spark on this machine: ``spark-submit --master local[*]`` as a Pipes subprocess."""
+"""Spark on this machine: ``spark-submit --master local[*]`` as a Pipes subprocess.
+
+By default the Spark and Python of this environment (the locked pyspark beside this interpreter).
+``DP_SPARK_HOME`` and ``DP_SPARK_PYTHON`` point it at another Spark installation and interpreter,
+e.g. a pyspark 3.5 package and Python 3.11, the runtime of EMR 7: the jobs then run on that runtime
+exactly as a cluster would run them, from the same ``spark_jobs.zip``.
+"""
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,18 +18,24 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from dp_assets.launchers.base import PipesResult, SparkLauncher, spark_jobs_dir, with_partition_range
+from dp_assets.launchers.base import (
+    PipesResult,
+    SparkLauncher,
+    local_spark_jobs_zip,
+    spark_jobs_dir,
+    with_partition_range,
+)
+from dp_assets.launchers.runtime import SparkRuntime, UnsupportedRuntime, local_runtime, pinned_conf
+
+SPARK_HOME_ENV, SPARK_PYTHON_ENV = "DP_SPARK_HOME", "DP_SPARK_PYTHON"
 
 
-def spark_submit_path() -> str:
-    """The spark-submit installed with pyspark next to this interpreter, else the one on PATH."""
-    beside = Path(sys.executable).with_name("spark-submit")
-    found = str(beside) if beside.exists() else shutil.which("spark-submit")
-    if not found:
-        raise dg.Failure(
-            "spark-submit not found: install pyspark into this environment (uv sync) or put it on PATH"
-        )
-    return found
+def default_spark_home() -> str:
+    """The pyspark package installed beside this interpreter: a complete Spark (bin/, jars/)."""
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or spec.origin is None:
+        raise dg.Failure("pyspark is not installed in this environment: run `uv sync`, or set DP_SPARK_HOME")
+    return str(Path(spec.origin).parent)
 
 
 def catalog_conf(catalog_dir: str) -> dict[str, str]:
@@ -43,6 +56,18 @@ class LocalSparkLauncher(SparkLauncher):
     master: str = "local[*]"
     conf: dict[str, str] = Field(default_factory=dict)
     catalog_dir: str | None = None  # a Derby metastore here backs Spark's catalog; None: no catalog
+    spark_home: str | None = None  # None: this environment's pyspark (or DP_SPARK_HOME)
+    python: str | None = None  # None: this interpreter (or DP_SPARK_PYTHON)
+
+    def spark_home_path(self) -> str:
+        return self.spark_home or os.environ.get(SPARK_HOME_ENV) or default_spark_home()
+
+    def runtime(self) -> SparkRuntime:
+        python = self.python or os.environ.get(SPARK_PYTHON_ENV) or sys.executable
+        try:
+            return local_runtime(Path(self.spark_home_path()), python)
+        except UnsupportedRuntime as e:
+            raise dg.Failure(str(e)) from e
 
     def command(self, script: str) -> list[str]:
         log4j = spark_jobs_dir() / "log4j2.properties"
@@ -50,19 +75,26 @@ class LocalSparkLauncher(SparkLauncher):
         catalog = catalog_conf(self.catalog_dir) if self.catalog_dir else {}
         if self.catalog_dir:
             java_options += f" -Dderby.system.home={self.catalog_dir}"  # keeps derby.log out of the cwd
-        confs = {"spark.driver.extraJavaOptions": java_options, **catalog, **self.conf}
-        args = [spark_submit_path(), "--master", self.master]
+        confs = {
+            **pinned_conf(self.runtime(), self.ansi),
+            "spark.driver.extraJavaOptions": java_options,
+            **catalog,
+            **self.conf,
+        }
+        args = [str(Path(self.spark_home_path()) / "bin" / "spark-submit"), "--master", self.master]
         for key, value in confs.items():
             args += ["--conf", f"{key}={value}"]
-        return [*args, str(spark_jobs_dir() / script)]
+        return [*args, "--py-files", str(local_spark_jobs_zip()), str(spark_jobs_dir() / script)]
 
     def driver_env(self) -> dict[str, str]:
-        """The driver and its Python workers must use this interpreter, which has dagster-pipes."""
-        return {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+        """spark-submit finds its jars and pyspark's Python modules through SPARK_HOME."""
+        return {"SPARK_HOME": self.spark_home_path()}
 
     def run_job(
         self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
     ) -> Sequence[PipesResult]:
+        runtime = self.runtime()
+        context.log.info(f"Spark runtime {runtime.describe()}")
         client = dg.PipesSubprocessClient(env=self.driver_env())
         return client.run(
             context=context, command=self.command(script), extras=with_partition_range(context, extras)

@@ -18,6 +18,7 @@ from dp_assets.launchers.emr import (
     PollConfig,
 )
 from dp_assets.launchers.local import LocalSparkLauncher
+from dp_assets.launchers.runtime import UnsupportedRuntime, emr_runtime
 
 LAUNCHER_ENV = "DP_SPARK_LAUNCHER"
 
@@ -63,6 +64,7 @@ def build_launcher(loaded: LoadedConfig) -> SparkLauncher:
         return LocalSparkLauncher(
             master=config.spark.master,
             conf=config.spark.conf,
+            ansi=config.spark.ansi,
             catalog_dir=str(loaded.dp_home / "catalog") if config.catalog_database else None,
         )
     emr = config.spark.emr
@@ -72,6 +74,8 @@ def build_launcher(loaded: LoadedConfig) -> SparkLauncher:
         "messages_uri": emr.messages_uri,
         "log_uri": emr.log_uri,
         "spark_conf": config.spark.conf,
+        "ansi": config.spark.ansi,
+        "python": emr.python,
         "region_name": emr.region,
         "poll": PollConfig(
             interval_seconds=emr.poll_interval_seconds,
@@ -85,4 +89,8 @@ def build_launcher(loaded: LoadedConfig) -> SparkLauncher:
         return EmrServerlessLauncher(
             **common, application_id=emr.application_id, execution_role_arn=emr.execution_role_arn
         )
+    try:  # the transient cluster's release is known now; the others' when a job starts
+        emr_runtime(emr.cluster.release_label, python=emr.python)
+    except UnsupportedRuntime as e:
+        raise ConfigError(f"{loaded.provenance.uri}: [spark.emr.cluster] release_label: {e}") from e
     return EmrLauncher(**common, **emr.cluster.model_dump())

@@ -1,0 +1,180 @@
+"""Each launcher knows its target's runtime and pins the interpreter, UTC and ANSI mode on every job;
+a release dp cannot run is refused by name before anything starts."""
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+import dagster as dg
+import pyspark
+import pytest
+from moto.backends import get_backend
+
+from dp_assets.config.loader import ConfigError, load_config_from
+from dp_assets.launchers.base import SparkLauncher
+from dp_assets.launchers.emr import EmrExistingLauncher, EmrLauncher, EmrServerlessLauncher
+from dp_assets.launchers.local import LocalSparkLauncher, default_spark_home
+from dp_assets.launchers.runtime import UnsupportedRuntime, emr_runtime, pinned_conf
+from dp_assets.launchers.select import build_launcher
+from dp_assets_tests.conftest import packaged_text
+from dp_assets_tests.emr_emulator import ACCOUNT, serverless_application, shared_cluster
+from dp_assets_tests.test_launcher_choice import EMR, loaded_with
+
+PINNED = {
+    "spark.pyspark.python": "/usr/bin/python3.11",
+    "spark.pyspark.driver.python": "/usr/bin/python3.11",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.ansi.enabled": "true",
+}
+
+
+@pytest.mark.parametrize(
+    ("label", "spark", "scala", "ansi_default"),
+    [
+        ("emr-7.1.0", "3.5", "2.12", False),
+        ("emr-7.5.0", "3.5", "2.12", False),
+        ("emr-7.13.0", "3.5", "2.12", False),
+        ("emr-spark-8.0.0", "4.0", "2.13", True),
+    ],
+)
+def test_supported_releases_run_on_python_3_11(
+    label: str, spark: str, scala: str, ansi_default: bool
+) -> None:
+    runtime = emr_runtime(label)
+    assert (runtime.spark, runtime.scala, runtime.python, runtime.ansi_default) == (
+        spark,
+        scala,
+        "/usr/bin/python3.11",
+        ansi_default,
+    )
+
+
+@pytest.mark.parametrize(
+    ("label", "serverless", "named"),
+    [
+        ("emr-7.0.0", False, ["emr-7.0.0 ships Python 3.9 only", "emr-7.1.0 or later"]),
+        ("emr-6.15.0", False, ["emr-6.15.0 is not a release dp runs on", "emr-spark-8"]),
+        ("emr-7.5.0", True, ["EMR Serverless emr-7.5.0", "custom image", '[spark.emr] python = "/usr/bin']),
+    ],
+)
+def test_releases_dp_cannot_run_are_refused_by_name(label: str, serverless: bool, named: list[str]) -> None:
+    with pytest.raises(UnsupportedRuntime) as refused:
+        emr_runtime(label, serverless=serverless)
+    for words in named:
+        assert words in str(refused.value)
+
+
+def test_a_custom_interpreter_overrides_the_release_default() -> None:
+    assert emr_runtime("emr-7.5.0", serverless=True, python="/opt/py/bin/python3.12").python == (
+        "/opt/py/bin/python3.12"
+    )
+
+
+def test_config_refuses_an_unsupported_transient_release_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DP_SPARK_LAUNCHER", "emr")
+    loaded = loaded_with(tmp_path, EMR.replace('release_label = "emr-7.5.0"', 'release_label = "emr-6.15.0"'))
+    with pytest.raises(ConfigError) as refused:
+        build_launcher(loaded)
+    assert "[spark.emr.cluster] release_label: emr-6.15.0 is not a release dp runs on" in str(refused.value)
+
+
+def test_pinned_settings_cannot_be_overridden_through_spark_conf(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        packaged_text().replace("[spark.conf]\n", '[spark.conf]\n"spark.sql.ansi.enabled" = "false"\n')
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_config_from(str(path))
+    assert "spark.sql.ansi.enabled is pinned by dp: set [spark] ansi instead" in str(refused.value)
+
+
+def step_args(launcher: EmrLauncher | EmrExistingLauncher) -> list[str]:
+    return launcher.step("load_table.py", launcher.target_runtime("emr-7.5.0"), {}, "CONTINUE")[
+        "HadoopJarStep"
+    ]["Args"]
+
+
+def confs(args: list[str]) -> dict[str, str]:
+    pairs = [args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf"]
+    return {k: v for k, v in pairs}
+
+
+def test_every_emr_step_pins_interpreter_time_zone_and_ansi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DP_SPARK_LAUNCHER", "emr")
+    transient = build_launcher(loaded_with(tmp_path, EMR))
+    assert isinstance(transient, EmrLauncher)
+    args = step_args(transient)
+    assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
+    assert confs(args).items() >= PINNED.items()
+    assert confs(args)["spark.sql.shuffle.partitions"] == "8"  # [spark.conf] still applies
+    no_ansi = transient.model_copy(update={"ansi": False})
+    assert confs(step_args(no_ansi))["spark.sql.ansi.enabled"] == "false"
+
+
+def test_local_jobs_get_the_same_pins_and_the_shipped_zip() -> None:
+    launcher = LocalSparkLauncher(spark_home=default_spark_home(), python="/usr/bin/python3.11")
+    args = launcher.command("load_table.py")
+    assert confs(args).items() >= PINNED.items()
+    assert zipfile.ZipFile(args[args.index("--py-files") + 1]).read("dagster_pipes/__init__.py")
+    assert pyspark.__version__.startswith(launcher.runtime().spark + ".")
+
+
+def test_local_spark_home_without_spark_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(dg.Failure, match="holds no Spark"):
+        LocalSparkLauncher(spark_home=str(tmp_path)).runtime()
+
+
+COMMON: dict[str, Any] = {
+    "release_uri": "s3://dp-release/test/demo/releases/r1",
+    "messages_uri": "s3://dp-pipes/runs",
+    "region_name": "us-east-1",
+}
+
+
+@pytest.mark.parametrize(
+    ("make", "refused"),
+    [
+        (
+            lambda: EmrExistingLauncher(**COMMON, cluster_id=shared_cluster(release_label="emr-6.15.0")),
+            "emr-6.15.0 is not a release dp runs on",
+        ),
+        (
+            lambda: EmrServerlessLauncher(
+                **COMMON,
+                application_id=serverless_application("emr-7.5.0"),
+                execution_role_arn=f"arn:aws:iam::{ACCOUNT}:role/dp-job",
+            ),
+            "EMR Serverless emr-7.5.0: AWS documents only Python 3.9",
+        ),
+    ],
+    ids=["existing cluster on emr-6", "serverless on emr-7 without an interpreter"],
+)
+def test_existing_targets_are_checked_before_anything_is_submitted(aws: str, make, refused: str) -> None:
+    launcher = make()
+
+    @dg.asset
+    def table(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
+        yield from spark.run_job(context, "load_table.py", {})
+
+    for bucket in ("dp-pipes", "dp-release"):
+        boto3.client("s3").create_bucket(Bucket=bucket)
+    result = dg.materialize([table], resources={"spark": launcher}, raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert refused in failure.step_failure_data.user_failure_data.description
+    if isinstance(launcher, EmrExistingLauncher):
+        assert boto3.client("emr").list_steps(ClusterId=launcher.cluster_id)["Steps"] == []
+    else:
+        assert not get_backend("emr-serverless")[ACCOUNT]["us-east-1"].job_runs.get(launcher.application_id)
+
+
+def test_pinned_conf_names_the_runtime_interpreter() -> None:
+    assert pinned_conf(emr_runtime("emr-spark-8.0.0"), ansi=False) == {
+        **PINNED,
+        "spark.sql.ansi.enabled": "false",
+    }
