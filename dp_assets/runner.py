@@ -14,6 +14,7 @@ import dagster as dg
 
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.definitions import PIPELINE_JOB, build_definitions
+from dp_assets.liveness import owner_tags, release_dead_runs
 
 
 class RangeError(ValueError):
@@ -88,13 +89,17 @@ class RunSummary:
     success: bool
     tables: dict[str, TableSummary]
     expected_partitions: int
+    released: list[str] = field(default_factory=list)  # dead runs this run found and released
 
     @property
     def ok(self) -> bool:
         return self.success and all(t.ok(self.expected_partitions) for t in self.tables.values())
 
     def render(self) -> str:
-        lines = [f"{'table':<20} {'partitions':>10} {'rows':>10} {'quarantined':>11} {'seconds':>8}  checks"]
+        lines = [
+            *self.released,
+            f"{'table':<20} {'partitions':>10} {'rows':>10} {'quarantined':>11} {'seconds':>8}  checks",
+        ]
         for t in self.tables.values():
             lines.append(
                 f"{t.table:<20} {t.partitions:>10} {t.rows:>10} {t.rows_quarantined:>11} "
@@ -162,6 +167,7 @@ def run_range(
         for k in ((dg.AssetKey(["raw", n]), dg.AssetKey(n)) if n in configured else (dg.AssetKey(n),))
     ]
     flags = {"clean_up": clean_up, "e2e_test": e2e_test}
+    released = release_dead_runs(instance)  # a killed run's slot would block this one forever
     result = job.execute_in_process(
         instance=instance,
         asset_selection=selection,
@@ -170,9 +176,12 @@ def run_range(
         tags={
             "dagster/asset_partition_range_start": start.isoformat(),
             "dagster/asset_partition_range_end": end.isoformat(),
+            **owner_tags(),
         },
     )
-    return summarize(instance, result.run_id, result.success, names, days)
+    summary = summarize(instance, result.run_id, result.success, names, days)
+    summary.released = released
+    return summary
 
 
 def summarize(

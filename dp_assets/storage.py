@@ -35,6 +35,7 @@ class Store(Protocol):
     def open_write(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
     def delete(self, path: str) -> None: ...
     def delete_prefix(self, prefix: str) -> int: ...
+    def create_exclusive(self, path: str, body: bytes) -> bool: ...
 
 
 def store_for(root: str, session: Any = None) -> Store:
@@ -123,6 +124,18 @@ class LocalStore:
     def delete(self, path: str) -> None:
         Path(self.root, path).unlink(missing_ok=True)
 
+    def create_exclusive(self, path: str, body: bytes) -> bool:
+        """Create the file only if it does not exist (O_EXCL); False when it does."""
+        target = Path(self.root, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+        return True
+
     def delete_prefix(self, prefix: str) -> int:
         base = Path(self.root, prefix)
         if not base.exists():
@@ -203,6 +216,23 @@ class S3Store:
 
     def delete(self, path: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=self._key(path))
+
+    def create_exclusive(self, path: str, body: bytes) -> bool:
+        """Create the object only if no object has the key (a conditional write, ``If-None-Match: *``);
+        False when one does. S3 decides atomically, so two writers never both succeed."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=self._key(path), Body=body, IfNoneMatch="*")
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "412",
+                "ConditionalRequestConflict",
+            ):
+                return False
+            raise
+        return True
 
     def delete_prefix(self, prefix: str) -> int:
         keys = [self._key(f.path) for f in self.list(prefix)]

@@ -64,3 +64,14 @@ def test_version_changes_when_a_file_is_rewritten(store: Store) -> None:
     (changed,) = store.list_after("p", None, None)
     assert before.version and len({before.version, same_bytes.version, changed.version}) == 3
     assert (before.size, changed.size) == (5, 6)
+
+
+def test_exclusive_create_admits_one_writer(store: Store) -> None:
+    """The table lock's primitive: O_EXCL locally, a conditional write (If-None-Match) on S3."""
+    store.delete("p/_lock.json")
+    assert store.create_exclusive("p/_lock.json", b"first")
+    assert not store.create_exclusive("p/_lock.json", b"second")
+    with store.open_read("p/_lock.json") as f:
+        assert f.read() == b"first"
+    store.delete("p/_lock.json")
+    assert store.create_exclusive("p/_lock.json", b"third")

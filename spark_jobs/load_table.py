@@ -138,7 +138,9 @@ class Publisher:
         self.hdfs.delete(journal)
 
     def recover(self) -> list[str]:
-        """Finish every journal a killed job left behind; return the runs it completed."""
+        """Finish every journal a killed job left behind; return the runs it completed. Safe because
+        a job runs only while its orchestrator holds the table's lock in the lake (taken over only
+        from a holder that provably died): whatever other runs left here, they are dead."""
         finished = []
         for name in sorted(self.hdfs.list_names(f"{self.root}/_publish")):
             journal = f"{self.root}/_publish/{name}"

@@ -80,6 +80,9 @@ class Processing(_Strict):
     retention_days: int = Field(
         default=7, ge=1, description="days the source keeps a delivery; older gaps cannot be caught up"
     )
+    table_lock_wait_seconds: float = Field(
+        default=3600.0, ge=0, description="how long a run waits for another live run writing the same table"
+    )
 
 
 LAUNCHERS: tuple[str, ...] = ("local", "emr", "emr-existing", "emr-serverless")

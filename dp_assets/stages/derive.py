@@ -18,6 +18,7 @@ from dp_assets.config.model import LOAD_DATE, ROW_HASH, Derived
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import SparkLauncher
+from dp_assets.liveness import table_writer
 from dp_assets.stages.load import SPARK_POOL, add_partition_metadata
 from dp_assets.transforms.sql import Transform, TransformError, discover
 
@@ -141,18 +142,19 @@ def build_derived_asset(
             "table_uri": lake.uri(name),
             "s3_credentials": lake.spark_credentials(),  # Pipes context only: never logged or shown
         }
-        for result in spark.run_job(context, TRANSFORM_JOB, extras):
-            if isinstance(result, dg.MaterializeResult):
-                reported = dict(result.metadata or {})
-                add_partition_metadata(context, reported)
-                result = dg.MaterializeResult(
-                    asset_key=result.asset_key,
-                    metadata={
-                        **reported,
-                        "dagster/column_lineage": column_lineage(transform),
-                        **pipeline.provenance_metadata(),
-                    },
-                )
-            yield result
+        with table_writer(context, pipeline.loaded, name):
+            for result in spark.run_job(context, TRANSFORM_JOB, extras):
+                if isinstance(result, dg.MaterializeResult):
+                    reported = dict(result.metadata or {})
+                    add_partition_metadata(context, reported)
+                    result = dg.MaterializeResult(
+                        asset_key=result.asset_key,
+                        metadata={
+                            **reported,
+                            "dagster/column_lineage": column_lineage(transform),
+                            **pipeline.provenance_metadata(),
+                        },
+                    )
+                yield result
 
     return derive

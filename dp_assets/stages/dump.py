@@ -19,6 +19,7 @@ from dp_assets.config.model import ENVS, PROTECTED_ENVS, PostgresSource, Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.lineage import dataset, emit, table_facets
+from dp_assets.liveness import table_writer
 from dp_assets.stages.postgres import extract_partition
 from dp_assets.stages.sensitive import (
     SENSITIVE_CHECK,
@@ -302,13 +303,14 @@ def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
         if config.e2e_test:
             refuse_e2e_test(loaded.env)
         lake = Lake(loaded, e2e_test=config.e2e_test)
-        if config.clean_up:
-            purged = clean_up(lake, name, context.partition_keys)
-            context.log.warning(
-                f"{name}: clean-up removed {purged} file(s) for {context.partition_key_range}"
-            )
         policy = scan_policy(loaded, table)
-        manifests = {day: dump_partition(lake, name, day, policy) for day in context.partition_keys}
+        with table_writer(context, loaded, name):  # the raw and staged zones are the table's too
+            if config.clean_up:
+                purged = clean_up(lake, name, context.partition_keys)
+                context.log.warning(
+                    f"{name}: clean-up removed {purged} file(s) for {context.partition_key_range}"
+                )
+            manifests = {day: dump_partition(lake, name, day, policy) for day in context.partition_keys}
         for day, m in manifests.items():
             context.log.info(
                 f"{name} {day}: {len(m['files'])} file(s), {m['rows']} rows "

@@ -18,6 +18,7 @@ from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import SparkLauncher
 from dp_assets.lineage import dataset, emit, facet, table_facets
+from dp_assets.liveness import table_writer
 from dp_assets.storage import read_json_if_exists, write_json
 
 LOAD_JOB = "load_table.py"
@@ -231,33 +232,34 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
             context.log.warning(
                 f"{name}: ignoring delivered columns {schema['ignored']} (evolution = ignore)"
             )
-        for result in spark.run_job(context, LOAD_JOB, extras):
-            if isinstance(result, dg.MaterializeResult):
-                evolution = (
-                    {
-                        "schema_before": dg.MetadataValue.json(schema["before"]),
-                        "schema_after": dg.MetadataValue.json(schema["after"]),
-                    }
-                    if schema["before"] != schema["after"]
-                    else {}
-                )
-                reported = dict(result.metadata or {})
-                add_partition_metadata(context, reported)
-                schema_key = "dagster/column_schema"  # as written, plus the design's catalog metadata
-                if schema_key in reported:
-                    reported[schema_key] = enrich_schema(reported[schema_key], table)
-                result = dg.MaterializeResult(
-                    asset_key=result.asset_key,
-                    metadata={
-                        **reported,
-                        **evolution,
-                        "columns_ignored": dg.MetadataValue.json(schema["ignored"]),
-                        **pipeline.provenance_metadata(),
-                    },
-                    data_version=result.data_version,
-                )
-                emit_load_lineage(context, pipeline, lake, name, table, reported)
-            yield result
-        write_json(lake.store, lake.schema_path(name), {"columns": schema["after"]})
+        with table_writer(context, pipeline.loaded, name):
+            for result in spark.run_job(context, LOAD_JOB, extras):
+                if isinstance(result, dg.MaterializeResult):
+                    evolution = (
+                        {
+                            "schema_before": dg.MetadataValue.json(schema["before"]),
+                            "schema_after": dg.MetadataValue.json(schema["after"]),
+                        }
+                        if schema["before"] != schema["after"]
+                        else {}
+                    )
+                    reported = dict(result.metadata or {})
+                    add_partition_metadata(context, reported)
+                    schema_key = "dagster/column_schema"  # as written, plus the design's catalog metadata
+                    if schema_key in reported:
+                        reported[schema_key] = enrich_schema(reported[schema_key], table)
+                    result = dg.MaterializeResult(
+                        asset_key=result.asset_key,
+                        metadata={
+                            **reported,
+                            **evolution,
+                            "columns_ignored": dg.MetadataValue.json(schema["ignored"]),
+                            **pipeline.provenance_metadata(),
+                        },
+                        data_version=result.data_version,
+                    )
+                    emit_load_lineage(context, pipeline, lake, name, table, reported)
+                yield result
+            write_json(lake.store, lake.schema_path(name), {"columns": schema["after"]})
 
     return load
