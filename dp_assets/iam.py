@@ -102,6 +102,7 @@ def launcher_statements(launcher: str, emr: Emr) -> list[Statement]:
             "Sid": "JobRunsOnApplication",
             "Effect": "Allow",
             "Action": [
+                "emr-serverless:GetApplication",  # its release label: the runtime the jobs run on
                 "emr-serverless:StartJobRun",
                 "emr-serverless:GetJobRun",
                 "emr-serverless:CancelJobRun",

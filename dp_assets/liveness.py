@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dagster as dg
+from botocore.exceptions import ClientError
 
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.lake import Lake
@@ -48,18 +49,46 @@ def process_started(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
 
 
+def this_host() -> str:
+    """This host and pid namespace: two containers sharing a hostname do not share pids."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}/{namespace}" if namespace else socket.gethostname()
+
+
 def owner_tags() -> dict[str, str]:
     """Tags naming this process as a run's owner, so a later run can prove it died."""
     pid = os.getpid()
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), PID_STARTED_TAG: process_started(pid) or ""}
+    return {HOST_TAG: this_host(), PID_TAG: str(pid), PID_STARTED_TAG: process_started(pid) or ""}
 
 
 def owner_gone(host: str, pid: int, started: str) -> bool:
-    """True only when the owner is provably dead: on this host, and its pid is gone or reused."""
-    if host != socket.gethostname():
+    """True only when the owner is provably dead: on this host, /proc readable, and its pid gone or
+    reused. Without /proc (not Linux) nothing is provable, and nothing is released."""
+    if host != this_host() or process_started(os.getpid()) is None:
         return False
     now = process_started(pid)
     return now is None or (bool(started) and now != started)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def last_event_time(instance: dg.DagsterInstance, run_id: str) -> str:
+    records = instance.get_records_for_run(run_id, ascending=False, limit=1).records
+    if not records:
+        return "unknown"
+    when = dt.datetime.fromtimestamp(records[0].event_log_entry.timestamp, dt.UTC)
+    return when.isoformat(timespec="seconds")
 
 
 def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -70,8 +99,7 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         tags = run.tags
         if PID_TAG not in tags or not owner_gone(tags[HOST_TAG], int(tags[PID_TAG]), tags[PID_STARTED_TAG]):
             continue
-        record = instance.get_run_record_by_id(run.run_id)
-        since = record.update_timestamp.isoformat(timespec="seconds") if record else "unknown"
+        since = last_event_time(instance, run.run_id)
         why = f"its process {tags[PID_TAG]} on {tags[HOST_TAG]} is gone"
         instance.report_run_failed(run, f"dp: {why}; marked failed by a later run")
         holds_slots = run.run_id in instance.event_log_storage.get_concurrency_run_ids()
@@ -89,12 +117,14 @@ class Holder:
     host: str
     pid: int
     pid_started: str
+    pgid: int  # the process group: spark-submit and its JVM run in it when dp leads it
     since: str
 
     @classmethod
     def me(cls, run_id: str) -> Holder:
         tags = owner_tags()
-        return cls(run_id, tags[HOST_TAG], int(tags[PID_TAG]), tags[PID_STARTED_TAG], _now())
+        pid = int(tags[PID_TAG])
+        return cls(run_id, tags[HOST_TAG], pid, tags[PID_STARTED_TAG], os.getpgid(0), _now())
 
     def describe(self) -> str:
         return f"run {self.run_id} (pid {self.pid} on {self.host}) since {self.since}"
@@ -105,12 +135,19 @@ def _now() -> str:
 
 
 def why_dead(holder: Holder, instance: dg.DagsterInstance) -> str | None:
-    """Why a holder is provably dead, or None while it may be alive."""
+    """Why a holder is provably dead, or None while it may be alive. On this host its processes
+    decide: the owner is gone and, when it led its process group (a `dp run` from a shell), no
+    process of the group is left (an orphaned spark-submit may still be writing). Elsewhere, its run
+    must have ended on this instance."""
+    if holder.host == this_host():
+        if not owner_gone(holder.host, holder.pid, holder.pid_started):
+            return None
+        if holder.pgid == holder.pid and group_alive(holder.pgid):
+            return None
+        return f"its process {holder.pid} on {holder.host} is gone"
     run = instance.get_run_by_id(holder.run_id)
     if run is not None and run.is_finished:
         return f"its run ended {run.status.value}"
-    if owner_gone(holder.host, holder.pid, holder.pid_started):
-        return f"its process {holder.pid} on {holder.host} is gone"
     return None
 
 
@@ -130,14 +167,19 @@ def table_lock(
     me = Holder.me(run_id)
     deadline = time.monotonic() + wait_seconds
     waited = False
+    breaks: list[str] = []
     while not store.create_exclusive(path, json.dumps(asdict(me)).encode()):
         holder = read_holder(store, path)
         if holder is None:  # released between the two calls
             continue
         why = why_dead(holder, instance)
-        if why is not None:
+        # One run breaks a dead holder's lock: the one that creates its break marker. Another waiter
+        # that read the same dead holder must not delete the lock the breaker has since taken.
+        broken = f"{path}.broken-{holder.run_id}"
+        if why is not None and store.create_exclusive(broken, me.run_id.encode()):
             warn(f"table {table}: broke the lock of {holder.describe()}: {why}")
             store.delete(path)
+            breaks.append(broken)
             continue
         if not waited:
             warn(f"table {table}: waiting for {holder.describe()} to finish writing it")
@@ -154,14 +196,21 @@ def table_lock(
         holder = read_holder(store, path)
         if holder is not None and holder.run_id == run_id:  # never release a lock another run took
             store.delete(path)
+        for marker in breaks:  # any waiter that raced for them has long re-read the lock
+            store.delete(marker)
 
 
 def read_holder(store: Store, path: str) -> Holder | None:
-    """The lock's holder, or None when there is no lock (a lock is written whole, in one create)."""
-    if not store.exists(path):
+    """The lock's holder, or None when there is no lock (a lock is created whole, exclusively)."""
+    try:
+        with store.open_read(path) as f:
+            return Holder(**json.load(f))
+    except FileNotFoundError:
         return None
-    with store.open_read(path) as f:
-        return Holder(**json.load(f))
+    except ClientError as e:  # S3
+        if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
 
 
 @contextmanager

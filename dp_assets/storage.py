@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -125,24 +124,21 @@ class LocalStore:
         Path(self.root, path).unlink(missing_ok=True)
 
     def create_exclusive(self, path: str, body: bytes) -> bool:
-        """Create the file only if it does not exist (O_EXCL); False when it does."""
+        """Create the file, whole, only if it does not exist; False when it does. Written to a
+        temporary sibling, then hard-linked into place: the link is atomic and fails if the name
+        exists, so no reader ever sees it empty."""
         target = Path(self.root, path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+            os.link(tmp, target)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         return True
-
-    def delete_prefix(self, prefix: str) -> int:
-        base = Path(self.root, prefix)
-        if not base.exists():
-            return 0
-        count = sum(1 for p in base.rglob("*") if p.is_file())
-        shutil.rmtree(base)
-        return count
 
 
 def _version(obj: dict[str, Any]) -> str:

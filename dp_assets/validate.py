@@ -195,6 +195,8 @@ def check_sql(loaded: LoadedConfig, spark: Any | None) -> list[Finding]:
         return [Finding("sql_parses", "error", file.removesuffix(".sql") if file else "-", text, file=file)]
     if spark is None or not transforms:
         return []
+    for key, value in sql_conf(loaded.config.spark.ansi).items():  # plan what the jobs will run
+        spark.conf.set(key, value)
     findings = []
     for name, columns in published_schemas(loaded).items():
         ddl = ", ".join(f"`{c}` {t}" for c, t in columns.items())
@@ -250,7 +252,4 @@ def local_spark(ansi: bool) -> Any:
     )
     for key, value in sql_conf(ansi).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    for key, value in sql_conf(ansi).items():  # a session that already existed gets them too
-        spark.conf.set(key, value)
-    return spark
+    return builder.getOrCreate()

@@ -87,7 +87,7 @@ def test_next_dp_run_releases_a_killed_run_and_equals_a_clean_run(tmp_path: Path
             for e in instance.all_logs(next(r for r in statuses if r != dead.run_id))
             if "broke the lock" in e.message
         ]
-        assert broke and dead.run_id in broke[0] and "its run ended FAILURE" in broke[0]  # marked so above
+        assert broke and dead.run_id in broke[0] and f"its process {holder.pid}" in broke[0]
 
     reference = dp_run(clean)
     assert reference.communicate(timeout=600) and reference.returncode == 0
@@ -145,8 +145,8 @@ def test_dead_holders_are_broken_and_named(tmp_path: Path) -> None:
     with dg.instance_for_test() as instance:
         ended = dg.materialize([finished], instance=instance).run_id
         holders = {
-            "its process": Holder("run-killed", me.host, gone.pid, "", me.since),
-            "its run ended SUCCESS": Holder(ended, "another-host", 1, "", me.since),
+            "its process": Holder("run-killed", me.host, gone.pid, "", gone.pid, me.since),
+            "its run ended SUCCESS": Holder(ended, "another-host", 1, "", 1, me.since),
         }
         for why, holder in holders.items():
             store.create_exclusive(f"flights/{LOCK_NAME}", json.dumps(asdict(holder)).encode())
@@ -157,3 +157,24 @@ def test_dead_holders_are_broken_and_named(tmp_path: Path) -> None:
             assert (
                 warning.startswith(f"table flights: broke the lock of run {holder.run_id}") and why in warning
             )
+
+
+def test_only_the_waiter_that_claims_the_break_breaks_a_dead_lock(tmp_path: Path) -> None:
+    """Two waiters that read the same dead holder: the one whose break marker exists already lost
+    the race, and must not delete the lock the winner is about to take."""
+    store = LocalStore(str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    me = Holder.me("unused")
+    dead = Holder("run-killed", me.host, gone.pid, "", gone.pid, me.since)
+    store.create_exclusive(f"flights/{LOCK_NAME}", json.dumps(asdict(dead)).encode())
+    store.create_exclusive(f"flights/{LOCK_NAME}.broken-run-killed", b"run-winner")  # the winner's claim
+    warnings: list[str] = []
+    with (
+        dg.instance_for_test() as instance,
+        pytest.raises(dg.Failure, match="being written by run run-killed"),
+        table_lock(store, "flights", "run-late", instance, warnings.append, 0.3, poll_seconds=0.1),
+    ):
+        pass
+    assert read_holder(store, f"flights/{LOCK_NAME}") == dead  # left for the winner
+    assert not any("broke the lock" in w for w in warnings)

@@ -1,6 +1,7 @@
 """Each launcher knows its target's runtime and pins the interpreter, UTC and ANSI mode on every job;
 a release dp cannot run is refused by name before anything starts."""
 
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from dp_assets.launchers.runtime import UnsupportedRuntime, emr_runtime, pinned_
 from dp_assets.launchers.select import build_launcher
 from dp_assets_tests.conftest import packaged_text
 from dp_assets_tests.emr_emulator import ACCOUNT, serverless_application, shared_cluster
+from dp_assets_tests.runtimes import MissingRuntime, interpreter
 from dp_assets_tests.test_launcher_choice import EMR, loaded_with
 
 PINNED = {
@@ -117,9 +119,10 @@ def test_every_emr_step_pins_interpreter_time_zone_and_ansi(
 
 
 def test_local_jobs_get_the_same_pins_and_the_shipped_zip() -> None:
-    launcher = LocalSparkLauncher(spark_home=default_spark_home(), python="/usr/bin/python3.11")
+    launcher = LocalSparkLauncher(spark_home=default_spark_home(), python=sys.executable)
     args = launcher.command("load_table.py")
-    assert confs(args).items() >= PINNED.items()
+    interpreter = dict.fromkeys(("spark.pyspark.python", "spark.pyspark.driver.python"), sys.executable)
+    assert confs(args).items() >= {**PINNED, **interpreter}.items()
     assert zipfile.ZipFile(args[args.index("--py-files") + 1]).read("dagster_pipes/__init__.py")
     assert pyspark.__version__.startswith(launcher.runtime().spark + ".")
 
@@ -127,6 +130,19 @@ def test_local_jobs_get_the_same_pins_and_the_shipped_zip() -> None:
 def test_local_spark_home_without_spark_is_refused(tmp_path: Path) -> None:
     with pytest.raises(dg.Failure, match="holds no Spark"):
         LocalSparkLauncher(spark_home=str(tmp_path)).runtime()
+
+
+def test_a_local_interpreter_older_than_3_10_is_refused() -> None:
+    python = node_python_or_skip("3.9")
+    with pytest.raises(dg.Failure, match=r"is Python 3\.9; dp's jobs need Python 3\.10 or later"):
+        LocalSparkLauncher(spark_home=default_spark_home(), python=python).runtime()
+
+
+def node_python_or_skip(version: str) -> str:
+    try:
+        return interpreter(version)
+    except MissingRuntime as e:
+        pytest.skip(str(e))
 
 
 COMMON: dict[str, Any] = {

@@ -49,10 +49,11 @@ def spark_jobs_zip(folder: Path | None = None) -> bytes:
 
 
 def local_spark_jobs_zip() -> Path:
-    """``spark_jobs_zip()`` as a file, named by its content so concurrent runs share it safely."""
+    """``spark_jobs_zip()`` as a file, named by its content so concurrent runs share it safely (and
+    rewritten unless its bytes are exactly those: the temp folder is shared)."""
     body = spark_jobs_zip()
     path = Path(tempfile.gettempdir()) / f"dp-spark-jobs-{hashlib.sha256(body).hexdigest()[:16]}.zip"
-    if not path.exists():
+    if not path.exists() or path.read_bytes() != body:
         partial = path.with_suffix(f".{os.getpid()}.partial")
         partial.write_bytes(body)
         partial.replace(path)

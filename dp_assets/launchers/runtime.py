@@ -20,6 +20,7 @@ What EMR ships (AWS's EMR release guide, application versions per release):
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,8 @@ def emr_runtime(release_label: str, *, serverless: bool = False, python: str | N
 
 
 def local_runtime(spark_home: Path, python: str) -> SparkRuntime:
-    """This machine's Spark, read off the spark-core jar of ``spark_home`` (e.g. a pyspark package)."""
+    """This machine's Spark, read off the spark-core jar of ``spark_home`` (e.g. a pyspark package),
+    and the interpreter ``python``, checked to be one the jobs can run on."""
     jars = sorted((spark_home / "jars").glob("spark-core_*.jar"))
     found = re.fullmatch(r"spark-core_(\d+\.\d+)-(\d+\.\d+)\.\d+.*\.jar", jars[0].name) if jars else None
     if not found:
@@ -104,4 +106,11 @@ def local_runtime(spark_home: Path, python: str) -> SparkRuntime:
     scala, spark = found.groups()
     if tuple(map(int, spark.split("."))) < (3, 5):
         raise UnsupportedRuntime(f"{spark_home} holds Spark {spark}; dp's jobs need Spark 3.5 or later")
+    probe = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True)
+    version = tuple(map(int, probe.stdout.split())) if probe.returncode == 0 else ()
+    if version < MIN_PYTHON:
+        found = ".".join(map(str, version)) if version else "not runnable"
+        raise UnsupportedRuntime(
+            f"{python} is Python {found}; dp's jobs need Python 3.10 or later (set DP_SPARK_PYTHON)"
+        )
     return SparkRuntime("local", spark, scala, python, ansi_default=not spark.startswith("3."))
