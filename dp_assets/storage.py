@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,6 +140,14 @@ class LocalStore:
         finally:
             Path(tmp).unlink(missing_ok=True)
         return True
+
+    def delete_prefix(self, prefix: str) -> int:
+        base = Path(self.root, prefix)
+        if not base.exists():
+            return 0
+        count = sum(1 for p in base.rglob("*") if p.is_file())
+        shutil.rmtree(base)
+        return count
 
 
 def _version(obj: dict[str, Any]) -> str:
