@@ -9,10 +9,14 @@ exactly as a cluster would run them, from the same ``spark_jobs.zip``.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from threading import Event
 from typing import Any
 
 import dagster as dg
@@ -50,6 +54,38 @@ def catalog_conf(catalog_dir: str) -> dict[str, str]:
         ),
         "spark.sql.warehouse.dir": f"{catalog_dir}/warehouse",
     }
+
+
+def complete_lines(path: str, should_stop: Callable[[], bool]) -> Iterator[str]:
+    """Lines of a file another process appends to, each only once its newline is written (a
+    ``readline`` at the end of a file returns whatever part of a line is there so far)."""
+    pending = ""
+    with open(path, encoding="utf-8") as stream:
+        while True:
+            pending += stream.readline()
+            if pending.endswith("\n"):
+                yield pending
+                pending = ""
+            elif should_stop():
+                if pending.strip():  # the writer died mid-line: let the parse error name it
+                    yield pending
+                return
+            else:
+                time.sleep(0.01)
+
+
+class LineSafeFileMessageReader(dg.PipesFileMessageReader):
+    """Dagster's file reader parses every ``readline``, so a large message read while the job was
+    still writing it failed with JSONDecodeError and killed the reader thread: every message after
+    it (the checks) was lost. This one parses complete lines only."""
+
+    def _reader_thread(self, handler: Any, is_resource_complete: Event) -> None:
+        try:
+            for line in complete_lines(self._path, is_resource_complete.is_set):
+                handler.handle_message(json.loads(line))
+        except:
+            handler.report_pipes_framework_exception(f"{type(self).__name__} reader thread", sys.exc_info())
+            raise
 
 
 class LocalSparkLauncher(SparkLauncher):
@@ -95,7 +131,9 @@ class LocalSparkLauncher(SparkLauncher):
     ) -> Sequence[PipesResult]:
         runtime = self.runtime()
         context.log.info(f"Spark runtime {runtime.describe()}")
-        client = dg.PipesSubprocessClient(env=self.driver_env())
-        return client.run(
-            context=context, command=self.command(script), extras=with_partition_range(context, extras)
-        ).get_results()
+        with tempfile.TemporaryDirectory(prefix="dp-pipes-") as folder:
+            reader = LineSafeFileMessageReader(os.path.join(folder, "messages"))
+            client = dg.PipesSubprocessClient(env=self.driver_env(), message_reader=reader)
+            return client.run(
+                context=context, command=self.command(script), extras=with_partition_range(context, extras)
+            ).get_results()

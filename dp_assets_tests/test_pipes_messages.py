@@ -1,0 +1,75 @@
+"""No Pipes message is ever half-read: a job that writes one large message in small pieces with
+pauses (what a loaded machine makes of one large write) reaches Dagster whole, with every message
+after it. Dagster's own file reader parses the partial line and loses the rest."""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dp_assets.launchers.local import LineSafeFileMessageReader
+
+SLOW_JOB = """
+import json
+import time
+from contextlib import contextmanager
+
+from dagster_pipes import PipesDefaultMessageWriter, PipesFileMessageWriterChannel, open_dagster_pipes
+
+
+class SlowChannel(PipesFileMessageWriterChannel):
+    def write_message(self, message):
+        text = json.dumps(message) + "\\n"
+        with open(self._path, "a", encoding="utf-8") as f:
+            for i in range(0, len(text), 8192):
+                f.write(text[i : i + 8192])
+                f.flush()
+                time.sleep(0.02)
+
+
+class SlowWriter(PipesDefaultMessageWriter):
+    @contextmanager
+    def open(self, params):
+        yield SlowChannel(params[self.FILE_PATH_KEY])
+
+
+with open_dagster_pipes(message_writer=SlowWriter()) as pipes:
+    stats = {f"2013-01-{d:02d}": {"rows": d, "column_" + "x" * 40: list(range(400))} for d in range(1, 32)}
+    pipes.report_asset_materialization(metadata={"partition_stats": {"raw_value": stats, "type": "json"}})
+    pipes.report_asset_check("after_the_large_message", passed=True)
+"""
+
+
+def run_with(reader: dg.PipesMessageReader, script: Path) -> dg.ExecuteInProcessResult:
+    @dg.asset(check_specs=[dg.AssetCheckSpec("after_the_large_message", asset="big")])
+    def big(context: dg.AssetExecutionContext):  # type: ignore[no-untyped-def]
+        client = dg.PipesSubprocessClient(message_reader=reader)
+        yield from client.run(context=context, command=[sys.executable, str(script)]).get_results()
+
+    return dg.materialize([big], raise_on_error=False)
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "slow_job.py"
+    path.write_text(SLOW_JOB)
+    return path
+
+
+def test_a_large_message_written_in_pieces_arrives_whole(script: Path) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        result = run_with(LineSafeFileMessageReader(os.path.join(folder, "messages")), script)
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("big")
+    assert len(materialization.metadata["partition_stats"].value) == 31  # type: ignore[arg-type]
+    assert [e.check_name for e in result.get_asset_check_evaluations()] == ["after_the_large_message"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # its reader dies
+def test_dagsters_own_file_reader_loses_it(script: Path) -> None:
+    """Why dp has its own reader: the measured failure (JSONDecodeError in the reader thread)."""
+    result = run_with(dg.PipesTempFileMessageReader(), script)
+    assert not result.success or not result.get_asset_check_evaluations()
