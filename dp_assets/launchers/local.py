@@ -105,14 +105,14 @@ class LocalSparkLauncher(SparkLauncher):
         except UnsupportedRuntime as e:
             raise dg.Failure(str(e)) from e
 
-    def command(self, script: str) -> list[str]:
+    def command(self, script: str, runtime: SparkRuntime | None = None) -> list[str]:
         log4j = spark_jobs_dir() / "log4j2.properties"
         java_options = f"-Dlog4j2.configurationFile=file:{log4j}"
         catalog = catalog_conf(self.catalog_dir) if self.catalog_dir else {}
         if self.catalog_dir:
             java_options += f" -Dderby.system.home={self.catalog_dir}"  # keeps derby.log out of the cwd
         confs = {
-            **pinned_conf(self.runtime(), self.ansi),
+            **pinned_conf(runtime or self.runtime(), self.ansi),
             "spark.driver.extraJavaOptions": java_options,
             **catalog,
             **self.conf,
@@ -135,5 +135,7 @@ class LocalSparkLauncher(SparkLauncher):
             reader = LineSafeFileMessageReader(os.path.join(folder, "messages"))
             client = dg.PipesSubprocessClient(env=self.driver_env(), message_reader=reader)
             return client.run(
-                context=context, command=self.command(script), extras=with_partition_range(context, extras)
+                context=context,
+                command=self.command(script, runtime),
+                extras=with_partition_range(context, extras),
             ).get_results()
