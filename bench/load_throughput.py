@@ -115,7 +115,7 @@ def main() -> None:
         assert summary.ok, summary.render()
         rows = t.rows
         dp_total.append(wall)
-        dp_dump.append(t.step_seconds["raw__lineitem"])
+        dp_dump.append(t.step_seconds["raw/lineitem"])
         dp_load.append(t.step_seconds["lineitem"])
         duck_rows, seconds = timed(lambda: duckdb_convert(csv, home / "duckdb_lineitem.parquet"))
         assert duck_rows == rows, (duck_rows, rows)

@@ -11,9 +11,7 @@ from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.launchers.runtime import sql_conf
 from dp_assets.launchers.select import build_launcher
 from dp_assets.partitions import daily_partitions
-from dp_assets.stages.derive import build_derived_assets
-from dp_assets.stages.dump import build_dump_asset
-from dp_assets.stages.load import build_load_asset
+from dp_assets.stages.tables import build_tables_asset
 from dp_assets.validate import report, validate
 
 PIPELINE_JOB = "pipeline"
@@ -49,10 +47,7 @@ def build_definitions(loaded: LoadedConfig) -> dg.Definitions:
     """Everything the config describes; the resource re-reads the same config at run start."""
     config = loaded.config
     partitions = daily_partitions(config.general)
-    assets: list[dg.AssetsDefinition] = []
-    for name, table in config.tables.items():
-        assets += [build_dump_asset(name, table, partitions), build_load_asset(name, table, partitions)]
-    assets += build_derived_assets(loaded, partitions)
+    assets = [build_tables_asset(loaded, partitions)]
     pipeline_job = dg.define_asset_job(
         PIPELINE_JOB,
         selection=dg.AssetSelection.all(),
@@ -83,4 +78,9 @@ def build_definitions(loaded: LoadedConfig) -> dg.Definitions:
     )
 
 
-defs = build_definitions(load_config())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location, built when Dagster loads it from the config the environment names
+    (CONFIG_S3_URI, .env, else the packaged one): importing this module builds nothing, so
+    `dp run --config-s3 X` never builds another config first."""
+    return build_definitions(load_config())

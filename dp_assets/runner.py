@@ -15,6 +15,7 @@ import dagster as dg
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.definitions import PIPELINE_JOB, build_definitions
 from dp_assets.liveness import owner_tags, release_dead_runs
+from dp_assets.stages.tables import TABLES_OP
 
 
 class RangeError(ValueError):
@@ -172,7 +173,7 @@ def run_range(
         instance=instance,
         asset_selection=selection,
         raise_on_error=False,
-        run_config={"ops": {f"raw__{n}": {"config": flags} for n in names if n in configured}},
+        run_config={"ops": {TABLES_OP: {"config": flags}}},
         tags={
             "dagster/asset_partition_range_start": start.isoformat(),
             "dagster/asset_partition_range_end": end.isoformat(),
@@ -187,17 +188,20 @@ def run_range(
 def summarize(
     instance: dg.DagsterInstance, run_id: str, success: bool, names: list[str], days: int
 ) -> RunSummary:
-    """Per table, from the run's event log: rows and partitions it published, how long its steps
+    """Per table, from the run's event log: rows and partitions it published, how long its stages
     took, whether they failed (and why) or never ran (and why), and the checks planned and their
-    evaluations. A table is its dump (``raw/<t>``) and load (``<t>``) steps, or a derived table's one."""
+    evaluations. A table is its dump (``raw/<t>``) and load (``<t>``), or a derived table's one asset;
+    the run's one step names, when it fails, each asset that failed or did not run."""
     tables = {n: TableSummary(n) for n in names}
     table_of = {**{dg.AssetKey(["raw", n]): n for n in names}, **{dg.AssetKey(n): n for n in names}}
-    step_asset: dict[str, dg.AssetKey] = {}  # from the planned materializations: which step writes what
-    started: dict[str, float] = {}
+    planned: list[dg.AssetKey] = []
+    materialized: set[dg.AssetKey] = set()
+    seconds: dict[dg.AssetKey, float] = {}  # each partition repeats its range's timing: counted once
+    started: set[str] = set()
     finished: set[str] = set()
-    skipped: set[str] = set()
-    failures: dict[str, str] = {}  # step -> first line of its error
-    check_failures: set[str] = set()  # steps that failed because a blocking check failed
+    failed: dict[str, str] = {}  # asset -> why, from the step's failure
+    not_run: dict[str, str] = {}
+    step_error: str | None = None  # a step failure that names no asset (e.g. the Spark job crashed)
     run_error: str | None = None
     partitions: dict[str, set[str]] = defaultdict(set)
     for entry in instance.all_logs(run_id):
@@ -205,35 +209,37 @@ def summarize(
         if event is None:
             continue
         step, kind, data = event.step_key or "", event.event_type, event.event_specific_data
-        if kind == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
-            step_asset[step] = data.asset_key
+        if kind == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED and data.asset_key in table_of:
+            planned.append(data.asset_key)
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED and data.asset_key in table_of:
-            planned = tables[table_of[data.asset_key]].planned_checks
-            if data.check_name not in planned:
-                planned.append(data.check_name)
+            checks = tables[table_of[data.asset_key]].planned_checks
+            if data.check_name not in checks:
+                checks.append(data.check_name)
         elif kind == dg.DagsterEventType.STEP_START:
-            started[step] = entry.timestamp
-        elif kind == dg.DagsterEventType.STEP_SKIPPED:
-            skipped.add(step)
-        elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            started.add(step)
+        elif kind == dg.DagsterEventType.STEP_SUCCESS:
             finished.add(step)
-            if step in step_asset and step_asset[step] in table_of:
-                name = table_of[step_asset[step]]
-                took = entry.timestamp - started.get(step, entry.timestamp)
-                tables[name].seconds += took
-                tables[name].step_seconds[step] = took
-            if kind == dg.DagsterEventType.STEP_FAILURE:
-                failures[step] = error_line(data)
-                if data.error is not None and data.error.cls_name == "DagsterAssetCheckFailedError":
-                    check_failures.add(step)
+        elif kind == dg.DagsterEventType.STEP_FAILURE:
+            finished.add(step)
+            user = data.user_failure_data
+            md = user.metadata if user is not None else {}
+            if "failed" in md or "not_run" in md:
+                failed.update(md["failed"].value if "failed" in md else {})
+                not_run.update(md["not_run"].value if "not_run" in md else {})
+            elif data.error is None or data.error.cls_name != "DagsterAssetCheckFailedError":
+                step_error = error_line(data)  # blocking checks that failed say it themselves
         elif kind == dg.DagsterEventType.RUN_FAILURE and data is not None and data.error is not None:
             run_error = error_line(data)
         elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.step_materialization_data.materialization
+            materialized.add(mat.asset_key)
+            md = mat.metadata  # each partition's materialization carries its own counts
+            for timing in ("dump_seconds", "spark_seconds"):
+                if timing in md:
+                    seconds[mat.asset_key] = float(md[timing].value)
             name = mat.asset_key.to_user_string()
             if name in tables:
                 partitions[name].add(mat.partition or "")
-                md = mat.metadata  # each partition's materialization carries its own counts
                 tables[name].rows += int(md["dagster/row_count"].value) if "dagster/row_count" in md else 0
                 q = md.get("rows_quarantined")
                 tables[name].rows_quarantined += int(q.value) if q else 0
@@ -249,39 +255,40 @@ def summarize(
                 evaluated.append(data.check_name)
     for name, parts in partitions.items():
         tables[name].partitions = len(parts)
-    upstream = _upstream_steps(instance, run_id)
-
-    def label(step: str) -> str:
-        return step_asset[step].to_user_string() if step in step_asset else step
-
-    def why_not_run(step: str) -> str:
-        failed = sorted(label(s) for s in _failed_upstream(step, upstream, failures))
-        if failed:
-            return f"upstream {', '.join(failed)} failed"
-        if step in skipped:
-            return "skipped: an upstream step produced no output"
-        return f"run failed: {run_error}" if run_error and not failures else ""
-
-    steps_of: dict[str, list[str]] = defaultdict(list)
-    for step, key in step_asset.items():
-        if (name := table_of.get(key)) is not None:
-            steps_of[name].append(step)
+    for key, took in seconds.items():
+        if key in table_of:
+            tables[table_of[key]].seconds += took
+            tables[table_of[key]].step_seconds[key.to_user_string()] = took
+    interrupted = started - finished
     for name, t in tables.items():
-        steps = sorted(steps_of[name], key=lambda s: step_asset[s].path[0] != "raw")  # dump first
-        if not steps:  # not in the run's plan
+        keys = sorted(
+            (k for k in planned if table_of[k] == name), key=lambda k: k.path[0] != "raw"
+        )  # dump first
+        if not keys:  # not in the run's plan
             t.not_run = f"run failed: {run_error}" if run_error else ""
-        for step in steps:
-            if step in failures:
-                if not (step in check_failures and t.failed_checks):  # else the checks say it
-                    t.failure = f"{label(step)}: {failures[step]}"
-                break
-            if step in started and step not in finished:
-                t.failure = f"{label(step)}: the step started but did not finish"
-                break
-            if step not in finished:
-                t.not_run = why_not_run(step)
-                break
+        for key in keys:
+            label = key.to_user_string()
+            if label in failed:
+                t.failure = f"{label}: {first_line(failed[label])}"
+            elif label in not_run:
+                t.not_run = not_run[label]
+            elif key in materialized:
+                continue
+            elif step_error is not None:
+                t.failure = f"{label}: {step_error}"
+            elif interrupted:
+                t.failure = f"{label}: the step started but did not finish"
+            elif not started:
+                t.not_run = f"run failed: {run_error}" if run_error else ""
+            else:
+                continue  # its blocking checks failed: they say it
+            break
     return RunSummary(run_id=run_id, success=success, tables=tables, expected_partitions=days)
+
+
+def first_line(text: str) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "no error message")
+    return line if len(line) <= ERROR_WIDTH else line[: ERROR_WIDTH - 1] + "…"
 
 
 def error_line(failure: Any) -> str:
@@ -298,31 +305,4 @@ def error_line(failure: Any) -> str:
             return "no error recorded"
         qualified, sep, message = error.message.partition(": ")
         text = f"{error.cls_name}: {message}" if sep and qualified.endswith(error.cls_name) else error.message
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "no error message")
-    return line if len(line) <= ERROR_WIDTH else line[: ERROR_WIDTH - 1] + "…"
-
-
-def _upstream_steps(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
-    """Step -> the steps it takes inputs from, from the run's execution plan snapshot."""
-    run = instance.get_run_by_id(run_id)
-    if run is None or run.execution_plan_snapshot_id is None:
-        return {}
-    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
-    return {s.key: {h.step_key for i in s.inputs for h in i.upstream_output_handles} for s in plan.steps}
-
-
-def _failed_upstream(step: str, upstream: dict[str, set[str]], failed: dict[str, str]) -> set[str]:
-    """The failed steps upstream of ``step`` that kept it from running (the nearest, per path)."""
-    found: set[str] = set()
-    seen: set[str] = set()
-    todo = list(upstream.get(step, ()))
-    while todo:
-        s = todo.pop()
-        if s in seen:
-            continue
-        seen.add(s)
-        if s in failed:
-            found.add(s)
-        else:
-            todo.extend(upstream.get(s, ()))
-    return found
+    return first_line(text)

@@ -43,10 +43,26 @@ def checks_by_asset(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], 
     }
 
 
-def asset_def(defs: dg.Definitions, key: str | list[str]) -> dg.AssetsDefinition:
-    """The unbound assets definition for a key, as passed to Definitions (resources come separately)."""
-    asset_key = dg.AssetKey(key)
-    return next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and asset_key in a.keys)
+def materializations(result: dg.ExecuteInProcessResult, key: str) -> list[dg.AssetMaterialization]:
+    """A run's materializations of one asset (``"raw/flights"``, ``"flights"``), partition by partition."""
+    asset_key = dg.AssetKey.from_user_string(key)
+    return [
+        e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == asset_key
+    ]
+
+
+def materialize_keys(
+    defs: dg.Definitions, *keys: str | list[str], resources: dict | None = None, **kwargs: object
+) -> dg.ExecuteInProcessResult:
+    """Materialize ``keys`` and their checks (one subset of the multi-asset holding every table)."""
+    return dg.materialize(
+        defs.assets,  # type: ignore[arg-type]
+        selection=[dg.AssetKey(k) for k in keys],
+        resources=resources or defs.resources,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def materialize_range(

@@ -14,7 +14,7 @@ import pytest
 
 from dp_assets.config.loader import load_config_from
 from dp_assets_tests.bad_inputs import KINDS, day_of, write_config, write_corpus
-from dp_assets_tests.helpers import check_results, materialize_range, read_table
+from dp_assets_tests.helpers import check_results, materializations, materialize_range, read_table
 
 pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
 
@@ -29,14 +29,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _per_day(result: dg.ExecuteInProcessResult, node: str, key: str) -> dict[str, int]:
-    return result.asset_materializations_for_node(node)[0].metadata[key].value
+    return materializations(result, node)[0].metadata[key].value
 
 
 def test_every_kind_has_its_outcome_and_rows_add_up(corpus) -> None:
     _, _, by_day, result = corpus
     rows_in = {
         m.partition: m.metadata["rows_by_partition"].value[m.partition]
-        for m in result.asset_materializations_for_node("raw__events")
+        for m in materializations(result, "raw/events")
     }
     loaded_by_day = _per_day(result, "events", "rows_by_partition")
     quarantined = _per_day(result, "events", "quarantined_by_partition")
@@ -99,7 +99,7 @@ def test_values_survive_standardisation(corpus) -> None:
     assert rows("extra column")[0]["note"] == "hi"
     assert rows("BOM")[0]["id"] == 1 and rows("messy header")[0]["amount"] == 1.0
     assert pc.all(pc.equal(pc.utf8_length(t["row_hash"]), 64)).as_py()
-    md = result.asset_materializations_for_node("events")[0].metadata
+    md = materializations(result, "events")[0].metadata
     assert [c["name"] for c in md["schema_after"].value][-1] == "note"
     assert "note" not in [c["name"] for c in md["schema_before"].value]
 
@@ -114,8 +114,7 @@ def test_dedup_keeps_the_latest_and_late_files_reload_the_day(corpus) -> None:
     result = materialize_range(dedup, start, end)
     assert check_results(result)["key_unique"] is True
     deduplicated = {
-        m.partition: m.metadata["rows_deduplicated"].value
-        for m in result.asset_materializations_for_node("events")
+        m.partition: m.metadata["rows_deduplicated"].value for m in materializations(result, "events")
     }
     assert deduplicated[day["duplicate key"]] == 1  # each partition carries its own count
     assert sum(deduplicated.values()) == 1
@@ -123,7 +122,7 @@ def test_dedup_keeps_the_latest_and_late_files_reload_the_day(corpus) -> None:
     kept = [r["name"] for r in t if str(r["event_date"]) == day["duplicate key"]]
     assert kept == ["new"]  # dedup_order_by = ts: the later row wins
     assert sorted(r["id"] for r in t if str(r["event_date"]) == day["clean"]) == [1, 2, 3, 9]
-    raw_md = result.asset_materializations_for_node("raw__events")[0].metadata
+    raw_md = materializations(result, "raw/events")[0].metadata
     assert raw_md["late_files"].value == {day["clean"]: ["late.csv"]}
 
 

@@ -27,36 +27,41 @@ DAGSTER_TAG_KEY = re.compile(r"^([A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}$")
 OWNERS = ["flight-data@nycflights13.example", "team:flight-ops"]
 
 
-def flights_defs() -> tuple[dg.Definitions, dg.AssetsDefinition, dg.AssetsDefinition]:
+DUMP, LOAD = dg.AssetKey(["raw", "flights"]), dg.AssetKey("flights")
+
+
+def flights_defs() -> tuple[dg.Definitions, dg.AssetsDefinition]:
+    """The definitions, and the multi-asset holding flights' dump and load (every table's, in fact)."""
     defs = build_definitions(load_config_from(PACKAGED))
-    return defs, defs.resolve_assets_def(["raw", "flights"]), defs.resolve_assets_def("flights")
+    return defs, defs.resolve_assets_def(LOAD)
 
 
 def test_dump_and_load_carry_owners_tags_and_glossary_terms_from_config() -> None:
-    _, dump, load = flights_defs()
-    for asset in (dump, load):
-        assert asset.owners_by_key[asset.key] == OWNERS
-        tags = asset.tags_by_key[asset.key]
+    _, asset = flights_defs()
+    for key in (DUMP, LOAD):
+        assert asset.owners_by_key[key] == OWNERS
+        tags = asset.tags_by_key[key]
         assert {k: tags[k] for k in ("domain", "tier", "source")} == {
             "domain": "aviation",
             "tier": "bronze",
             "source": "faa-bts",
         }
         assert tags["glossary/Aviation.Flight"] == "" and tags["glossary/Domain.Operations"] == ""
-        metadata = asset.metadata_by_key[asset.key]
+        metadata = asset.metadata_by_key[key]
         assert metadata["glossary_terms"].data == ["Aviation.Flight", "Domain.Operations"]
         assert metadata["sensitive_columns"].data == ["tailnum"]
         assert metadata["column_glossary_terms"].data["tailnum"] == [
             "Aviation.TailNumber",
             "Classification.Sensitive",
         ]
-    assert {s.key.name for s in dump.check_specs} == {"no_duplicate_delivery", SENSITIVE_CHECK}
-    assert next(s for s in dump.check_specs if s.key.name == SENSITIVE_CHECK).blocking
+    dump_checks = [s for s in asset.check_specs if s.asset_key == DUMP]
+    assert {s.key.name for s in dump_checks} == {"no_duplicate_delivery", SENSITIVE_CHECK}
+    assert next(s for s in dump_checks if s.key.name == SENSITIVE_CHECK).blocking
 
 
 def test_column_schema_has_descriptions_constraints_and_column_tags() -> None:
-    _, _, load = flights_defs()
-    schema = load.metadata_by_key[load.key]["dagster/column_schema"]
+    _, asset = flights_defs()
+    schema = asset.metadata_by_key[LOAD]["dagster/column_schema"]
     cols = {c.name: c for c in schema.columns}
     tailnum = cols["tailnum"]
     assert tailnum.description.startswith("plane tail number")

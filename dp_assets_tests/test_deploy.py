@@ -16,7 +16,7 @@ import pytest
 from dp_assets.cli import main
 from dp_assets.config.loader import load_config_from
 from dp_assets.deploy import spark_jobs_zip
-from dp_assets.launchers.base import spark_jobs_dir
+from dp_assets.launchers.base import SHIPPED_SUFFIXES, spark_jobs_dir
 
 ENV, PIPELINE = "preprod", "nycflights13"
 
@@ -41,10 +41,11 @@ def test_release_layout_manifest_alias_and_pinned_uri(versioned_bucket: str, cap
             "config.toml",
             "manifest.json",
             "spark_jobs.zip",
-            "spark_jobs/load_table.py",
-            "spark_jobs/log4j2.properties",
-            "spark_jobs/pipes_bootstrap.py",
-            "spark_jobs/transform_table.py",
+            *(
+                f"spark_jobs/{p.name}"
+                for p in spark_jobs_dir().iterdir()
+                if p.suffix in SHIPPED_SUFFIXES and p.name != "__init__.py"  # entry points: the zip has it
+            ),
             "transforms/daily_carrier_delays.sql",
         )
     )
@@ -54,7 +55,8 @@ def test_release_layout_manifest_alias_and_pinned_uri(versioned_bucket: str, cap
     for key, entry in manifest["files"].items():  # every file's sha256, as uploaded
         assert hashlib.sha256(body(versioned_bucket, f"{release}/{key}")).hexdigest() == entry["sha256"], key
     with zipfile.ZipFile(BytesIO(body(versioned_bucket, f"{release}/spark_jobs.zip"))) as zf:
-        assert {"load_table.py", "pipes_bootstrap.py", "transform_table.py"} <= set(zf.namelist())
+        shipped = set(zf.namelist())
+    assert {"spark_jobs/run_pipeline.py", "spark_jobs/contract.py", "dagster_pipes/__init__.py"} <= shipped
     alias = f"{ENV}/{PIPELINE}/config.toml"
     assert body(versioned_bucket, alias) == body(versioned_bucket, f"{release}/config.toml")
 

@@ -14,7 +14,7 @@ from dp_assets.config.loader import ConfigError, load_config_from
 from dp_assets.definitions import build_definitions
 from dp_assets.demo import seed_dimensions
 from dp_assets_tests.conftest import packaged_text
-from dp_assets_tests.helpers import demo_lake, range_tags, read_table
+from dp_assets_tests.helpers import demo_lake, materializations, range_tags, read_table
 
 pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
 
@@ -68,7 +68,7 @@ def test_derived_rows_match_the_sql_over_the_loaded_tables(derived_run) -> None:
     assert all(abs((r[4] or 0) - (e[4] or 0)) < 1e-9 for r, e in zip(rows, expected, strict=True))
     assert sum(r[3] for r in rows) == sum(delivered.values())
     assert {r[2] for r in rows} >= {"United Air Lines Inc.", "JetBlue Airways"}  # the join found names
-    mats = {m.partition: m.metadata for m in result.asset_materializations_for_node(DERIVED)}
+    mats = {m.partition: m.metadata for m in materializations(result, DERIVED)}
     per_day = {d: sum(1 for r in rows if r[0] == d) for d in delivered}
     assert {d: md["dagster/row_count"].value for d, md in mats.items()} == per_day
     assert mats[START]["rows_outside_range"].value == 0

@@ -38,6 +38,7 @@ from dp_assets_tests.emr_emulator import (
     serverless_application,
     shared_cluster,
 )
+from dp_assets_tests.helpers import materializations
 
 RELEASE_BUCKET, PIPES_BUCKET, LOG_BUCKET = "dp-release", "dp-pipes", "dp-logs"
 RELEASE = f"s3://{RELEASE_BUCKET}/test/demo/releases/r1"
@@ -50,7 +51,7 @@ import time
 import boto3
 from dagster_pipes import PipesS3ContextLoader, PipesS3MessageWriter, open_dagster_pipes
 
-from jobhelper import count_rows  # from spark_jobs.zip: proves --py-files reached the job
+from spark_jobs.jobhelper import count_rows  # from spark_jobs.zip: proves --py-files reached the job
 
 s3 = boto3.client("s3")
 with open_dagster_pipes(
@@ -148,7 +149,7 @@ def materialize(
         check_specs=[dg.AssetCheckSpec("rows_positive", asset="emr_demo")],
     )
     def emr_demo(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
-        yield from spark.run_job(context, script, extras or {})
+        yield from spark.run_job(context, script, extras or {}).results
 
     return dg.materialize(
         [emr_demo],
@@ -174,9 +175,9 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
 def test_good_path_reports_metadata_and_check(kind: str, release: str, emr_emulator: EmrEmulator) -> None:
     result = materialize(LAUNCHERS[kind]())
     assert result.success
-    materializations = result.asset_materializations_for_node("emr_demo")
-    assert [m.partition for m in materializations] == ["2024-01-01", "2024-01-02", "2024-01-03"]
-    metadata = materializations[0].metadata
+    mats = materializations(result, "emr_demo")
+    assert [m.partition for m in mats] == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    metadata = mats[0].metadata
     assert metadata["rows"].value == 30
     assert metadata["range"].value == {"start": "2024-01-01", "end": "2024-01-03"}
     (check,) = result.get_asset_check_evaluations()

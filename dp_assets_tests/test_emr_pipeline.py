@@ -34,7 +34,8 @@ from dp_assets_tests.emr_emulator import (
     serverless_application,
     shared_cluster,
 )
-from dp_assets_tests.helpers import checks_by_asset, materialize_range, read_table
+from dp_assets_tests.helpers import checks_by_asset, materializations, materialize_range, read_table
+from spark_jobs.contract import RUN_SCRIPT
 
 pytestmark = pytest.mark.skipif(not spark_available(), reason="needs Java for Spark")
 
@@ -124,13 +125,13 @@ def partition_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str
         m.partition: {
             k: v.value for k, v in m.metadata.items() if k == "dagster/row_count" or k.startswith("stats/")
         }
-        for m in result.asset_materializations_for_node(node)
+        for m in materializations(result, node)
     }
 
 
 def shared_metadata(result: dg.ExecuteInProcessResult, node: str, key: str) -> object:
     """A metadata value the job reported once for the whole run (on every partition's event)."""
-    return result.asset_materializations_for_node(node)[0].metadata[key].value
+    return materializations(result, node)[0].metadata[key].value
 
 
 RUNTIMES = {"emr": "3.5.", "emr-existing": "4.0.", "emr-serverless": "3.5."}
@@ -141,9 +142,13 @@ def test_every_emr_launcher_matches_the_local_run(
 ) -> None:
     emr_emulator.runner = release_runner()
     baseline = None
-    spark_lines = {}
+    spark_lines, applications, submitted, clusters = {}, {}, {}, {}
+    emr = boto3.client("emr")
     for launcher in ("local", "emr", "emr-existing", "emr-serverless"):
+        commands_before, clusters_before = len(emr_emulator.commands), len(emr.list_clusters()["Clusters"])
         loaded, delivered, result = run_through(launcher, pinned_config, tmp_path / launcher, monkeypatch)
+        submitted[launcher] = [Path(c.argv[-1]).name for c in emr_emulator.commands[commands_before:]]
+        clusters[launcher] = len(emr.list_clusters()["Clusters"]) - clusters_before
         assert result.success, launcher
         outcome = {
             "rows": {t: published(loaded, t) for t in TABLES},
@@ -155,6 +160,7 @@ def test_every_emr_launcher_matches_the_local_run(
         }
         runtimes = [shared_metadata(result, t, "spark_runtime") for t in (*TABLES, DERIVED)]
         spark_lines[launcher] = {r["spark"] for r in runtimes}  # type: ignore[index]
+        applications[launcher] = len({r["application_id"] for r in runtimes})  # type: ignore[index]
         python = platform.python_version() if launcher == "local" else "3.11."  # EMR: /usr/bin/python3.11
         assert all(r["python"].startswith(python) for r in runtimes), (launcher, runtimes)  # type: ignore[index]
         assert all((r["ansi"], r["time_zone"]) == ("true", "UTC") for r in runtimes), runtimes  # type: ignore[index]
@@ -187,6 +193,11 @@ def test_every_emr_launcher_matches_the_local_run(
     # Each launcher ran on its release's Spark (the local run on this environment's, or a lane's).
     for launcher, line in RUNTIMES.items():
         assert len(spark_lines[launcher]) == 1 and spark_lines[launcher].pop().startswith(line), launcher
-    # Each EMR launcher ran one step (or job run) per table for the three days, from the release.
-    scripts = sorted(Path(c.argv[-1]).name for c in emr_emulator.commands)
-    assert scripts == ["load_table.py"] * 3 * len(TABLES) + ["transform_table.py"] * 3
+    # One Spark application ran the whole run (4 loads and the derived table, three days): one step
+    # on the existing cluster, one transient cluster with one step, one Serverless job run.
+    assert applications == dict.fromkeys(submitted, 1)
+    assert submitted == {
+        "local": [],
+        **{key: [RUN_SCRIPT] for key in ("emr", "emr-existing", "emr-serverless")},
+    }
+    assert clusters == {"local": 0, "emr": 1, "emr-existing": 0, "emr-serverless": 0}

@@ -8,8 +8,8 @@ import dagster as dg
 
 from dp_assets.config.loader import LoadedConfig, Provenance, parse_config
 from dp_assets.definitions import PIPELINE_JOB, build_definitions
-from dp_assets.stages.load import CHECKS
 from dp_assets_tests.conftest import packaged_text
+from spark_jobs.contract import LOAD_CHECKS
 
 WEATHER = """
 [tables.weather]
@@ -42,9 +42,18 @@ def test_each_table_gets_dump_and_load_assets_with_blocking_checks() -> None:
         load = graph.get(dg.AssetKey(table))
         assert load.parent_keys == {dg.AssetKey(["raw", table])}
         assert load.group_name == "load" and graph.get(dg.AssetKey(["raw", table])).group_name == "dump"
-        specs = {c.key.name: c for c in defs.resolve_assets_def(table).check_specs}
-        assert set(specs) == set(CHECKS)
+        assets_def = defs.resolve_assets_def(table)
+        specs = {c.key.name: c for c in assets_def.check_specs if c.asset_key == dg.AssetKey(table)}
+        assert set(specs) == set(LOAD_CHECKS)
         assert all(s.blocking for s in specs.values())
+
+
+def test_every_table_is_one_subsettable_multi_asset() -> None:
+    """So a run of any selection is one step, and one Spark application."""
+    defs = two_table_defs()
+    (assets_def,) = defs.assets  # type: ignore[misc]
+    assert isinstance(assets_def, dg.AssetsDefinition) and assets_def.can_subset
+    assert set(assets_def.keys) == defs.resolve_asset_graph().get_all_asset_keys()
 
 
 def test_partitions_and_single_run_backfills_come_from_config() -> None:

@@ -14,7 +14,8 @@ from dp_assets.config.loader import PACKAGED, ConfigError, load_config_from
 from dp_assets.definitions import build_definitions
 from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
-from dp_assets_tests.helpers import asset_def, demo_lake
+from dp_assets.stages.tables import TABLES_OP
+from dp_assets_tests.helpers import demo_lake, materialize_keys
 
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03", "2013-01-04"]
 
@@ -25,13 +26,14 @@ def files_under(root: Path) -> list[str]:
 
 def dump(loaded, day: str, **flags: bool) -> dg.ExecuteInProcessResult:
     defs = build_definitions(loaded)
-    return dg.materialize(
-        [asset_def(defs, ["raw", "flights"])],
+    return materialize_keys(
+        defs,
+        ["raw", "flights"],
         resources=defs.resources,
         instance=dg.DagsterInstance.ephemeral(),
         partition_key=day,
         raise_on_error=False,
-        run_config={"ops": {"raw__flights": {"config": flags}}},
+        run_config={"ops": {TABLES_OP: {"config": flags}}},
     )
 
 

@@ -36,6 +36,7 @@ from dp_assets.config.loader import ConfigError, load_config_from
 from dp_assets.launchers.emr import read_logs
 from dp_assets.storage import store_for
 from dp_assets_tests.conftest import PACKAGED_CONFIG
+from spark_jobs.contract import RUN_SCRIPT
 
 REGION = "us-east-1"
 RELEASES, RELEASE_ID = "dp-releases", "r1"
@@ -297,7 +298,7 @@ def test_job_policy_works_when_used(
     # spark-submit fetches the release's zip and entry script by key (never by version).
     zipped = s3.get_object(Bucket=RELEASES, Key=f"{RELEASE}/spark_jobs.zip")["Body"].read()
     assert zipped.startswith(b"PK")
-    s3.head_object(Bucket=RELEASES, Key=f"{RELEASE}/spark_jobs/load_table.py")
+    s3.head_object(Bucket=RELEASES, Key=f"{RELEASE}/spark_jobs/{RUN_SCRIPT}")
     # The Pipes transport: the job reads its context and writes its messages.
     s3.put_object(Bucket="dp-pipes", Key="runs/messages/1.json", Body=b"{}")
     s3.get_object(Bucket="dp-pipes", Key="runs/messages/1.json")

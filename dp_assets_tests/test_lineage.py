@@ -20,10 +20,10 @@ from dp_assets.config.loader import LoadedConfig, load_config_from
 from dp_assets.definitions import build_definitions
 from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
-from dp_assets.launchers.base import SparkLauncher
-from dp_assets.stages.load import CHECKS
+from dp_assets.launchers.base import JobReport, SparkLauncher
 from dp_assets_tests.conftest import packaged_text
-from dp_assets_tests.helpers import asset_def
+from dp_assets_tests.helpers import materialize_keys
+from spark_jobs.contract import LOAD_CHECKS
 
 # Dagster's pydantic compatibility layer warns about the stand-in launcher class; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20")
@@ -72,30 +72,35 @@ def lake_with_lineage(home: Path) -> LoadedConfig:
 
 
 class ReportsLikeSpark(SparkLauncher):
-    """What load_table.py reports through Pipes, without starting Spark."""
+    """What spark_jobs/run_pipeline.py reports through Pipes for each load, without starting Spark."""
 
     def run_job(self, context, script, extras):  # type: ignore[no-untyped-def]
-        added = [("row_hash", "string"), ("load_date", "date"), (extras["partition_column"], "date")]
-        columns = [(c["name"], c["type"]) for c in extras["columns"]] + added
-        schema = dg.TableSchema([dg.TableColumn(n, t) for n, t in columns])
-        return [
-            dg.MaterializeResult(
-                asset_key=context.asset_key,
-                metadata={
-                    "dagster/row_count": dg.MetadataValue.int(943),
-                    "dagster/column_schema": dg.MetadataValue.table_schema(schema),
-                },
-            ),
-            *(dg.AssetCheckResult(asset_key=context.asset_key, check_name=c, passed=True) for c in CHECKS),
-        ]
+        results: list[dg.MaterializeResult | dg.AssetCheckResult] = []
+        for load in extras["loads"]:
+            added = [("row_hash", "string"), ("load_date", "date"), (load["partition_column"], "date")]
+            columns = [(c["name"], c["type"]) for c in load["columns"]] + added
+            schema = dg.TableSchema([dg.TableColumn(n, t) for n, t in columns])
+            key = dg.AssetKey(load["table"])
+            results.append(
+                dg.MaterializeResult(
+                    asset_key=key,
+                    metadata={
+                        "dagster/row_count": dg.MetadataValue.int(943),
+                        "dagster/column_schema": dg.MetadataValue.table_schema(schema),
+                    },
+                )
+            )
+            results += [dg.AssetCheckResult(asset_key=key, check_name=c, passed=True) for c in LOAD_CHECKS]
+        return JobReport(results, {"failed": {}, "not_run": {}})
 
 
 def run(loaded: LoadedConfig, keys: list) -> tuple[dg.ExecuteInProcessResult, str]:
     """The run's result and every log message it wrote."""
     defs = build_definitions(loaded)
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(
-        [asset_def(defs, k) for k in keys],
+    result = materialize_keys(
+        defs,
+        *keys,
         resources={**defs.resources, "spark": ReportsLikeSpark()},
         instance=instance,
         partition_key=DAY,

@@ -156,7 +156,7 @@ def test_non_prod_failure_goes_to_the_combined_topic_slack_and_the_dead_man_swit
         "pipeline:   nycflights13",
         "env:        dev",
         "partitions: 2013-01-05..2013-01-06",
-        "failed step raw__flights: dp_assets.stages.dump.MissingDelivery: no delivery for table 'flights', "
+        "failed raw/flights: MissingDelivery: no delivery for table 'flights', "
         "partition 2013-01-05: nothing under",
         f"run:        https://dagster.example.com/runs/{run.run_id}",
     ):
@@ -195,7 +195,7 @@ def test_prod_sends_successes_to_info_and_failures_to_paging(
         evaluate(loaded, "notify_run_failed", instance, bad)
         (failure,) = received(paging_queue)
         assert received(info_queue) == []
-        assert "failed step raw__flights" in failure["Message"] and "env:        prod" in failure["Message"]
+        assert "failed raw/flights" in failure["Message"] and "env:        prod" in failure["Message"]
     assert [p for p, _ in endpoint.requests if p.startswith("/ping")] == [
         f"/ping/{DEADMAN_SECRET}",
         f"/ping/{DEADMAN_SECRET}/fail",

@@ -18,9 +18,10 @@ from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.definitions import build_definitions
 from dp_assets.lake import Lake
 from dp_assets.partitions import daily_partitions
+from dp_assets.stages.tables import TABLES_OP
 from dp_assets_tests import helpers
 from dp_assets_tests.conftest import packaged_text
-from dp_assets_tests.helpers import asset_def, check_results, demo_lake, read_table
+from dp_assets_tests.helpers import check_results, demo_lake, materializations, materialize_keys, read_table
 
 pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
 
@@ -70,10 +71,10 @@ def test_every_check_passes_and_reports_through_pipes(three_days) -> None:
 def test_one_run_one_spark_application_for_the_range(three_days) -> None:
     _, delivered, result, instance = three_days
     steps = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
-    assert sorted(steps) == ["flights", "raw__flights"]
+    assert steps == [TABLES_OP]
     logs = [e.user_message for e in instance.all_logs(result.run_id)]
-    assert sum("loading flights for 3 day(s): 2013-01-01 .. 2013-01-03" in m for m in logs) == 1
-    mats = result.asset_materializations_for_node("flights")
+    assert sum("load flights: 3 day(s), 2013-01-01 .. 2013-01-03" in m for m in logs) == 1
+    mats = materializations(result, "flights")
     assert sorted(m.partition for m in mats) == sorted(delivered)
 
 
@@ -86,7 +87,7 @@ def test_the_job_ran_on_the_runtime_the_launcher_pinned(three_days) -> None:
     version = subprocess.run(
         [python, "-c", "import platform; print(platform.python_version())"], text=True, capture_output=True
     ).stdout.strip()
-    reported = result.asset_materializations_for_node("flights")[0].metadata["spark_runtime"].value
+    reported = materializations(result, "flights")[0].metadata["spark_runtime"].value
     assert reported["spark"].startswith(expected.spark + "."), reported
     assert (reported["python"], reported["ansi"], reported["time_zone"]) == (version, "true", "UTC")
 
@@ -112,13 +113,13 @@ def test_the_host_time_zone_changes_nothing(
 
 def test_materializations_carry_counts_schema_and_config_provenance(three_days) -> None:
     loaded, delivered, result, _ = three_days
-    for node in ("raw__flights", "flights"):
-        mats = result.asset_materializations_for_node(node)
+    for node in ("raw/flights", "flights"):
+        mats = materializations(result, node)
         assert {m.partition: m.metadata["dagster/row_count"].value for m in mats} == delivered
         md = mats[0].metadata
         assert md["config_sha256"].value == loaded.provenance.sha256
         assert md["config_source"].value == "packaged"
-    load_md = result.asset_materializations_for_node("flights")[0].metadata
+    load_md = materializations(result, "flights")[0].metadata
     assert load_md["rows_quarantined"].value == 0
     assert load_md["rows_by_partition"].value == delivered
     columns = [c.name for c in load_md["dagster/column_schema"].schema.columns]
@@ -130,7 +131,7 @@ def test_each_partition_carries_its_own_statistics(three_days) -> None:
     """Row count, null counts and min/max per partition, as computed independently from the files."""
     loaded, _, result, _ = three_days
     table = read_table(Path(loaded.output_path) / "flights").to_table()
-    for mat in result.asset_materializations_for_node("flights"):
+    for mat in materializations(result, "flights"):
         md = mat.metadata
         day = table.filter(pc.equal(table["flight_date"].cast("string"), mat.partition))
         assert md["dagster/row_count"].value == md["rows_in"].value == day.num_rows
@@ -145,7 +146,7 @@ def test_each_partition_carries_its_own_statistics(three_days) -> None:
         assert isinstance(md["stats/dep_delay/max"], dg.FloatMetadataValue)
         assert md["stats/time_hour/min"].value.startswith(mat.partition)
         assert "stats/carrier/min" not in md  # strings get null counts only
-    raw = {m.partition: m.metadata for m in result.asset_materializations_for_node("raw__flights")}
+    raw = {m.partition: m.metadata for m in materializations(result, "raw/flights")}
     assert all(md["files"].value == 1 and md["bytes"].value > 0 for md in raw.values())
 
 
@@ -217,9 +218,9 @@ def test_failing_check_blocks_downstream_and_bad_rows_are_quarantined(tmp_path: 
     assert checks["key_unique"] is False
     assert checks["row_accounting"] is True  # rows in = loaded + quarantined, bad row included
     assert downstream_ran == []
-    assert not result.asset_materializations_for_node("flights_report")
+    assert not materializations(result, "flights_report")
 
-    md = result.asset_materializations_for_node("flights")[0].metadata
+    md = materializations(result, "flights")[0].metadata
     assert md["rows_in"].value == delivered[day] + 2
     assert md["rows_quarantined"].value == 1
     assert md["dagster/row_count"].value == delivered[day] + 1
@@ -234,8 +235,9 @@ def test_failing_check_blocks_downstream_and_bad_rows_are_quarantined(tmp_path: 
 def test_missing_delivery_names_partition_and_location(tmp_path: Path) -> None:
     loaded, _ = demo_lake(tmp_path / "missing", "2013-01-01", "2013-01-01")
     defs = build_definitions(loaded)
-    result = dg.materialize(
-        [asset_def(defs, ["raw", "flights"])],
+    result = materialize_keys(
+        defs,
+        ["raw", "flights"],
         resources=defs.resources,
         instance=dg.DagsterInstance.ephemeral(),
         partition_key="2013-01-05",
@@ -256,8 +258,9 @@ def test_run_fails_when_config_changed_since_definitions_loaded(tmp_path: Path) 
     cfg.write_text(packaged_text().replace("max_partitions = 400", "max_partitions = 5"))  # edited after load
     resource = defs.resources["pipeline"]
     assert isinstance(resource, PipelineConfigResource)
-    result = dg.materialize(
-        [asset_def(defs, ["raw", "flights"])],
+    result = materialize_keys(
+        defs,
+        ["raw", "flights"],
         resources=defs.resources,
         instance=dg.DagsterInstance.ephemeral(),
         partition_key="2013-01-01",
@@ -277,7 +280,7 @@ def test_run_fails_when_config_changed_since_definitions_loaded(tmp_path: Path) 
 def test_table_is_registered_in_the_spark_catalog(three_days) -> None:
     """A new Spark application reads the table through the catalog, partitions included, no repair."""
     loaded, delivered, result, _ = three_days
-    md = result.asset_materializations_for_node("flights")[0].metadata
+    md = materializations(result, "flights")[0].metadata
     assert md["catalog_table"].value == "nycflights13.flights"
     catalog_dir = str(loaded.dp_home / "catalog")
     script = f"""

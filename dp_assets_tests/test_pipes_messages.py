@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from dp_assets.launchers.local import LineSafeFileMessageReader
+from dp_assets_tests.helpers import materializations
 
 SLOW_JOB = """
 import json
@@ -63,7 +64,7 @@ def test_a_large_message_written_in_pieces_arrives_whole(script: Path) -> None:
     with tempfile.TemporaryDirectory() as folder:
         result = run_with(LineSafeFileMessageReader(os.path.join(folder, "messages")), script)
     assert result.success
-    (materialization,) = result.asset_materializations_for_node("big")
+    (materialization,) = materializations(result, "big")
     assert len(materialization.metadata["partition_stats"].value) == 31  # type: ignore[arg-type]
     assert [e.check_name for e in result.get_asset_check_evaluations()] == ["after_the_large_message"]
 

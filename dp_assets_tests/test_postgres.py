@@ -15,9 +15,10 @@ from dp_assets.config.loader import load_config_from
 from dp_assets.definitions import build_definitions
 from dp_assets.lake import Lake
 from dp_assets_tests.helpers import (
-    asset_def,
     check_results,
     checks_by_asset,
+    materializations,
+    materialize_keys,
     materialize_range,
     range_tags,
     read_table,
@@ -121,9 +122,7 @@ def test_extracts_each_day_and_loads_it_like_a_delivery(shop) -> None:
     assert str(by_id[4]["order_date"]) == "2024-03-01" and str(by_id[5]["order_date"]) == "2024-03-02"
     quarantine = read_table(Path(loaded.output_path) / "_quarantine" / "orders").to_table().to_pylist()
     assert [(q["id"], q["_reject_reason"]) for q in quarantine] == [("2", "amount: not a valid double")]
-    rows_in = {
-        m.partition: m.metadata["rows_in"].value for m in result.asset_materializations_for_node("orders")
-    }
+    rows_in = {m.partition: m.metadata["rows_in"].value for m in materializations(result, "orders")}
     assert rows_in == {"2024-03-01": 4, "2024-03-02": 2}  # in = loaded + quarantined, per day
 
     stores = read_table(Path(loaded.output_path) / "stores").to_table()
@@ -137,8 +136,9 @@ def test_extracts_each_day_and_loads_it_like_a_delivery(shop) -> None:
 
 def _dump_failure(loaded) -> str:
     defs = build_definitions(loaded)
-    result = dg.materialize(
-        [asset_def(defs, ["raw", "orders"])],
+    result = materialize_keys(
+        defs,
+        ["raw", "orders"],
         resources=defs.resources,
         tags=range_tags("2024-03-01", "2024-03-01"),
         raise_on_error=False,

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dp_assets.lake import Lake
-from dp_assets_tests.helpers import demo_lake, materialize_range
+from dp_assets_tests.helpers import demo_lake, materializations, materialize_range
 
 pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
 
@@ -81,7 +81,7 @@ def test_killed_loads_never_leave_a_mixed_partition(tmp_path: Path, monkeypatch:
     assert final.success
     assert state() == ["A", "A", "A"]
     assert {d: hashes(loaded, d) for d in DAYS} == a  # identical rows and row hashes
-    recovered = final.asset_materializations_for_node("flights")[0].metadata["recovered_publishes"].value
+    recovered = materializations(final, "flights")[0].metadata["recovered_publishes"].value
     assert len(recovered) == 1  # the journal_written run's publish, rolled forward
     table = Path(loaded.output_path) / "flights"
     leftovers = [

@@ -18,7 +18,7 @@ from dp_assets.config.model import Aws
 from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
 from dp_assets_tests.conftest import packaged_text, spark_available
-from dp_assets_tests.helpers import materialize_range
+from dp_assets_tests.helpers import materializations, materialize_range
 
 HOP, READER = "arn:aws:iam::111111111111:role/dp-hop", "arn:aws:iam::222222222222:role/dp-source-reader"
 LANDING = "dp-landing-data-account"
@@ -61,9 +61,9 @@ def test_dump_and_load_use_the_chain_and_never_show_its_keys(aws: str, isolated_
     result = materialize_range(loaded, day.isoformat(), day.isoformat(), instance=instance)
 
     assert result.success
-    (raw,) = result.asset_materializations_for_node("raw__flights")
+    (raw,) = materializations(result, "raw/flights")
     assert raw.metadata["dagster/row_count"].value == delivered[day.isoformat()]
-    (load,) = result.asset_materializations_for_node("flights")
+    (load,) = materializations(result, "flights")
     assert load.metadata["s3_credentials_for"].value == [LANDING]  # the job's Spark got the keys
     secrets = issued_secrets()
     assert secrets, "the chain was never assumed"

@@ -8,7 +8,6 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import dagster as dg
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from dp_assets.config.loader import PACKAGED, load_config_from
 from dp_assets.launchers.local import LocalSparkLauncher
 from dp_assets.runner import ERROR_WIDTH, RunSummary, TableSummary, error_line, run_range, summarize
+from dp_assets.stages.tables import RunFailures
 from dp_assets_tests.helpers import range_tags
 
 DAYS = ("2013-01-01", "2013-01-02")
@@ -47,65 +47,69 @@ def test_missing_delivery_fails_the_table_and_its_downstream_does_not_run(
     start, end = (dt.date.fromisoformat(d) for d in DAYS)
     summary = run_range(loaded, start, end, instance, ["flights", "daily_carrier_delays"])
     lines = lines_by_table(summary)
-    assert "FAILED in raw/flights: no delivery for table 'flights', partition 2013-01-01" in lines["flights"]
+    assert (
+        "FAILED in raw/flights: MissingDelivery: no delivery for table 'flights', partition 2013-01-01"
+        in lines["flights"]
+    )
     assert lines["flights"].split()[1:3] == ["0", "0"]  # partitions, rows
-    assert lines["daily_carrier_delays"].endswith("not run: upstream raw/flights failed")
+    assert lines["daily_carrier_delays"].endswith("not run: upstream flights was not run")
     assert "passed" not in summary.render()
     assert not summary.ok and lines["run"].endswith(": FAILED")
 
 
-def _simple_assets() -> list[dg.AssetsDefinition]:
-    """raw/good -> good (checks pass); raw/bad (raises) -> bad -> derived; blocked (a blocking
-    check fails) -> after_blocked; plain (no checks)."""
-    single = {"partitions_def": PARTITIONS, "backfill_policy": dg.BackfillPolicy.single_run()}
+def _simple_tables() -> dg.AssetsDefinition:
+    """The shape of dp's one step, with the step's own failure bookkeeping: raw/good -> good (checks
+    pass); raw/bad (fails) -> bad -> derived; blocked (a blocking check fails) -> after_blocked;
+    plain (no checks)."""
+    specs = [
+        dg.AssetSpec(["raw", "good"]),
+        dg.AssetSpec("good", deps=[["raw", "good"]]),
+        dg.AssetSpec(["raw", "bad"]),
+        dg.AssetSpec("bad", deps=[["raw", "bad"]]),
+        dg.AssetSpec("derived", deps=["bad", "good"]),
+        dg.AssetSpec("blocked"),
+        dg.AssetSpec("after_blocked", deps=["blocked"]),
+        dg.AssetSpec("plain"),
+    ]
+    checks = [
+        dg.AssetCheckSpec("no_dup", asset=["raw", "good"]),
+        dg.AssetCheckSpec("key_unique", asset="good", blocking=True),
+        dg.AssetCheckSpec("key_unique", asset="bad"),
+        dg.AssetCheckSpec("key_unique", asset="blocked", blocking=True),
+    ]
 
-    @dg.asset(key=["raw", "good"], check_specs=[dg.AssetCheckSpec("no_dup", asset=["raw", "good"])], **single)
-    def raw_good() -> Iterator[Any]:
-        yield dg.MaterializeResult()
-        yield dg.AssetCheckResult(check_name="no_dup", passed=True)
-
-    @dg.asset(
-        key="good",
-        deps=[raw_good],
-        check_specs=[dg.AssetCheckSpec("key_unique", asset="good", blocking=True)],
-        **single,
+    @dg.multi_asset(
+        specs=specs,
+        check_specs=checks,
+        can_subset=True,
+        partitions_def=PARTITIONS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
     )
-    def good() -> Iterator[Any]:
-        yield dg.MaterializeResult(metadata={"dagster/row_count": 5, "rows_quarantined": 1})
-        yield dg.AssetCheckResult(check_name="key_unique", passed=True)
+    def tables(context):  # type: ignore[no-untyped-def]  # no annotation: this module defers them
+        failures = RunFailures()
+        yield dg.MaterializeResult(asset_key=["raw", "good"])
+        yield dg.AssetCheckResult(asset_key=["raw", "good"], check_name="no_dup", passed=True)
+        yield dg.MaterializeResult(asset_key="good", metadata={"dagster/row_count": 5, "rows_quarantined": 1})
+        yield dg.AssetCheckResult(asset_key="good", check_name="key_unique", passed=True)
+        failures.fail(context, dg.AssetKey(["raw", "bad"]), "KeyError: 'no_such_column'")
+        for key in ("bad", "derived"):
+            failures.skip(
+                context, dg.AssetKey(key), f"upstream {'; '.join(failures.blocking(keys_read[key]))}"
+            )
+        yield dg.MaterializeResult(asset_key="blocked")
+        yield dg.AssetCheckResult(asset_key="blocked", check_name="key_unique", passed=False)
+        failures.skip(context, dg.AssetKey("after_blocked"), "upstream blocked failed check(s) key_unique")
+        yield dg.MaterializeResult(asset_key="plain")
+        failures.raise_if_any()
 
-    @dg.asset(key=["raw", "bad"], **single)
-    def raw_bad() -> None:
-        raise KeyError("no_such_column")
-
-    @dg.asset(key="bad", deps=[raw_bad], check_specs=[dg.AssetCheckSpec("key_unique", asset="bad")], **single)
-    def bad():  # unannotated: Dagster would read a return annotation as the check's output too
-        raise AssertionError("must not run")
-
-    @dg.asset(key="derived", deps=[bad, good], **single)
-    def derived() -> None:
-        raise AssertionError("must not run")
-
-    @dg.asset(
-        key="blocked", check_specs=[dg.AssetCheckSpec("key_unique", asset="blocked", blocking=True)], **single
-    )
-    def blocked() -> Iterator[Any]:
-        yield dg.MaterializeResult()
-        yield dg.AssetCheckResult(check_name="key_unique", passed=False)
-
-    @dg.asset(key="after_blocked", deps=[blocked], **single)
-    def after_blocked() -> None:
-        raise AssertionError("must not run")
-
-    @dg.asset(key="plain", **single)
-    def plain() -> None:
-        return None
-
-    return [raw_good, good, raw_bad, bad, derived, blocked, after_blocked, plain]
+    keys_read = {"bad": [dg.AssetKey(["raw", "bad"])], "derived": [dg.AssetKey("bad"), dg.AssetKey("good")]}
+    return tables
 
 
 def test_summary_from_the_event_log(instance: dg.DagsterInstance) -> None:
-    result = dg.materialize(_simple_assets(), instance=instance, tags=range_tags(*DAYS), raise_on_error=False)
+    result = dg.materialize(
+        [_simple_tables()], instance=instance, tags=range_tags(*DAYS), raise_on_error=False
+    )
     names = ["good", "bad", "derived", "blocked", "after_blocked", "plain"]
     summary = summarize(instance, result.run_id, result.success, names, days=2)
     lines = lines_by_table(summary)
@@ -113,9 +117,9 @@ def test_summary_from_the_event_log(instance: dg.DagsterInstance) -> None:
     assert lines["good"].endswith("  all passed")
     assert summary.tables["good"].ok(2)
     assert lines["bad"].endswith("  FAILED in raw/bad: KeyError: 'no_such_column'")
-    assert lines["derived"].endswith("  not run: upstream raw/bad failed")
+    assert lines["derived"].endswith("  not run: upstream bad was not run")
     assert lines["blocked"].endswith("  FAILED checks: key_unique")
-    assert lines["after_blocked"].endswith("  not run: upstream blocked failed")
+    assert lines["after_blocked"].endswith("  not run: upstream blocked failed check(s) key_unique")
     assert lines["plain"].endswith("  no checks declared") and summary.tables["plain"].ok(2)
     assert [n for n, t in summary.tables.items() if not t.ok(2)] == [
         "bad",

@@ -22,6 +22,7 @@ from dp_assets_tests.conftest import packaged_text
 from dp_assets_tests.emr_emulator import ACCOUNT, serverless_application, shared_cluster
 from dp_assets_tests.runtimes import MissingRuntime, interpreter
 from dp_assets_tests.test_launcher_choice import EMR, loaded_with
+from spark_jobs.contract import RUN_SCRIPT
 
 PINNED = {
     "spark.pyspark.python": "/usr/bin/python3.11",
@@ -94,9 +95,9 @@ def test_pinned_settings_cannot_be_overridden_through_spark_conf(tmp_path: Path)
 
 
 def step_args(launcher: EmrLauncher | EmrExistingLauncher) -> list[str]:
-    return launcher.step("load_table.py", launcher.target_runtime("emr-7.5.0"), {}, "CONTINUE")[
-        "HadoopJarStep"
-    ]["Args"]
+    return launcher.step(RUN_SCRIPT, launcher.target_runtime("emr-7.5.0"), {}, "CONTINUE")["HadoopJarStep"][
+        "Args"
+    ]
 
 
 def confs(args: list[str]) -> dict[str, str]:
@@ -120,7 +121,7 @@ def test_every_emr_step_pins_interpreter_time_zone_and_ansi(
 
 def test_local_jobs_get_the_same_pins_and_the_shipped_zip() -> None:
     launcher = LocalSparkLauncher(spark_home=default_spark_home(), python=sys.executable)
-    args = launcher.command("load_table.py")
+    args = launcher.command(RUN_SCRIPT)
     interpreter = dict.fromkeys(("spark.pyspark.python", "spark.pyspark.driver.python"), sys.executable)
     assert confs(args).items() >= {**PINNED, **interpreter}.items()
     assert zipfile.ZipFile(args[args.index("--py-files") + 1]).read("dagster_pipes/__init__.py")
@@ -175,7 +176,7 @@ def test_existing_targets_are_checked_before_anything_is_submitted(aws: str, mak
 
     @dg.asset
     def table(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
-        yield from spark.run_job(context, "load_table.py", {})
+        yield from spark.run_job(context, RUN_SCRIPT, {}).results
 
     for bucket in ("dp-pipes", "dp-release"):
         boto3.client("s3").create_bucket(Bucket=bucket)

@@ -29,8 +29,9 @@ from dp_assets.stages.sensitive import (
     redact,
     scan_staged_file,
 )
+from dp_assets.stages.tables import TABLES_OP
 from dp_assets.storage import S3Store
-from dp_assets_tests.helpers import asset_def
+from dp_assets_tests.helpers import materializations, materialize_keys
 
 CONFIG = """
 [general]
@@ -134,8 +135,9 @@ def dump(
     instance = dg.DagsterInstance.ephemeral()
     keys = [["raw", "customers"], "customers"] if with_load else [["raw", "customers"]]
     resources = {**defs.resources, "spark": spark} if spark else defs.resources
-    result = dg.materialize(
-        [asset_def(defs, k) for k in keys],
+    result = materialize_keys(
+        defs,
+        *keys,
         resources=resources,
         instance=instance,
         partition_key=day,
@@ -266,11 +268,13 @@ def test_detection_per_column_and_isolation_blocks_the_load(isolated_home: Path)
     assert "sensitive = true" in text and "redeliver" in text and 'scan.action = "mask"' in text
     assert "ssn" not in text.replace("sensitive", "")  # declared sensitive: reported, not a violation
 
-    # the dump materialized, then its step failed on the blocking check; the load never started
-    assert [m.partition for m in result.asset_materializations_for_node("raw__customers")] == [DAY]
-    assert "blocking asset check failed" in failure_message(result, "raw__customers")
-    started = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
-    assert started == ["raw__customers"] and calls == []
+    # the dump materialized, the blocking check failed, and the load never ran: no Spark job at all
+    assert [m.partition for m in materializations(result, "raw/customers")] == [DAY]
+    assert (
+        "customers: not run: upstream raw/customers failed blocking check no_undeclared_sensitive_data"
+        in failure_message(result, TABLES_OP)
+    )
+    assert not materializations(result, "customers") and calls == []
 
     assert_no_leak(loaded, result, instance)
 
@@ -281,14 +285,15 @@ def test_load_alone_refuses_an_isolated_day(isolated_home: Path) -> None:
     deliver(loaded, DAY, DELIVERY)
     assert not dump(loaded)[0].success  # the blocking check failed
     defs = build_definitions(loaded)
-    result = dg.materialize(
-        [asset_def(defs, "customers")],
+    result = materialize_keys(
+        defs,
+        "customers",
         resources={**defs.resources, "spark": SparkLauncher()},
         instance=dg.DagsterInstance.ephemeral(),
         partition_key=DAY,
         raise_on_error=False,
     )
-    message = failure_message(result, "customers")
+    message = failure_message(result, TABLES_OP)
     assert "isolated this delivery" in message and "notes" in message and DAY in message
     assert_nothing_planted_in(message)
 
@@ -382,7 +387,7 @@ def test_hash_key_makes_hashes_keyed(isolated_home: Path, monkeypatch: pytest.Mo
     loaded = make_lake(isolated_home, action="hash", governance='hash_key_env = "DP_TEST_HASH_KEY"')
     deliver(loaded, DAY, DELIVERY)
     result, _ = dump(loaded)
-    assert "DP_TEST_HASH_KEY, which is not set" in failure_message(result, "raw__customers")
+    assert "DP_TEST_HASH_KEY, which is not set" in failure_message(result, TABLES_OP)
     monkeypatch.setenv("DP_TEST_HASH_KEY", "s3cret")
     assert dump(loaded)[0].success
     keyed = hmac.new(b"s3cret", b"EMP-123456", hashlib.sha256).hexdigest()

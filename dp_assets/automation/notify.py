@@ -78,7 +78,7 @@ class Notifier(dg.ConfigurableResource):
     def message(
         self, outcome: Outcome, run: dg.DagsterRun, failed_steps: Sequence[tuple[str, str]] = ()
     ) -> tuple[str, str]:
-        """Subject and body naming the pipeline, env, partitions, failed steps and the run's link."""
+        """Subject and body naming the pipeline, env, partitions, what failed and the run's link."""
         tags = run.tags
         if RANGE_START in tags:
             start, end = tags[RANGE_START], tags.get(RANGE_END, tags[RANGE_START])
@@ -94,7 +94,7 @@ class Notifier(dg.ConfigurableResource):
             f"job:        {run.job_name}" + (f" (table {tags[TABLE_TAG]})" if TABLE_TAG in tags else ""),
             f"partitions: {partitions}",
         ]
-        lines += [f"failed step {step}: {error}" for step, error in failed_steps]
+        lines += [f"failed {what}: {error}" for what, error in failed_steps]
         lines.append(f"run:        {self.run_link(run.run_id)}")
         return subject[:100], "\n".join(lines)  # SNS subjects are at most 100 characters
 
@@ -151,12 +151,21 @@ def _post(url: str, body: bytes, content_type: str, what: str, errors: list[str]
 
 
 def step_failures(context: dg.RunFailureSensorContext) -> list[tuple[str, str]]:
-    """(step, first line of its error) for each failed step, or the run's own failure message."""
+    """(what, first line of its error): each asset the run's step names as failed or not run, else
+    each failed step, else the run's own failure message."""
     out = []
     for event in context.get_step_failure_events():
-        error = event.step_failure_data.error
+        data = event.step_failure_data
+        named = data.user_failure_data.metadata if data.user_failure_data else {}
+        if "failed" in named or "not_run" in named:
+            for asset, cause in (named["failed"].value if "failed" in named else {}).items():
+                out.append((asset, cause.strip().splitlines()[0]))
+            for asset, why in (named["not_run"].value if "not_run" in named else {}).items():
+                out.append((asset, f"not run: {why}"))
+            continue
+        error = data.error
         message = error.message.strip().splitlines()[0] if error else event.message or "failed"
-        out.append((event.step_key or "?", message))
+        out.append((f"step {event.step_key or '?'}", message))
     return out or [("(run)", (context.failure_event.message or "failed").strip().splitlines()[0])]
 
 

@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from spark_jobs.contract import LOAD_DATE, ROW_HASH
+
 # Spark SQL DDL types a design may declare; decimal(p,s) is matched separately.
 SIMPLE_TYPES = {
     "string",
@@ -440,8 +442,7 @@ class SensitiveScan(_Strict):
     action: Literal["isolate", "mask", "hash"] = "isolate"
 
 
-# Columns the load adds to every table; a design may not declare them.
-ROW_HASH, LOAD_DATE = "row_hash", "load_date"
+# Columns the load adds to every table (spark_jobs/contract.py); a design may not declare them.
 
 
 class Table(_Catalogued):

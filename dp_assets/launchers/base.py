@@ -8,6 +8,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,23 @@ import dagster as dg
 import dagster_pipes
 
 import spark_jobs
+from spark_jobs.contract import OUTCOME_MESSAGE, RunOutcome
 
 PipesResult = dg.MaterializeResult | dg.AssetCheckResult
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What a Spark job reported through Pipes: its materializations and checks, and the run's
+    outcome (None when the job never sent it, i.e. it did not get to the end of its run)."""
+
+    results: Sequence[PipesResult]
+    outcome: RunOutcome | None
+
+    @classmethod
+    def of(cls, results: Sequence[PipesResult], messages: Sequence[Any]) -> JobReport:
+        outcomes = [m[OUTCOME_MESSAGE] for m in messages if isinstance(m, dict) and OUTCOME_MESSAGE in m]
+        return cls(results, outcomes[-1] if outcomes else None)
 
 
 def spark_jobs_dir() -> Path:
@@ -28,13 +44,16 @@ SHIPPED_SUFFIXES = (".py", ".properties")
 
 
 def spark_jobs_zip(folder: Path | None = None) -> bytes:
-    """The job modules as a zip for --py-files, byte-identical for identical sources (fixed times).
+    """The ``spark_jobs`` package as a zip for --py-files, byte-identical for identical sources (fixed
+    times); the entry point spark-submit runs imports its modules from here, on every runtime.
 
     It also carries ``dagster_pipes`` (pure Python, no dependencies), which no Spark runtime has: the
     jobs then need nothing installed beyond pyspark (and boto3 for Pipes on S3). Every launcher ships
     this same zip, the local one included, so a laptop runs what a cluster runs."""
     folder = folder or spark_jobs_dir()
-    files = [(p.name, p) for p in sorted(folder.iterdir()) if p.suffix in SHIPPED_SUFFIXES]
+    files = [(f"spark_jobs/{p.name}", p) for p in sorted(folder.iterdir()) if p.suffix in SHIPPED_SUFFIXES]
+    if not (folder / "__init__.py").exists():  # zipimport finds no namespace packages
+        files.append(("spark_jobs/__init__.py", spark_jobs_dir() / "__init__.py"))
     pipes = Path(dagster_pipes.__file__).parent
     files += [
         (f"dagster_pipes/{p.name}", p) for p in sorted(pipes.iterdir()) if p.suffix in (".py", ".typed")
@@ -74,13 +93,12 @@ def with_partition_range(context: dg.AssetExecutionContext, extras: Mapping[str,
 
 
 class SparkLauncher(dg.ConfigurableResource):
-    """Runs a script from ``spark_jobs/`` through Dagster Pipes and returns what it reported.
+    """Runs a script from ``spark_jobs/`` as one Spark application through Dagster Pipes and returns
+    what it reported.
 
     Every launcher pins its target's interpreter, UTC and ``ansi`` on each job (``pinned_conf``)."""
 
     ansi: bool = True  # [spark] ansi: spark.sql.ansi.enabled for every job, on every runtime
 
-    def run_job(
-        self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
-    ) -> Sequence[PipesResult]:
+    def run_job(self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]) -> JobReport:
         raise NotImplementedError(f"{type(self).__name__} does not run Spark jobs")

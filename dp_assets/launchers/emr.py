@@ -30,7 +30,7 @@ from dagster._core.pipes.client import PipesParams
 from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
 from pydantic import Field
 
-from dp_assets.launchers.base import PipesResult, SparkLauncher, with_partition_range
+from dp_assets.launchers.base import JobReport, SparkLauncher, with_partition_range
 from dp_assets.launchers.runtime import SparkRuntime, UnsupportedRuntime, emr_runtime, pinned_conf
 
 STEP_DONE = {"COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
@@ -208,9 +208,7 @@ class EmrPipesLauncher(SparkLauncher):
     ) -> Handle:
         raise NotImplementedError
 
-    def run_job(
-        self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
-    ) -> Sequence[PipesResult]:
+    def run_job(self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]) -> JobReport:
         runtime = self.runtime()  # before anything is written or started
         s3 = self.client("s3")
         bucket, prefix = split_s3(self.messages_uri)
@@ -241,7 +239,10 @@ class EmrPipesLauncher(SparkLauncher):
                 f"{outcome.summary}, but the job's Pipes session never closed: its report is incomplete",
                 metadata=handle.metadata,
             )
-        return session.get_results(metadata=handle.metadata)
+        return JobReport.of(
+            session.get_results(metadata=handle.metadata, implicit_materializations=False),
+            session.get_custom_messages(),
+        )
 
     def _wait(self, context: dg.AssetExecutionContext, handle: Handle) -> Outcome:
         try:

@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from threading import Event
 from typing import Any
@@ -23,7 +23,7 @@ import dagster as dg
 from pydantic import Field
 
 from dp_assets.launchers.base import (
-    PipesResult,
+    JobReport,
     SparkLauncher,
     local_spark_jobs_zip,
     spark_jobs_dir,
@@ -126,16 +126,17 @@ class LocalSparkLauncher(SparkLauncher):
         """spark-submit finds its jars and pyspark's Python modules through SPARK_HOME."""
         return {"SPARK_HOME": self.spark_home_path()}
 
-    def run_job(
-        self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
-    ) -> Sequence[PipesResult]:
+    def run_job(self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]) -> JobReport:
         runtime = self.runtime()
         context.log.info(f"Spark runtime {runtime.describe()}")
         with tempfile.TemporaryDirectory(prefix="dp-pipes-") as folder:
             reader = LineSafeFileMessageReader(os.path.join(folder, "messages"))
             client = dg.PipesSubprocessClient(env=self.driver_env(), message_reader=reader)
-            return client.run(
+            invocation = client.run(
                 context=context,
                 command=self.command(script, runtime),
                 extras=with_partition_range(context, extras),
-            ).get_results()
+            )
+            return JobReport.of(
+                invocation.get_results(implicit_materializations=False), invocation.get_custom_messages()
+            )

@@ -2,13 +2,12 @@
 
 The SQL is checked when the definitions load (syntax, unknown tables and columns, cycles: see
 transforms/sql.py), so a broken file stops the code location with a message naming it, instead of
-failing a nightly run. The asset runs `spark_jobs/transform_table.py` through the same launcher as
-the loads, over the run's days only.
+failing a nightly run. Each runs in the run's one Spark application, after the loads, over the
+run's days only (spark_jobs/deriving.py).
 """
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
 
 import dagster as dg
 
@@ -17,12 +16,9 @@ from dp_assets.config.loader import ConfigError, LoadedConfig
 from dp_assets.config.model import LOAD_DATE, ROW_HASH, Derived
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
-from dp_assets.launchers.base import SparkLauncher
-from dp_assets.liveness import table_writer
-from dp_assets.stages.load import SPARK_POOL, add_partition_metadata
+from dp_assets.stages.load import add_partition_metadata
 from dp_assets.transforms.sql import Transform, TransformError, discover
-
-TRANSFORM_JOB = "transform_table.py"
+from spark_jobs.contract import DeriveSpec
 
 
 def published_schemas(loaded: LoadedConfig) -> dict[str, dict[str, str]]:
@@ -85,76 +81,78 @@ def column_lineage(transform: Transform) -> dg.TableColumnLineage:
     )
 
 
-def build_derived_assets(
-    loaded: LoadedConfig, partitions: dg.PartitionsDefinition
-) -> list[dg.AssetsDefinition]:
-    """One asset per SQL file, built in dependency order so each knows its upstream day columns."""
+@dataclass(frozen=True)
+class DerivedTable:
+    """A derived table as the run sees it: its parsed SQL, settings and the day columns it reads."""
+
+    transform: Transform
+    settings: Derived
+    partition_column: str
+    upstream: dict[str, str]  # upstream table -> its day column
+
+    @property
+    def name(self) -> str:
+        return self.transform.name
+
+    def asset_spec(self) -> dg.AssetSpec:
+        transform = self.transform
+        return dg.AssetSpec(
+            key=self.name,
+            deps=[dg.AssetKey(t) for t in transform.upstream],
+            group_name="derive",
+            description=self.settings.description
+            or f"Derived from {', '.join(transform.upstream)} by {transform.file}.",
+            kinds={"spark", "sql", "parquet"},
+            owners=self.settings.owners,
+            tags=asset_tags(self.settings),
+            metadata={
+                "sql_file": transform.file,
+                "sql": dg.MetadataValue.md(f"```sql\n{transform.sql.strip()}\n```"),
+                "upstream_from_sql": dg.MetadataValue.json(list(transform.upstream)),
+                "partition_column": self.partition_column,
+                "dagster/column_lineage": column_lineage(transform),
+            },
+        )
+
+    def spec(self, lake: Lake) -> DeriveSpec:
+        """What the Spark job gets for this table."""
+        return {
+            "table": self.name,
+            "asset_key": dg.AssetKey(self.name).to_user_string(),
+            "file": self.transform.file,
+            "sql": self.transform.sql,
+            "partition_column": self.partition_column,
+            "upstream": {t: {"uri": lake.uri(t), "partition_column": pc} for t, pc in self.upstream.items()},
+            "table_uri": lake.uri(self.name),
+        }
+
+    def finish(
+        self,
+        context: dg.AssetExecutionContext,
+        pipeline: PipelineConfigResource,
+        result: dg.MaterializeResult,
+    ) -> dg.MaterializeResult:
+        """The job's materialization, completed: partition metadata, column lineage, provenance."""
+        key = dg.AssetKey(self.name)
+        reported = dict(result.metadata or {})
+        add_partition_metadata(context, key, reported)
+        return dg.MaterializeResult(
+            asset_key=key,
+            metadata={
+                **reported,
+                "dagster/column_lineage": column_lineage(self.transform),
+                **pipeline.provenance_metadata(),
+            },
+        )
+
+
+def derived_tables(loaded: LoadedConfig) -> list[DerivedTable]:
+    """The config's derived tables in dependency order, each knowing its upstream day columns."""
     day_columns = {name: table.partition_column for name, table in loaded.config.tables.items()}
-    assets = []
+    tables = []
     for name, transform in discover_transforms(loaded).items():
         settings = loaded.config.derived.get(name, Derived())
         day_columns[name] = partition_column(transform, settings, day_columns)
         upstream = {t: day_columns[t] for t in transform.upstream}
-        assets.append(build_derived_asset(transform, settings, day_columns[name], upstream, partitions))
-    return assets
-
-
-def build_derived_asset(
-    transform: Transform,
-    settings: Derived,
-    pc: str,
-    upstream_pcs: dict[str, str],
-    partitions: dg.PartitionsDefinition,
-) -> dg.AssetsDefinition:
-    name = transform.name
-
-    @dg.asset(
-        key=name,
-        deps=[dg.AssetKey(t) for t in transform.upstream],
-        group_name="derive",
-        description=settings.description
-        or f"Derived from {', '.join(transform.upstream)} by {transform.file}.",
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        kinds={"spark", "sql", "parquet"},
-        owners=settings.owners,
-        tags=asset_tags(settings),
-        pool=SPARK_POOL,
-        metadata={
-            "sql_file": transform.file,
-            "sql": dg.MetadataValue.md(f"```sql\n{transform.sql.strip()}\n```"),
-            "upstream_from_sql": dg.MetadataValue.json(list(transform.upstream)),
-            "partition_column": pc,
-            "dagster/column_lineage": column_lineage(transform),
-        },
-    )
-    def derive(
-        context: dg.AssetExecutionContext, pipeline: PipelineConfigResource, spark: SparkLauncher
-    ) -> Iterator[dg.MaterializeResult]:
-        lake = Lake(pipeline.loaded)
-        extras: dict[str, Any] = {
-            "table": name,
-            "asset_key": dg.AssetKey(name).to_user_string(),
-            "file": transform.file,
-            "sql": transform.sql,
-            "partition_column": pc,
-            "upstream": {t: {"uri": lake.uri(t), "partition_column": upc} for t, upc in upstream_pcs.items()},
-            "table_uri": lake.uri(name),
-            "s3_credentials": lake.spark_credentials(),  # Pipes context only: never logged or shown
-        }
-        with table_writer(context, pipeline.loaded, name):
-            for result in spark.run_job(context, TRANSFORM_JOB, extras):
-                if isinstance(result, dg.MaterializeResult):
-                    reported = dict(result.metadata or {})
-                    add_partition_metadata(context, reported)
-                    result = dg.MaterializeResult(
-                        asset_key=result.asset_key,
-                        metadata={
-                            **reported,
-                            "dagster/column_lineage": column_lineage(transform),
-                            **pipeline.provenance_metadata(),
-                        },
-                    )
-                yield result
-
-    return derive
+        tables.append(DerivedTable(transform, settings, day_columns[name], upstream))
+    return tables

@@ -8,6 +8,7 @@ so memory stays bounded whatever the delivery size.
 import datetime as dt
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -255,122 +256,138 @@ def source_uri(lake: Lake, name: str, manifests: dict[str, dict[str, Any]]) -> s
     return lake.landing.uri(source.prefix.strip("/"))
 
 
-def build_dump_asset(name: str, table: Table, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def dump_asset_spec(name: str, table: Table) -> dg.AssetSpec:
     postgres = isinstance(table.source, PostgresSource)
     what = "rows extracted from PostgreSQL" if postgres else "delivery"
-
-    @dg.asset(
-        key=["raw", name],
+    return dg.AssetSpec(
+        key=dump_key(name),
         group_name="dump",
         description=f"The day's {name} {what}: byte-exact in the raw zone, parsed in the staged zone.",
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"postgres", "csv"} if postgres else {"csv"},
         owners=table.owners,
         tags=asset_tags(table),
         metadata={**source_metadata(table), **catalog_metadata(table)},
-        check_specs=[
-            dg.AssetCheckSpec(
-                DUPLICATE_CHECK,
-                asset=dg.AssetKey(["raw", name]),
-                description="No delivered file repeats the content of a file delivered for another day "
-                "(such files are kept in the raw zone but not loaded).",
-            ),
-            *(
-                [
-                    dg.AssetCheckSpec(
-                        SENSITIVE_CHECK,
-                        asset=dg.AssetKey(["raw", name]),
-                        blocking=True,
-                        description="No sensitive data (managed and custom identifiers) in columns not "
-                        f"declared sensitive. On a high-severity finding ({table.scan.action}): "
-                        + (
-                            "the day's delivery is isolated and this check fails, blocking the load."
-                            if table.scan.action == "isolate"
-                            else "the column is rewritten in the staged data and this check warns."
-                        ),
-                    )
-                ]
-                if table.scan.enabled
-                else []
-            ),
-        ],
     )
-    def dump(
-        context: dg.AssetExecutionContext, config: RestartFlags, pipeline: PipelineConfigResource
-    ) -> Iterator[Any]:
-        loaded = pipeline.loaded
-        if config.e2e_test:
-            refuse_e2e_test(loaded.env)
-        lake = Lake(loaded, e2e_test=config.e2e_test)
-        policy = scan_policy(loaded, table)
-        with table_writer(context, loaded, name):  # the raw and staged zones are the table's too
-            if config.clean_up:
-                purged = clean_up(lake, name, context.partition_keys)
-                context.log.warning(
-                    f"{name}: clean-up removed {purged} file(s) for {context.partition_key_range}"
-                )
-            manifests = {day: dump_partition(lake, name, day, policy) for day in context.partition_keys}
-        for day, m in manifests.items():
-            context.log.info(
-                f"{name} {day}: {len(m['files'])} file(s), {m['rows']} rows "
-                f"({m['rejected_at_parse']} unparseable), {m['bytes']} bytes"
-            )
-            for f in m["files"]:
-                for note in f.get("notes", []):
-                    context.log.warning(f"{name} {day} {f['file']}: {note}")
-            if m["late_files"]:
-                context.log.warning(f"{name} {day}: late files {m['late_files']}; the day is reloaded whole")
-            if m.get("isolated"):
-                context.log.error(
-                    f"{name} {day}: high-severity sensitive data in columns {m['isolated']['columns']} "
-                    f"(not declared sensitive; {', '.join(m['isolated']['identifiers'])}): the delivery was "
-                    f"isolated to {m['isolated']['location']}/ and nothing was staged"
-                )
-            elif m.get("scan", {}).get("protected"):
-                context.log.warning(f"{name} {day}: rewritten in the staged data: {m['scan']['protected']}")
-        duplicates = {
-            d: [f"{f['file']} = {f['duplicate_of']}" for f in m["files"] if f.get("duplicate_of")]
-            for d, m in manifests.items()
-        }
-        duplicates = {d: v for d, v in duplicates.items() if v}
-        for day, m in manifests.items():  # each partition's materialization carries its own counts
-            context.add_asset_metadata(
-                {
-                    "dagster/row_count": m["rows"],
-                    "rows_unparseable": m["rejected_at_parse"],
-                    "bytes": m["bytes"],
-                    "files": len(m["files"]),
-                },
-                partition_key=day,
-            )
-        yield dg.MaterializeResult(
-            metadata={
-                "rows_by_partition": dg.MetadataValue.json({d: m["rows"] for d, m in manifests.items()}),
-                "sha256_by_partition": dg.MetadataValue.json({d: m["sha256"] for d, m in manifests.items()}),
-                "late_files": dg.MetadataValue.json(
-                    {d: m["late_files"] for d, m in manifests.items() if m["late_files"]}
-                ),
-                "raw_location": dg.MetadataValue.path(lake.uri(lake.raw_root(name))),
-                **scan_metadata(manifests),
-                **pipeline.provenance_metadata(),
-            }
-        )
-        emit(
-            context,
-            loaded,
-            f"raw.{name}",
-            inputs=[dataset(source_uri(lake, name, manifests))],
-            outputs=[dataset(lake.uri(lake.raw_root(name)), table_facets(table))],
-        )
-        yield dg.AssetCheckResult(
-            check_name=DUPLICATE_CHECK,
-            asset_key=dg.AssetKey(["raw", name]),
-            passed=not duplicates,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"duplicates": dg.MetadataValue.json(duplicates)},
-        )
-        if policy is not None:
-            yield sensitive_check(name, table, manifests)
 
-    return dump
+
+def dump_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["raw", name])
+
+
+# The dump's checks that block the load: a failure means the load must not run.
+BLOCKING_DUMP_CHECKS = frozenset({SENSITIVE_CHECK})
+
+
+def dump_check_specs(name: str, table: Table) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            DUPLICATE_CHECK,
+            asset=dump_key(name),
+            description="No delivered file repeats the content of a file delivered for another day "
+            "(such files are kept in the raw zone but not loaded).",
+        ),
+        *(
+            [
+                dg.AssetCheckSpec(
+                    SENSITIVE_CHECK,
+                    asset=dump_key(name),
+                    blocking=True,
+                    description="No sensitive data (managed and custom identifiers) in columns not "
+                    f"declared sensitive. On a high-severity finding ({table.scan.action}): "
+                    + (
+                        "the day's delivery is isolated and this check fails, blocking the load."
+                        if table.scan.action == "isolate"
+                        else "the column is rewritten in the staged data and this check warns."
+                    ),
+                )
+            ]
+            if table.scan.enabled
+            else []
+        ),
+    ]
+
+
+def dump_table(
+    context: dg.AssetExecutionContext, flags: RestartFlags, pipeline: PipelineConfigResource, name: str
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Dump a table's days into the raw and staged zones (in this process), reporting ``raw/<name>``
+    and its checks."""
+    loaded = pipeline.loaded
+    table = loaded.config.tables[name]
+    key = dump_key(name)
+    started = time.monotonic()
+    if flags.e2e_test:
+        refuse_e2e_test(loaded.env)
+    lake = Lake(loaded, e2e_test=flags.e2e_test)
+    policy = scan_policy(loaded, table)
+    with table_writer(context, loaded, name):  # the raw and staged zones are the table's too
+        if flags.clean_up:
+            purged = clean_up(lake, name, context.partition_keys)
+            context.log.warning(
+                f"{name}: clean-up removed {purged} file(s) for {context.partition_key_range}"
+            )
+        manifests = {day: dump_partition(lake, name, day, policy) for day in context.partition_keys}
+    for day, m in manifests.items():
+        context.log.info(
+            f"{name} {day}: {len(m['files'])} file(s), {m['rows']} rows "
+            f"({m['rejected_at_parse']} unparseable), {m['bytes']} bytes"
+        )
+        for f in m["files"]:
+            for note in f.get("notes", []):
+                context.log.warning(f"{name} {day} {f['file']}: {note}")
+        if m["late_files"]:
+            context.log.warning(f"{name} {day}: late files {m['late_files']}; the day is reloaded whole")
+        if m.get("isolated"):
+            context.log.error(
+                f"{name} {day}: high-severity sensitive data in columns {m['isolated']['columns']} "
+                f"(not declared sensitive; {', '.join(m['isolated']['identifiers'])}): the delivery was "
+                f"isolated to {m['isolated']['location']}/ and nothing was staged"
+            )
+        elif m.get("scan", {}).get("protected"):
+            context.log.warning(f"{name} {day}: rewritten in the staged data: {m['scan']['protected']}")
+    duplicates = {
+        d: [f"{f['file']} = {f['duplicate_of']}" for f in m["files"] if f.get("duplicate_of")]
+        for d, m in manifests.items()
+    }
+    duplicates = {d: v for d, v in duplicates.items() if v}
+    for day, m in manifests.items():  # each partition's materialization carries its own counts
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": m["rows"],
+                "rows_unparseable": m["rejected_at_parse"],
+                "bytes": m["bytes"],
+                "files": len(m["files"]),
+            },
+            asset_key=key,
+            partition_key=day,
+        )
+    yield dg.MaterializeResult(
+        asset_key=key,
+        metadata={
+            "rows_by_partition": dg.MetadataValue.json({d: m["rows"] for d, m in manifests.items()}),
+            "sha256_by_partition": dg.MetadataValue.json({d: m["sha256"] for d, m in manifests.items()}),
+            "late_files": dg.MetadataValue.json(
+                {d: m["late_files"] for d, m in manifests.items() if m["late_files"]}
+            ),
+            "raw_location": dg.MetadataValue.path(lake.uri(lake.raw_root(name))),
+            **scan_metadata(manifests),
+            "dump_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 2)),
+            **pipeline.provenance_metadata(),
+        },
+    )
+    emit(
+        context,
+        loaded,
+        f"raw.{name}",
+        inputs=[dataset(source_uri(lake, name, manifests))],
+        outputs=[dataset(lake.uri(lake.raw_root(name)), table_facets(table))],
+    )
+    yield dg.AssetCheckResult(
+        check_name=DUPLICATE_CHECK,
+        asset_key=key,
+        passed=not duplicates,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"duplicates": dg.MetadataValue.json(duplicates)},
+    )
+    if policy is not None:
+        yield sensitive_check(name, table, manifests)

@@ -6,7 +6,6 @@ ever sees the final list of columns.
 """
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -16,28 +15,18 @@ from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.model import Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
-from dp_assets.launchers.base import SparkLauncher
 from dp_assets.lineage import dataset, emit, facet, table_facets
-from dp_assets.liveness import table_writer
+from dp_assets.stages.dump import dump_key
 from dp_assets.storage import read_json_if_exists, write_json
+from spark_jobs.contract import COLUMN_SCHEMA, LOAD_CHECKS, PARTITION_STATS, ROW_COUNT, LoadSpec
 
-LOAD_JOB = "load_table.py"
 SPARK_POOL = "spark"  # dagster.yaml limits it: one local Spark application (and Derby metastore) at a time
 
-# Check name -> what it guarantees; the Spark job computes and reports each one.
-CHECKS = {
-    "schema_matches_design": "Published columns and types are the design's plus evolved ones, in order.",
-    "required_columns_not_null": "Key columns and columns declared nullable = false hold no nulls.",
-    "key_unique": "No two published rows of a partition share the table's key.",
-    "row_accounting": "For every day: rows in = rows loaded + rows quarantined + rows deduplicated.",
-    "quarantine_within_threshold": "Quarantined rows stay within the table's max_ratio and max_rows.",
-}
 
-
-def check_specs(name: str) -> list[dg.AssetCheckSpec]:
+def load_check_specs(name: str) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec(check, asset=name, description=text, blocking=True)
-        for check, text in CHECKS.items()
+        for check, text in LOAD_CHECKS.items()
     ]
 
 
@@ -92,8 +81,8 @@ def evolve(
     }
 
 
-def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What the Spark job gets for a table and days (its Pipes extras), and the evolution decided."""
+def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[LoadSpec, dict[str, Any]]:
+    """What the Spark job gets for a table and days, and the schema evolution decided."""
     table = loaded.config.tables[name]
     lake = Lake(loaded)
     manifests = {}
@@ -117,7 +106,7 @@ def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[dict[st
     nullable = {c.name: c.nullable for c in table.columns}
     descriptions = {c.name: c.description for c in table.columns}
     database = loaded.config.catalog_database
-    extras = {
+    spec: LoadSpec = {
         "table": name,
         "asset_key": dg.AssetKey(name).to_user_string(),
         "partition_column": table.partition_column,
@@ -140,9 +129,8 @@ def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[dict[st
         "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
         "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
         "catalog_table": f"{database}.{name}" if database else None,
-        "s3_credentials": lake.spark_credentials(),  # Pipes context only: never logged or shown
     }
-    return extras, schema
+    return spec, schema
 
 
 def partition_metadata(stats: dict[str, Any]) -> dict[str, Any]:
@@ -169,13 +157,15 @@ def partition_metadata(stats: dict[str, Any]) -> dict[str, Any]:
     return metadata
 
 
-def add_partition_metadata(context: dg.AssetExecutionContext, reported: dict[str, Any]) -> None:
-    """Move a Spark job's `partition_stats` from the shared metadata onto each partition's own
+def add_partition_metadata(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, reported: dict[str, Any]
+) -> None:
+    """Move a Spark job's partition statistics from the shared metadata onto each partition's own
     materialization (Dagster gives every partition of a range the shared metadata, then its
     partition-scoped entries)."""
-    by_day = reported.pop("partition_stats", None)
+    by_day = reported.pop(PARTITION_STATS, None)
     for day, stats in (getattr(by_day, "value", by_day) or {}).items():
-        context.add_asset_metadata(partition_metadata(stats), partition_key=day)
+        context.add_asset_metadata(partition_metadata(stats), asset_key=key, partition_key=day)
 
 
 def emit_load_lineage(
@@ -187,10 +177,10 @@ def emit_load_lineage(
     reported: dict[str, Any],
 ) -> None:
     """The load's OpenLineage event (when configured): raw zone in, the table out with its metadata."""
-    rows = reported.get("dagster/row_count")
+    rows = reported.get(ROW_COUNT)
     rows = getattr(rows, "value", rows)
     stats = {"outputStatistics": facet("outputStatistics", rowCount=rows)} if rows is not None else {}
-    schema = reported.get("dagster/column_schema")
+    schema = reported.get(COLUMN_SCHEMA)
     facets = table_facets(table, schema if isinstance(schema, dg.TableSchema) else table_schema(table))
     emit(
         context,
@@ -201,17 +191,13 @@ def emit_load_lineage(
     )
 
 
-def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
+def load_asset_spec(name: str, table: Table) -> dg.AssetSpec:
+    return dg.AssetSpec(
         key=name,
-        deps=[dg.AssetKey(["raw", name])],
+        deps=[dump_key(name)],
         group_name="load",
         description=table.description or f"{name}, typed and partitioned by {table.partition_column}.",
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        check_specs=check_specs(name),
         kinds={"spark", "parquet"},
-        pool=SPARK_POOL,
         owners=table.owners,
         tags=asset_tags(table),
         metadata={
@@ -221,45 +207,49 @@ def build_load_asset(name: str, table: Table, partitions: dg.PartitionsDefinitio
             **catalog_metadata(table),
         },
     )
-    def load(
-        context: dg.AssetExecutionContext, pipeline: PipelineConfigResource, spark: SparkLauncher
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        extras, schema = load_spec(pipeline.loaded, name, context.partition_keys)
-        lake = Lake(pipeline.loaded)
-        if schema["added"]:
-            context.log.warning(f"{name}: schema evolution adds columns {schema['added']} (as string)")
-        if schema["ignored"]:
-            context.log.warning(
-                f"{name}: ignoring delivered columns {schema['ignored']} (evolution = ignore)"
-            )
-        with table_writer(context, pipeline.loaded, name):
-            for result in spark.run_job(context, LOAD_JOB, extras):
-                if isinstance(result, dg.MaterializeResult):
-                    evolution = (
-                        {
-                            "schema_before": dg.MetadataValue.json(schema["before"]),
-                            "schema_after": dg.MetadataValue.json(schema["after"]),
-                        }
-                        if schema["before"] != schema["after"]
-                        else {}
-                    )
-                    reported = dict(result.metadata or {})
-                    add_partition_metadata(context, reported)
-                    schema_key = "dagster/column_schema"  # as written, plus the design's catalog metadata
-                    if schema_key in reported:
-                        reported[schema_key] = enrich_schema(reported[schema_key], table)
-                    result = dg.MaterializeResult(
-                        asset_key=result.asset_key,
-                        metadata={
-                            **reported,
-                            **evolution,
-                            "columns_ignored": dg.MetadataValue.json(schema["ignored"]),
-                            **pipeline.provenance_metadata(),
-                        },
-                        data_version=result.data_version,
-                    )
-                    emit_load_lineage(context, pipeline, lake, name, table, reported)
-                yield result
-            write_json(lake.store, lake.schema_path(name), {"columns": schema["after"]})
 
-    return load
+
+def warn_evolution(context: dg.AssetExecutionContext, name: str, schema: dict[str, Any]) -> None:
+    if schema["added"]:
+        context.log.warning(f"{name}: schema evolution adds columns {schema['added']} (as string)")
+    if schema["ignored"]:
+        context.log.warning(f"{name}: ignoring delivered columns {schema['ignored']} (evolution = ignore)")
+
+
+def finish_load(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineConfigResource,
+    name: str,
+    schema: dict[str, Any],
+    result: dg.MaterializeResult,
+) -> dg.MaterializeResult:
+    """The job's materialization of a table, completed here: partition metadata onto each partition,
+    the design's catalog metadata on the schema, the evolution decided, provenance and lineage; and
+    the schema the table is now established with."""
+    table = pipeline.loaded.config.tables[name]
+    lake = Lake(pipeline.loaded)
+    key = dg.AssetKey(name)
+    reported = dict(result.metadata or {})
+    add_partition_metadata(context, key, reported)
+    if COLUMN_SCHEMA in reported:  # as written, plus the design's catalog metadata
+        reported[COLUMN_SCHEMA] = enrich_schema(reported[COLUMN_SCHEMA], table)
+    evolution = (
+        {
+            "schema_before": dg.MetadataValue.json(schema["before"]),
+            "schema_after": dg.MetadataValue.json(schema["after"]),
+        }
+        if schema["before"] != schema["after"]
+        else {}
+    )
+    emit_load_lineage(context, pipeline, lake, name, table, reported)
+    write_json(lake.store, lake.schema_path(name), {"columns": schema["after"]})
+    return dg.MaterializeResult(
+        asset_key=key,
+        metadata={
+            **reported,
+            **evolution,
+            "columns_ignored": dg.MetadataValue.json(schema["ignored"]),
+            **pipeline.provenance_metadata(),
+        },
+        data_version=result.data_version,
+    )

@@ -30,10 +30,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from dp_assets.config.model import CsvFormat
+from spark_jobs.contract import LINE, RAW, REASON, SOURCE  # the staged columns the load reads
 
 csv.field_size_limit(2**31 - 1)
 
-LINE, SOURCE, REASON, RAW = "_line", "_source_file", "_reject_reason", "_raw_text"
 META_COLUMNS = (LINE, SOURCE, REASON, RAW)
 BATCH_ROWS = 65_536
 _BLOCK = 16 << 20

@@ -1,0 +1,80 @@
+"""`dp demo` (January 2013: flights, the three PostgreSQL dimension tables and the derived
+daily_carrier_delays, 31 days) against a trivial `spark-submit` (start a session, stop it) on the same
+Spark, alternating, after a warm-up demo.
+
+    uv run python -m bench.demo [--repeat 3]
+
+Goal (#14): the demo takes at most 4x the trivial spark-submit. A run is one Spark application, so
+what remains above 1x is the run's real work plus the dumps, Dagster and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from bench.common import machine, median, table, timed, workdir
+from dp_assets.config.loader import PACKAGED, load_config_from
+from dp_assets.launchers.local import LocalSparkLauncher
+from dp_assets.launchers.select import build_launcher
+
+TRIVIAL = """
+from pyspark.sql import SparkSession
+
+spark = SparkSession.builder.appName("trivial").getOrCreate()
+spark.range(1).count()
+spark.stop()
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    home = workdir("demo")
+    env = {**os.environ, "DP_HOME": str(home / "dp_home")}
+    loaded = load_config_from(PACKAGED, home=home / "dp_home")
+    launcher = build_launcher(loaded)
+    assert isinstance(launcher, LocalSparkLauncher)
+    script = home / "trivial.py"
+    script.write_text(TRIVIAL)
+    submit = [*launcher.command("run_pipeline.py")[:-1], str(script)]  # the demo's own settings
+
+    def demo() -> None:
+        done = subprocess.run([sys.executable, "-m", "dp_assets.cli", "demo"], env=env, capture_output=True)
+        assert done.returncode == 0, done.stdout.decode()[-3000:] + done.stderr.decode()[-3000:]
+
+    def trivial() -> None:
+        subprocess.run(submit, env={**env, **launcher.driver_env()}, check=True, capture_output=True)
+
+    demo()  # warm-up: page cache, the PostgreSQL data folder, the Derby catalog
+    demo_s, trivial_s = [], []
+    for n in range(args.repeat):
+        trivial_s.append(timed(trivial)[1])
+        demo_s.append(timed(demo)[1])
+        print(
+            f"round {n + 1}: trivial spark-submit {trivial_s[-1]:.1f} s, dp demo {demo_s[-1]:.1f} s",
+            flush=True,
+        )
+    ratio = median(demo_s) / median(trivial_s)
+    print(
+        f"\n`dp demo` (January 2013, 5 tables + 1 derived) on {machine()}; "
+        f"median of {args.repeat}, alternating"
+    )
+    print(
+        table(
+            ["path", "median wall s", "ratio"],
+            [
+                ["trivial spark-submit (session start, one count, stop)", median(trivial_s), 1.0],
+                ["`dp demo`: dump + load + checks + derive, one Spark application", median(demo_s), ratio],
+            ],
+        )
+    )
+    print(f"goal <= 4x: {'met' if ratio <= 4 else 'missed'} ({ratio:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

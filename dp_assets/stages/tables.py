@@ -1,0 +1,225 @@
+"""Every table of the pipeline as one subsettable multi-asset: a run is one step and one Spark
+application, whatever it selects.
+
+Dagster stays as granular as the tables: ``raw/<t>`` (the dump) and ``<t>`` (the load) per table,
+one asset per derived table, each with its checks and per-partition metadata. A run's step dumps
+the tables it selects (in this process for now), then hands every selected load and derived table
+to ``spark_jobs/run_pipeline.py`` at once: one local spark-submit, one EMR step, one transient
+cluster or one Serverless job run.
+
+A table that fails does not hide the others: what succeeded is reported, and the step then fails
+naming each table that failed (with its cause) and each that did not run because something it reads
+failed in this run. Nothing downstream of a failure runs.
+"""
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import dagster as dg
+
+from dp_assets.config.loader import LoadedConfig
+from dp_assets.config.resource import PipelineConfigResource
+from dp_assets.lake import Lake
+from dp_assets.launchers.base import SparkLauncher
+from dp_assets.liveness import table_writer
+from dp_assets.stages.derive import DerivedTable, derived_tables
+from dp_assets.stages.dump import (
+    BLOCKING_DUMP_CHECKS,
+    RestartFlags,
+    dump_asset_spec,
+    dump_check_specs,
+    dump_key,
+    dump_table,
+)
+from dp_assets.stages.load import (
+    SPARK_POOL,
+    finish_load,
+    load_asset_spec,
+    load_check_specs,
+    load_spec,
+    warn_evolution,
+)
+from spark_jobs.contract import RUN_SCRIPT, LoadSpec, RunSpec
+
+TABLES_OP = "tables"
+Event = dg.MaterializeResult | dg.AssetCheckResult
+
+
+class RunFailures:
+    """Which selected assets failed in this run and why, and which were not run because of it."""
+
+    def __init__(self) -> None:
+        self.failed: dict[str, str] = {}
+        self.not_run: dict[str, str] = {}
+        self.checks_failed: dict[str, str] = {}  # materialized, but a blocking check failed
+
+    def fail(self, context: dg.AssetExecutionContext, key: dg.AssetKey, cause: str) -> None:
+        self.failed[key.to_user_string()] = cause
+        context.log.error(f"{key.to_user_string()} failed: {cause}")
+
+    def skip(self, context: dg.AssetExecutionContext, key: dg.AssetKey, why: str) -> None:
+        self.not_run[key.to_user_string()] = why
+        context.log.warning(f"{key.to_user_string()} not run: {why}")
+
+    def blocking(self, keys: list[dg.AssetKey]) -> list[str]:
+        """Why readers of ``keys`` must not run: those that failed, did not run or failed a blocking
+        check in this run."""
+        why = []
+        for key in (k.to_user_string() for k in keys):
+            if key in self.failed:
+                why.append(f"{key} failed")
+            elif key in self.not_run:
+                why.append(f"{key} was not run")
+            elif key in self.checks_failed:
+                why.append(f"{key} failed {self.checks_failed[key]}")
+        return why
+
+    def raise_if_any(self) -> None:
+        if not self.failed and not self.not_run:
+            return
+        lines = [f"{key}: {cause}" for key, cause in self.failed.items()]
+        lines += [f"{key}: not run: {why}" for key, why in self.not_run.items()]
+        raise dg.Failure(
+            description=f"{len(self.failed)} failed, {len(self.not_run)} not run:\n" + "\n".join(lines),
+            metadata={
+                "failed": dg.MetadataValue.json(self.failed),
+                "not_run": dg.MetadataValue.json(self.not_run),
+            },
+        )
+
+
+def error_text(exc: Exception) -> str:
+    """``Class: message``; a ``dg.Failure``'s description (a plain one without its class name)."""
+    if isinstance(exc, dg.Failure) and exc.description:
+        return exc.description if type(exc) is dg.Failure else f"{type(exc).__name__}: {exc.description}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def build_tables_asset(loaded: LoadedConfig, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    config = loaded.config
+    derived = derived_tables(loaded)
+    specs: list[dg.AssetSpec] = []
+    checks: list[dg.AssetCheckSpec] = []
+    for name, table in config.tables.items():
+        specs += [dump_asset_spec(name, table), load_asset_spec(name, table)]
+        checks += dump_check_specs(name, table) + load_check_specs(name)
+    specs += [d.asset_spec() for d in derived]
+
+    @dg.multi_asset(
+        name=TABLES_OP,
+        specs=specs,
+        check_specs=checks,
+        can_subset=True,
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=SPARK_POOL,
+    )
+    def tables(
+        context: dg.AssetExecutionContext,
+        config: RestartFlags,
+        pipeline: PipelineConfigResource,
+        spark: SparkLauncher,
+    ) -> Iterator[Event]:
+        failures = RunFailures()
+        yield from dump_selected(context, config, pipeline, failures)
+        yield from run_spark(context, pipeline, spark, derived, failures)
+        failures.raise_if_any()
+
+    return tables
+
+
+def dump_selected(
+    context: dg.AssetExecutionContext,
+    flags: RestartFlags,
+    pipeline: PipelineConfigResource,
+    failures: RunFailures,
+) -> Iterator[Event]:
+    """Dump each selected table; a failed dump or a failed blocking dump check stops its load only."""
+    for name in pipeline.loaded.config.tables:
+        key = dump_key(name)
+        if key not in context.selected_asset_keys:
+            continue
+        try:
+            for event in dump_table(context, flags, pipeline, name):
+                yield event
+                failed = isinstance(event, dg.AssetCheckResult) and not event.passed
+                if failed and event.check_name in BLOCKING_DUMP_CHECKS:
+                    failures.checks_failed[key.to_user_string()] = f"blocking check {event.check_name}"
+        except Exception as exc:  # the other tables go on; the step fails at the end
+            failures.fail(context, key, error_text(exc))
+
+
+def run_spark(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineConfigResource,
+    spark: SparkLauncher,
+    derived: list[DerivedTable],
+    failures: RunFailures,
+) -> Iterator[Event]:
+    """The selected loads and derived tables, as one Spark application."""
+    loaded = pipeline.loaded
+    lake = Lake(loaded)
+    selected = context.selected_asset_keys
+    loads: list[LoadSpec] = []
+    schemas: dict[str, dict[str, Any]] = {}
+    for name in loaded.config.tables:
+        key = dg.AssetKey(name)
+        if key not in selected:
+            continue
+        if blocked := failures.blocking([dump_key(name)]):
+            failures.skip(context, key, f"upstream {'; '.join(blocked)}")
+            continue
+        try:
+            spec, schemas[name] = load_spec(loaded, name, context.partition_keys)
+        except dg.Failure as exc:
+            failures.fail(context, key, error_text(exc))
+            continue
+        warn_evolution(context, name, schemas[name])
+        loads.append(spec)
+    derives = []
+    for table in derived:
+        key = dg.AssetKey(table.name)
+        if key not in selected:
+            continue
+        if blocked := failures.blocking([dg.AssetKey(t) for t in table.transform.upstream]):
+            failures.skip(context, key, f"upstream {'; '.join(blocked)}")
+            continue
+        derives.append(table)
+    if not loads and not derives:
+        return
+    run_spec: RunSpec = {
+        "partition_key_range": {"start": context.partition_keys[0], "end": context.partition_keys[-1]},
+        "loads": loads,
+        "derives": [d.spec(lake) for d in derives],
+        "s3_credentials": lake.spark_credentials(),  # Pipes context only: never logged or shown
+    }
+    written = sorted({s["table"] for s in loads} | {d.name for d in derives})
+    context.log.info(
+        f"one Spark application for {len(loads)} load(s) {[s['table'] for s in loads]} and "
+        f"{len(derives)} derived table(s) {[d.name for d in derives]}"
+    )
+    by_name = {d.name: d for d in derives}
+    with ExitStack() as locks:
+        for name in written:  # in name order, so two runs over overlapping tables cannot deadlock
+            locks.enter_context(table_writer(context, loaded, name))
+        report = spark.run_job(context, RUN_SCRIPT, run_spec)
+        materialized = set()
+        for result in report.results:
+            if isinstance(result, dg.MaterializeResult) and result.asset_key is not None:
+                name = result.asset_key.to_user_string()
+                materialized.add(name)
+                result = (
+                    finish_load(context, pipeline, name, schemas[name], result)
+                    if name in schemas
+                    else by_name[name].finish(context, pipeline, result)
+                )
+            yield result
+    outcome = report.outcome or {"failed": {}, "not_run": {}}
+    for key, cause in outcome["failed"].items():
+        failures.fail(context, dg.AssetKey.from_user_string(key), cause)
+    for key, why in outcome["not_run"].items():
+        failures.skip(context, dg.AssetKey.from_user_string(key), why)
+    for name in written:
+        if name not in materialized and name not in outcome["failed"] and name not in outcome["not_run"]:
+            failures.fail(context, dg.AssetKey(name), "the Spark job reported nothing for it")

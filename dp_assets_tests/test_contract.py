@@ -1,0 +1,115 @@
+"""The one contract between dp_assets and spark_jobs: what the orchestrator sends is exactly what the
+job's TypedDicts declare, and the shipped code needs nothing a cluster lacks. No Spark: a rename here
+fails in a second, not in a Spark run."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+import dagster as dg
+
+from dp_assets.config.loader import PACKAGED, load_config_from
+from dp_assets.definitions import build_definitions
+from dp_assets.lake import Lake
+from dp_assets.launchers.base import JobReport, spark_jobs_dir, spark_jobs_zip
+from dp_assets.stages.derive import derived_tables
+from dp_assets.stages.load import load_spec
+from dp_assets.storage import write_json
+from spark_jobs import contract
+
+# What a cluster has: the standard library, pyspark, and boto3 (on every EMR image; only the S3
+# Pipes transport imports it). Everything else must be in spark_jobs.zip.
+ON_EVERY_CLUSTER = {"pyspark", "boto3", "dagster_pipes", "spark_jobs"}
+
+
+def test_load_spec_is_exactly_the_contract(isolated_home: Path) -> None:
+    loaded = load_config_from(PACKAGED, home=isolated_home)
+    lake = Lake(loaded)
+    day = "2013-01-01"
+    write_json(lake.store, lake.manifest_path("flights", day), {"files": [], "rows": 0})
+    spec, _ = load_spec(loaded, "flights", [day])
+    assert set(spec) == contract.LoadSpec.__required_keys__
+    assert {*spec["columns"][0]} == contract.ColumnSpec.__required_keys__
+    assert set(spec["dedup"]) == contract.DedupSpec.__required_keys__
+    assert set(spec["quarantine"]) == contract.QuarantineSpec.__required_keys__
+
+
+def test_derive_spec_is_exactly_the_contract(isolated_home: Path) -> None:
+    loaded = load_config_from(PACKAGED, home=isolated_home)
+    (table,) = derived_tables(loaded)
+    spec = table.spec(Lake(loaded))
+    assert set(spec) == contract.DeriveSpec.__required_keys__
+    for upstream in spec["upstream"].values():
+        assert set(upstream) == contract.UpstreamSpec.__required_keys__
+
+
+def test_declared_checks_are_the_contracts(isolated_home: Path) -> None:
+    defs = build_definitions(load_config_from(PACKAGED, home=isolated_home))
+    declared = {
+        spec.name
+        for asset in defs.assets  # type: ignore[union-attr]
+        if isinstance(asset, dg.AssetsDefinition)
+        for spec in asset.check_specs
+        if spec.asset_key == dg.AssetKey("flights")
+    }
+    assert declared == set(contract.LOAD_CHECKS)
+
+
+def test_the_run_outcome_is_read_from_the_last_custom_message() -> None:
+    outcome = {"failed": {"flights": "boom"}, "not_run": {}}
+    report = JobReport.of([], [{"other": 1}, {contract.OUTCOME_MESSAGE: outcome}])
+    assert report.outcome == outcome
+    assert JobReport.of([], []).outcome is None  # the job never got to the end of its run
+
+
+def imported_modules(source: str, unconditional_only: bool = False) -> set[str]:
+    """Top-level names a module imports; with ``unconditional_only``, those at module level only
+    (not inside functions or ``try`` blocks, which is how dagster_pipes imports optional extras)."""
+    tree = ast.parse(source)
+    modules = set()
+    for node in tree.body if unconditional_only else ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module.split(".")[0])
+    return modules
+
+
+def test_shipped_code_imports_only_what_every_cluster_has() -> None:
+    """The cluster side is pyspark and the standard library; dagster_pipes and spark_jobs ship in
+    the zip. (The emulator's steps run with only the release's files: test_emr_pipeline.py.)"""
+    shipped = zipfile.ZipFile(BytesIO(spark_jobs_zip()))
+    names = set(shipped.namelist())
+    for path in sorted(spark_jobs_dir().glob("*.py")):
+        assert f"spark_jobs/{path.name}" in names
+        foreign = imported_modules(path.read_text()) - set(sys.stdlib_module_names) - ON_EVERY_CLUSTER
+        assert not foreign, f"{path.name} imports {sorted(foreign)}, which no cluster has"
+    for name in names:
+        if name.startswith("dagster_pipes/") and name.endswith(".py"):
+            source = shipped.read(name).decode()
+            foreign = imported_modules(source, unconditional_only=True) - set(sys.stdlib_module_names)
+            assert foreign <= {"dagster_pipes"}, (name, foreign)
+
+
+def test_importing_the_code_location_builds_nothing(tmp_path: Path) -> None:
+    """Definitions are built lazily (``@dg.definitions``): a CLI run with its own config never loads
+    the environment's config first. Here that config is unreachable, so building it would fail."""
+    env = {
+        **os.environ,
+        "CONFIG_S3_URI": "s3://no-such-bucket/config.toml",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "import dp_assets.definitions, dp_assets.runner, dp_assets.cli"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "config" not in done.stderr.lower(), done.stderr

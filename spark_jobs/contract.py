@@ -1,0 +1,111 @@
+"""The one contract between the orchestrator (``dp_assets``) and the Spark job (``spark_jobs``).
+
+What a run asks the job for, the staged columns the dump writes and the job reads, the check names
+and the metadata keys the job reports. Standard library only: it ships to clusters inside
+``spark_jobs.zip``, and ``dp_assets`` imports this same module, so a rename fails a unit test on
+the laptop instead of a Spark run.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+# The entry point spark-submit runs: one application per Dagster run, whatever it covers.
+RUN_SCRIPT = "run_pipeline.py"
+
+# Columns of the staged zone beside the delivered ones (written by the dump, read by the load).
+LINE, SOURCE, REASON, RAW = "_line", "_source_file", "_reject_reason", "_raw_text"
+# Columns the load adds to every published table.
+ROW_HASH, LOAD_DATE = "row_hash", "load_date"
+
+# The load's blocking checks, computed by the job: name -> what it guarantees.
+LOAD_CHECKS = {
+    "schema_matches_design": "Published columns and types are the design's plus evolved ones, in order.",
+    "required_columns_not_null": "Key columns and columns declared nullable = false hold no nulls.",
+    "key_unique": "No two published rows of a partition share the table's key.",
+    "row_accounting": "For every day: rows in = rows loaded + rows quarantined + rows deduplicated.",
+    "quarantine_within_threshold": "Quarantined rows stay within the table's max_ratio and max_rows.",
+}
+
+# Metadata the job reports that the orchestrator reads (the rest is shown as it comes).
+PARTITION_STATS = "partition_stats"  # {day: {rows, nulls, min, max, [rows_in, ...]}}: moved onto partitions
+ROW_COUNT = "dagster/row_count"
+COLUMN_SCHEMA = "dagster/column_schema"
+SPARK_RUNTIME = "spark_runtime"
+# The custom message closing every run: which tables failed, and which were not run because of it.
+OUTCOME_MESSAGE = "dp_outcome"
+
+
+class PartitionKeyRange(TypedDict):
+    start: str
+    end: str
+
+
+class ColumnSpec(TypedDict):
+    name: str
+    type: str
+    nullable: bool
+    description: str | None
+
+
+class DedupSpec(TypedDict):
+    enabled: bool
+    order_by: str | None
+
+
+class QuarantineSpec(TypedDict):
+    max_ratio: float
+    max_rows: int | None
+
+
+class LoadSpec(TypedDict):
+    """One table to load: its staged days typed into ``table_uri``, rejects into ``quarantine_uri``."""
+
+    table: str
+    asset_key: str
+    partition_column: str
+    columns: list[ColumnSpec]  # the design's, then columns added by schema evolution
+    key: list[str]
+    dedup: DedupSpec
+    quarantine: QuarantineSpec
+    staged_uri: str
+    staged_days: list[str]  # days whose delivery staged any rows
+    table_uri: str
+    quarantine_uri: str
+    manifest_rows: dict[str, int]  # rows the dump staged, per day: the accounting's "rows in"
+    load_date: str
+    catalog_table: str | None  # "<database>.<table>", None when there is no catalog
+
+
+class UpstreamSpec(TypedDict):
+    uri: str
+    partition_column: str
+
+
+class DeriveSpec(TypedDict):
+    """One derived table: its SQL over the run's days of its upstream tables, into ``table_uri``."""
+
+    table: str
+    asset_key: str
+    file: str
+    sql: str
+    partition_column: str
+    upstream: dict[str, UpstreamSpec]  # table name -> where it is published
+    table_uri: str
+
+
+class RunSpec(TypedDict):
+    """A run's Pipes extras: every table it covers, loads first, derived tables in dependency order."""
+
+    partition_key_range: PartitionKeyRange
+    loads: list[LoadSpec]
+    derives: list[DeriveSpec]
+    s3_credentials: dict[str, dict[str, str]]  # bucket -> temporary keys: never logged or shown
+
+
+class RunOutcome(TypedDict):
+    """The job's last custom message: tables (asset keys) that failed and why, and those it did not
+    run because a table they read failed in this run."""
+
+    failed: dict[str, str]
+    not_run: dict[str, str]
