@@ -22,7 +22,7 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from e
 
 
-def _run(loaded, start: dt.date, end: dt.date, tables: list[str] | None, **flags: bool) -> int:
+def _run(loaded, start: dt.date, end: dt.date, tables: list[str] | None, **flags: bool | str) -> int:
     from dp_assets.runner import RangeError, default_instance, run_range
 
     instance = default_instance(loaded.dp_home)
@@ -66,6 +66,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     tables = [t.strip() for t in args.tables.split(",")] if args.tables else None
     return _run(loaded, args.start, args.end, tables, clean_up=args.clean_up, e2e_test=args.e2e_test)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish the versions a run's blocking checks held back, after review: the deliberate override."""
+    from dp_assets.lake import Lake
+    from dp_assets.storage import read_json_if_exists
+
+    loaded = load_config(args.config_s3)
+    lake = Lake(loaded)
+    tables = [t.strip() for t in args.tables.split(",")]
+    days: set[tuple[str, ...]] = set()
+    for table in tables:
+        if table not in loaded.config.tables:
+            print(
+                f"dp: unknown table {table!r}; the config declares {sorted(loaded.config.tables)}",
+                file=sys.stderr,
+            )
+            return 2
+        record = read_json_if_exists(lake.store, lake.rejected_record(table, args.run))
+        if record is None:
+            where = lake.uri(lake.rejected_record(table, args.run))
+            print(f"dp: run {args.run} held back no version of {table} (nothing at {where})", file=sys.stderr)
+            return 2
+        print(
+            f"{table}: publishing {record['days'][0]}..{record['days'][-1]} of run {args.run}, held back by "
+            f"{', '.join(record['failed_checks'])}, by override"
+        )
+        days.add(tuple(record["days"]))
+    if len(days) != 1:
+        print(
+            f"dp: run {args.run} held these tables back over different days; publish them one by one",
+            file=sys.stderr,
+        )
+        return 2
+    (held,) = days
+    start, end = dt.date.fromisoformat(held[0]), dt.date.fromisoformat(held[-1])
+    return _run(loaded, start, end, tables, publish_rejected=args.run)
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -198,6 +235,16 @@ def parser() -> argparse.ArgumentParser:
         help="read deliveries from general.e2e_input_path; refused in integration, preprod, prod",
     )
     run.set_defaults(func=cmd_run)
+
+    publish = sub.add_parser(
+        "publish",
+        parents=[s3],
+        help="publish, after review, the version of tables that a run's blocking checks held back "
+        "(a logged override: the failed checks are reported as warnings)",
+    )
+    publish.add_argument("--run", required=True, help="the run id a failed check names")
+    publish.add_argument("--tables", required=True, help="comma-separated table names")
+    publish.set_defaults(func=cmd_publish)
 
     config = sub.add_parser("config", help="inspect or validate the pipeline config")
     csub = config.add_subparsers(dest="config_command", required=True)

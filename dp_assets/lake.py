@@ -11,6 +11,7 @@ from dp_assets.aws import data_session, spark_s3_credentials
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.model import Table
 from dp_assets.storage import Store, store_for
+from spark_jobs.contract import REJECTED, REJECTED_RECORD
 
 RAW_ZONE = "_raw"  # leading underscore: Spark and Hive readers skip it under output_path
 STAGED_ZONE = "_staged"
@@ -66,6 +67,10 @@ class Lake:
     def schema_path(self, name: str) -> str:
         """The table's established schema: design columns plus those added by evolution."""
         return f"{name}/_dp_schema.json"
+
+    def rejected_record(self, name: str, run: str) -> str:
+        """Why the checks of ``run`` held back its version of table ``name`` (written by the job)."""
+        return f"{name}/{REJECTED}/{run}/{REJECTED_RECORD}"
 
     def quarantine_root(self, name: str) -> str:
         return f"{QUARANTINE_ZONE}/{name}"

@@ -150,9 +150,11 @@ def run_range(
     defs: dg.Definitions | None = None,
     clean_up: bool = False,
     e2e_test: bool = False,
+    publish_rejected: str | None = None,
 ) -> RunSummary:
     """Materialize dump -> load (+checks) for the tables, and the derived tables, over [start, end]
-    as one run (default: everything the config defines)."""
+    as one run (default: everything the config defines). With ``publish_rejected``, the loads of the
+    tables only: each publishes the version that run's checks held back."""
     days = check_range(loaded, start, end)
     configured = list(loaded.config.tables)
     known = configured + [PurePosixPath(f).stem for f in loaded.sql_files]  # derived: one per SQL file
@@ -162,12 +164,9 @@ def run_range(
         raise RangeError(f"unknown table(s) {unknown}; the config declares {sorted(known)}")
     defs = defs or build_definitions(loaded)
     job = defs.resolve_job_def(PIPELINE_JOB)
-    selection = [
-        k
-        for n in names
-        for k in ((dg.AssetKey(["raw", n]), dg.AssetKey(n)) if n in configured else (dg.AssetKey(n),))
-    ]
-    flags = {"clean_up": clean_up, "e2e_test": e2e_test}
+    dumps = [] if publish_rejected else [dg.AssetKey(["raw", n]) for n in names if n in configured]
+    selection = [*dumps, *(dg.AssetKey(n) for n in names)]
+    flags = {"clean_up": clean_up, "e2e_test": e2e_test, "publish_rejected": publish_rejected}
     released = release_dead_runs(instance)  # a killed run's slot would block this one forever
     result = job.execute_in_process(
         instance=instance,

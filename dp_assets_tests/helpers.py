@@ -74,17 +74,22 @@ def materialize_range(
     instance: dg.DagsterInstance | None = None,
     tables: tuple[str, ...] | None = None,
     derived: tuple[str, ...] = (),
+    publish_rejected: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """The dump and load of `tables` (default: those delivered as files, which tests write), the
     `derived` tables and the extra assets, over [start, end] as one run (default: a fresh instance).
-    Database-sourced tables need a seeded server: the tests that want them select them."""
+    Database-sourced tables need a seeded server: the tests that want them select them. With
+    `publish_rejected`, the loads only, publishing what that run held back (as `dp publish` does)."""
     from dp_assets.config.model import FileSource
     from dp_assets.definitions import build_definitions
+    from dp_assets.stages.tables import TABLES_OP
 
     defs = build_definitions(loaded)
     if tables is None:
         tables = tuple(n for n, t in loaded.config.tables.items() if isinstance(t.source, FileSource))
     selection = [k for t in tables for k in (dg.AssetKey(["raw", t]), dg.AssetKey(t))]
+    if publish_rejected:
+        selection = [k for k in selection if k.path[0] != "raw"]
     selection += [dg.AssetKey(name) for name in derived]
     selection += [k for a in extra_assets for k in a.keys]
     return dg.materialize(
@@ -94,4 +99,5 @@ def materialize_range(
         instance=instance or dg.DagsterInstance.ephemeral(),
         tags=range_tags(start, end),
         raise_on_error=raise_on_error,
+        run_config={"ops": {TABLES_OP: {"config": {"publish_rejected": publish_rejected}}}},
     )

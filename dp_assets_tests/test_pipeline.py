@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.definitions import build_definitions
 from dp_assets.lake import Lake
 from dp_assets.partitions import daily_partitions
+from dp_assets.runner import run_range
 from dp_assets.stages.tables import TABLES_OP
 from dp_assets_tests import helpers
 from dp_assets_tests.conftest import packaged_text
@@ -193,16 +195,53 @@ def test_rerun_is_idempotent(three_days) -> None:
     assert after.equals(before)
 
 
-def test_failing_check_blocks_downstream_and_bad_rows_are_quarantined(tmp_path: Path) -> None:
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def catalog_day(loaded, day: str) -> list[str]:
+    """The row_hash set a new Spark application reads for the day through the catalog (Derby)."""
+    catalog_dir = str(loaded.dp_home / "catalog")
+    script = f"""
+from pyspark.sql import SparkSession
+from dp_assets.launchers.local import catalog_conf
+builder = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
+for k, v in catalog_conf({catalog_dir!r}).items():
+    builder = builder.config(k, v)
+rows = builder.getOrCreate().sql("SELECT row_hash FROM nycflights13.flights WHERE flight_date = '{day}'")
+print("HASHES", sorted(r[0] for r in rows.collect()))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=catalog_dir,
+        env={**os.environ, "JAVA_TOOL_OPTIONS": f"-Dderby.system.home={catalog_dir}"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.split("HASHES ", 1)[1].strip().replace("'", '"'))
+
+
+def test_a_failed_check_publishes_nothing_and_the_override_publishes_the_rejected_version(
+    tmp_path: Path,
+) -> None:
+    """Write, audit, publish: a rerun whose new rows fail key_unique leaves the published partition
+    byte-identical (lake and catalog), keeps the rejected version, blocks downstream; `dp publish`
+    (publish_rejected) publishes exactly that version, its failed check reported as a warning."""
     day = "2013-01-02"
-    loaded, delivered = demo_lake(tmp_path / "bad", day, day)
+    loaded, delivered = demo_lake(tmp_path / "wap", day, day)
+    assert materialize_range(loaded, day, day)[0].success
+    published = Path(loaded.output_path) / "flights" / f"flight_date={day}"
+    before, hashes_before = files_of(published), catalog_day(loaded, day)
+    assert len(hashes_before) == delivered[day]
+
     lake = Lake(loaded)
     delivery = Path(lake.landing.uri(lake.delivery_prefix("flights", day))) / f"flights_{day}.csv"
     lines = delivery.read_text().splitlines(keepends=True)
     fields = lines[1].split(",")
     fields[3] = "not-a-time"  # dep_time must be an int
     delivery.write_text("".join([*lines, lines[2], ",".join(fields)]))  # one duplicate key, one bad value
-
     downstream_ran = []
 
     @dg.asset(
@@ -217,15 +256,38 @@ def test_failing_check_blocks_downstream_and_bad_rows_are_quarantined(tmp_path: 
     checks = check_results(result)
     assert checks["key_unique"] is False
     assert checks["row_accounting"] is True  # rows in = loaded + quarantined, bad row included
-    assert downstream_ran == []
-    assert not materializations(result, "flights_report")
+    assert downstream_ran == [] and not materializations(result, "flights_report")
+    assert not materializations(result, "flights")  # held back: nothing was published
+    assert files_of(published) == before and catalog_day(loaded, day) == hashes_before
+    assert not (Path(loaded.output_path) / "_quarantine" / "flights" / f"flight_date={day}").exists()
 
-    md = materializations(result, "flights")[0].metadata
-    assert md["rows_in"].value == delivered[day] + 2
-    assert md["rows_quarantined"].value == 1
-    assert md["dagster/row_count"].value == delivered[day] + 1
+    run = result.run_id
+    rejected = Path(loaded.output_path) / "flights" / "_rejected" / run
+    (key_unique,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "key_unique"]
+    assert key_unique.metadata["rejected_uri"].value == str(rejected)
+    assert key_unique.metadata["held_back_partitions"].value == [day]
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.error.message
+    assert "flights: held back: blocking check(s) key_unique failed" in message
+    assert f"dp publish --run {run} --tables flights" in message
+    assert read_table(rejected).to_table().num_rows == delivered[day] + 1  # the duplicate included
+    held_quarantine = read_table(Path(loaded.output_path) / "_quarantine" / "flights" / "_rejected" / run)
+    assert held_quarantine.to_table()["_reject_reason"].to_pylist() == ["dep_time: not a valid int"]
+
+    summary = run_range(
+        loaded,
+        dt.date(2013, 1, 2),
+        dt.date(2013, 1, 2),
+        dg.DagsterInstance.ephemeral(),
+        ["flights"],
+        publish_rejected=run,
+    )
+    assert summary.ok, summary.render()
+    assert summary.tables["flights"].warned_checks == ["key_unique"]  # reviewed: published, and says so
+    assert not rejected.exists()
+    after = read_table(published).to_table()
+    assert after.num_rows == delivered[day] + 1 and len(catalog_day(loaded, day)) == delivered[day] + 1
     quarantine = read_table(Path(loaded.output_path) / "_quarantine" / "flights").to_table()
-    assert quarantine.num_rows == 1
     assert quarantine["_reject_reason"].to_pylist() == ["dep_time: not a valid int"]
     assert quarantine["_line"].to_pylist() == [len(lines) + 2]
     assert quarantine["dep_time"].to_pylist() == ["not-a-time"]

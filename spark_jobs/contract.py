@@ -27,6 +27,10 @@ LOAD_CHECKS = {
     "quarantine_within_threshold": "Quarantined rows stay within the table's max_ratio and max_rows.",
 }
 
+# Where a version the blocking checks kept from publishing is kept (<table>/_rejected/<run>/), and
+# the record of why, which `dp publish` reads: {"run", "days", "counts", "failed_checks"}.
+REJECTED, REJECTED_RECORD = "_rejected", "_dp_rejected.json"
+
 # Metadata the job reports that the orchestrator reads (the rest is shown as it comes).
 PARTITION_STATS = "partition_stats"  # {day: {rows, nulls, min, max, [rows_in, ...]}}: moved onto partitions
 ROW_COUNT = "dagster/row_count"
@@ -75,6 +79,7 @@ class LoadSpec(TypedDict):
     manifest_rows: dict[str, int]  # rows the dump staged, per day: the accounting's "rows in"
     load_date: str
     catalog_table: str | None  # "<database>.<table>", None when there is no catalog
+    publish_rejected: str | None  # a run id: publish the version its checks held back (`dp publish`)
 
 
 class UpstreamSpec(TypedDict):

@@ -15,6 +15,8 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from spark_jobs.contract import REJECTED, REJECTED_RECORD
+
 
 def fault_point(name: str) -> None:
     """Tests kill the job here (DP_FAULT_KILL_AT=name) to prove publishing is crash-safe."""
@@ -81,15 +83,33 @@ class Publisher:
     def staging(self, run: str) -> str:
         return f"{self.root}/_staging/{run}"
 
-    def publish(self, run: str, days: list[str]) -> None:
-        """Swap in the run's partitions; a day with no staged rows ends up absent (empty)."""
+    def rejected(self, run: str) -> str:
+        return f"{self.root}/{REJECTED}/{run}"
+
+    def reject(self, run: str, record: dict[str, Any]) -> str:
+        """Keep the run's staged version for inspection instead of publishing it (its blocking checks
+        failed): ``_rejected/<run>/``, with what the audit found in ``_dp_rejected.json``. Readers skip
+        folders whose name starts with ``_``, so nothing of it is visible."""
+        target = self.rejected(run)
+        if self.hdfs.exists(self.staging(run)):
+            self.hdfs.rename(self.staging(run), target)
+        self.hdfs.write_text(f"{target}/{REJECTED_RECORD}", json.dumps(record))
+        return target
+
+    def rejected_record(self, run: str) -> dict[str, Any] | None:
+        """What the audit found when it rejected ``run``'s version; None when there is none here."""
+        path = f"{self.rejected(run)}/{REJECTED_RECORD}"
+        return json.loads(self.hdfs.read_text(path)) if self.hdfs.exists(path) else None
+
+    def publish(self, run: str, days: list[str], source: str | None = None) -> None:
+        """Swap in the run's partitions from ``source`` (default: its staging; a rejected version when
+        an override publishes it); a day with no rows there ends up absent (empty)."""
+        source = source or self.staging(run)
         journal = f"{self.root}/_publish/{run}.json"
-        actions = {
-            d: "replace" if self.hdfs.exists(f"{self.staging(run)}/{self.pc}={d}") else "remove" for d in days
-        }
-        self.hdfs.write_text(journal, json.dumps({"run": run, "actions": actions}))
+        actions = {d: "replace" if self.hdfs.exists(f"{source}/{self.pc}={d}") else "remove" for d in days}
+        self.hdfs.write_text(journal, json.dumps({"run": run, "actions": actions, "source": source}))
         fault_point("journal_written")
-        self._apply(run, actions)
+        self._apply(run, actions, source)
         self.hdfs.delete(journal)
 
     def recover(self) -> list[str]:
@@ -100,17 +120,17 @@ class Publisher:
         for name in sorted(self.hdfs.list_names(f"{self.root}/_publish")):
             journal = f"{self.root}/_publish/{name}"
             entry = json.loads(self.hdfs.read_text(journal))
-            self._apply(entry["run"], entry["actions"])
+            self._apply(entry["run"], entry["actions"], entry.get("source") or self.staging(entry["run"]))
             self.hdfs.delete(journal)
             finished.append(entry["run"])
         for leftover in self.hdfs.list_names(f"{self.root}/_staging"):  # written, never journaled
             self.hdfs.delete(f"{self.root}/_staging/{leftover}")
         return finished
 
-    def _apply(self, run: str, actions: dict[str, str]) -> None:
+    def _apply(self, run: str, actions: dict[str, str], source: str) -> None:
         for i, (day, action) in enumerate(sorted(actions.items())):
             final = f"{self.root}/{self.pc}={day}"
-            fresh = f"{self.staging(run)}/{self.pc}={day}"
+            fresh = f"{source}/{self.pc}={day}"
             trash = f"{self.root}/_trash/{run}/{self.pc}={day}"
             if action == "replace" and not self.hdfs.exists(fresh):
                 continue  # swapped before a crash
@@ -120,4 +140,4 @@ class Publisher:
                 self.hdfs.rename(fresh, final)
             fault_point(f"swapped_{i + 1}")
         self.hdfs.delete(f"{self.root}/_trash/{run}")
-        self.hdfs.delete(self.staging(run))
+        self.hdfs.delete(source)

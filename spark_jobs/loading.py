@@ -9,7 +9,9 @@ and the checks go back through Pipes.
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from dagster_pipes import PipesContext
@@ -33,6 +35,23 @@ from spark_jobs.contract import (
 from spark_jobs.lake_io import Hdfs, Publisher, fault_point
 
 STATUS = "_status"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Zones:
+    """Where a table's run writes: the table and its quarantine, each published the same way."""
+
+    table: Publisher
+    quarantine: Publisher
+
+
 _TYPE_ALIASES = {"long": "bigint", "integer": "int", "short": "smallint", "byte": "tinyint"}
 
 
@@ -107,13 +126,13 @@ def published_columns(spec: LoadSpec) -> list[tuple[str, str]]:
     ]
 
 
-def load(spark: SparkSession, spec: LoadSpec, days: list[str], run: str, phases: Phases) -> dict[str, Any]:
-    """Recover what a dead run left, type and account for the staged rows, publish the days."""
+def stage(
+    spark: SparkSession, spec: LoadSpec, days: list[str], run: str, phases: Phases, zones: Zones
+) -> dict[str, dict[str, int]]:
+    """Type and account for the delivered rows, writing them to the run's staging folders (nothing is
+    visible yet); the rows quarantined and deduplicated per day."""
     pc = spec["partition_column"]
-    hdfs = Hdfs(spark)
-    table, quarantine = Publisher(hdfs, spec["table_uri"], pc), Publisher(hdfs, spec["quarantine_uri"], pc)
-    recovered = table.recover() + quarantine.recover()
-    phases.done("recover")
+    table, quarantine = zones.table, zones.quarantine
     counts = {s: {d: 0 for d in days} for s in ("quarantined", "deduplicated")}
     staged = read_staged(spark, spec, days)
     if staged is not None:
@@ -121,7 +140,7 @@ def load(spark: SparkSession, spec: LoadSpec, days: list[str], run: str, phases:
         # status on the way; the rare quarantined and deduplicated rows cost a pass only when present.
         # (Caching the typed frame for a separate count cost more than all of this on 6M rows.)
         frame = classify(staged, spec)
-        observation = Observation("statuses")
+        observation = Observation(f"statuses_{spec['table']}")  # unique: tables load side by side
         observed = frame.observe(
             observation, *[F.sum((F.col(STATUS) == s).cast("long")).alias(s) for s in (*counts, "loaded")]
         )
@@ -158,10 +177,26 @@ def load(spark: SparkSession, spec: LoadSpec, days: list[str], run: str, phases:
                 counts["deduplicated"][row[pc].isoformat()] = row["count"]
             phases.done("count deduplicated")
     fault_point("staging_written")
-    table.publish(run, days)
-    quarantine.publish(run, days)
-    phases.done("publish")
-    return {**counts, "recovered_runs": recovered}
+    return counts
+
+
+_CREATING_DATABASES = threading.Lock()
+
+
+def uses_metastore(spark: SparkSession) -> bool:
+    return spark.conf.get("spark.sql.catalogImplementation", "in-memory") == "hive"
+
+
+def warm_catalog(spark: SparkSession, specs: list[LoadSpec]) -> None:
+    """Connect to the metastore (Derby's start-up takes seconds) while the loads compute, on a
+    thread of its own, so registering the tables later does not wait for it."""
+    databases = sorted({s["catalog_table"].split(".", 1)[0] for s in specs if s["catalog_table"]})
+    if databases and uses_metastore(spark):
+        threading.Thread(
+            target=lambda: [spark.catalog.databaseExists(d) for d in databases],
+            name="dp-catalog",
+            daemon=True,
+        ).start()
 
 
 def register(
@@ -171,14 +206,15 @@ def register(
     and add or drop the run's partitions, so spark.table() and Hive/Athena need no repair step.
     Returns the table and which of the run's days the metastore now lists, read back from it."""
     name = spec.get("catalog_table")
-    if not name or spark.conf.get("spark.sql.catalogImplementation", "in-memory") != "hive":
+    if not name or not uses_metastore(spark):
         return None, []
     pc = spec["partition_column"]
     database, table = name.split(".", 1)
     quoted = f"`{database}`.`{table}`"
     columns = published_columns(spec)
-    if not spark.catalog.databaseExists(database):  # asking first: Hive logs an ERROR for IF NOT EXISTS
-        spark.sql(f"CREATE DATABASE `{database}`")
+    with _CREATING_DATABASES:  # tables load side by side: one creates the database
+        if not spark.catalog.databaseExists(database):  # asking first: Hive logs an ERROR for IF NOT EXISTS
+            spark.sql(f"CREATE DATABASE `{database}`")
     if not spark.catalog.tableExists(f"{database}.{table}"):
         ddl = ", ".join(f"`{n}` {t}" for n, t in columns)
         location = spec["table_uri"]
@@ -199,11 +235,12 @@ def register(
     return name, [d for d in days if d in listed]
 
 
-def check_published(spark: SparkSession, spec: LoadSpec, days: list[str]) -> dict[str, Any]:
-    """Read back what is now published for the days: checks and partition statistics in two passes."""
+def audit(spark: SparkSession, spec: LoadSpec, days: list[str], root: str) -> dict[str, Any]:
+    """What the checks need of a version not yet visible (the run's staging, or a rejected version),
+    read in two passes: partition statistics and null counts, then duplicate keys."""
     pc = spec["partition_column"]
     hdfs = Hdfs(spark)
-    paths = [f"{spec['table_uri']}/{pc}={d}" for d in days if hdfs.exists(f"{spec['table_uri']}/{pc}={d}")]
+    paths = [f"{root}/{pc}={d}" for d in days if hdfs.exists(f"{root}/{pc}={d}")]
     required = [c["name"] for c in spec["columns"] if not c["nullable"] or c["name"] in spec["key"]]
     if not paths:
         return {
@@ -215,7 +252,7 @@ def check_published(spark: SparkSession, spec: LoadSpec, days: list[str]) -> dic
             "dup_rows": 0,
             "bytes": 0,
         }
-    written = spark.read.option("basePath", spec["table_uri"]).parquet(*paths)
+    written = spark.read.option("basePath", root).parquet(*paths)
     stats = partition_stats(written, spec["partition_column"])
     nulls = {c: sum(day["nulls"].get(c, 0) for day in stats.values()) for c in required}
     dup_keys = dup_rows = 0
@@ -234,26 +271,101 @@ def check_published(spark: SparkSession, spec: LoadSpec, days: list[str]) -> dic
     }
 
 
-def report(
+def evaluate(
+    spec: LoadSpec, days: list[str], counts: dict[str, dict[str, int]], audited: dict[str, Any]
+) -> list[Check]:
+    """The load's blocking checks, on the version about to be published."""
+    expected = published_columns(spec)
+    rows_in = {d: int(spec["manifest_rows"][d]) for d in days}
+    stats = audited["stats"]
+    loaded = {d: stats[d]["rows"] if d in stats else 0 for d in days}
+    quarantined, deduplicated = counts["quarantined"], counts["deduplicated"]
+    total_in, total_q = sum(rows_in.values()), sum(quarantined.values())
+    checks: list[Check] = []
+
+    checks.append(
+        Check(
+            "schema_matches_design",
+            not audited["paths"] or audited["schema"] == expected,
+            {
+                "expected": as_json([f"{n} {t}" for n, t in expected]),
+                "written": as_json([f"{n} {t}" for n, t in audited["schema"]]),
+            },
+        )
+    )
+    bad_nulls = sorted(c for c, n in audited["nulls"].items() if n)
+    checks.append(
+        Check(
+            "required_columns_not_null",
+            not bad_nulls,
+            {"null_counts": as_json(audited["nulls"]), "columns_with_nulls": as_json(bad_nulls)},
+        )
+    )
+    checks.append(
+        Check(
+            "key_unique",
+            audited["dup_keys"] == 0,
+            {
+                "key": as_json(spec["key"]),
+                "duplicate_keys": as_int(audited["dup_keys"]),
+                "rows_with_duplicate_keys": as_int(audited["dup_rows"]),
+            },
+        )
+    )
+    mismatched = {
+        d: {
+            "in": rows_in[d],
+            "loaded": loaded[d],
+            "quarantined": quarantined[d],
+            "deduplicated": deduplicated[d],
+        }
+        for d in days
+        if rows_in[d] != loaded[d] + quarantined[d] + deduplicated[d]
+    }
+    checks.append(
+        Check(
+            "row_accounting",
+            not mismatched,
+            {
+                "rows_in": as_int(total_in),
+                "rows_loaded": as_int(sum(loaded.values())),
+                "rows_quarantined": as_int(total_q),
+                "rows_deduplicated": as_int(sum(deduplicated.values())),
+                "mismatched_partitions": as_json(mismatched),
+            },
+        )
+    )
+    policy = spec["quarantine"]
+    ratio = total_q / total_in if total_in else 0.0
+    within = ratio <= policy["max_ratio"] and (policy["max_rows"] is None or total_q <= policy["max_rows"])
+    checks.append(
+        Check(
+            "quarantine_within_threshold",
+            within,
+            {
+                "rows_quarantined": as_int(total_q),
+                "ratio": {"raw_value": round(ratio, 6), "type": "float"},
+                "max_ratio": {"raw_value": policy["max_ratio"], "type": "float"},
+                "max_rows": as_json(policy["max_rows"]),
+                "quarantine_uri": {"raw_value": spec["quarantine_uri"], "type": "path"},
+            },
+        )
+    )
+    return checks
+
+
+def report_materialization(
     pipes: PipesContext,
     spec: LoadSpec,
     days: list[str],
     result: dict[str, Any],
-    published: dict[str, Any],
+    audited: dict[str, Any],
     seconds: float,
-) -> list[str]:
-    """Report the materialization and every check; return the names of the checks that failed."""
+) -> None:
     asset = spec["asset_key"]
-    failed: list[str] = []
-
-    def check(name: str, passed: bool, metadata: dict[str, Any]) -> None:
-        pipes.report_asset_check(name, passed=passed, asset_key=asset, metadata=metadata)
-        if not passed:
-            failed.append(name)
-
     expected = published_columns(spec)
     rows_in = {d: int(spec["manifest_rows"][d]) for d in days}
-    stats = published["stats"]
+    stats = audited["stats"]
     loaded = {d: stats[d]["rows"] if d in stats else 0 for d in days}
     quarantined, deduplicated = result["quarantined"], result["deduplicated"]
     descriptions = {c["name"]: c.get("description") or None for c in spec["columns"]}
@@ -266,7 +378,7 @@ def report(
             "rows_in": as_int(total_in),
             "rows_quarantined": as_int(total_q),
             "rows_deduplicated": as_int(sum(deduplicated.values())),
-            "bytes": as_int(published["bytes"]),
+            "bytes": as_int(audited["bytes"]),
             "partitions": as_int(len(days)),
             **(
                 {"s3_credentials_for": as_json(result["s3_credentials_for"])}
@@ -291,7 +403,7 @@ def report(
                 "raw_value": {
                     "columns": [
                         {"name": n, "type": t, "description": descriptions.get(n)}
-                        for n, t in published["schema"] or expected
+                        for n, t in audited["schema"] or expected
                     ]
                 },
                 "type": "table_schema",
@@ -307,66 +419,12 @@ def report(
             SPARK_RUNTIME: result["runtime"],
         },
     )
-    check(
-        "schema_matches_design",
-        not published["paths"] or published["schema"] == expected,
-        {
-            "expected": as_json([f"{n} {t}" for n, t in expected]),
-            "published": as_json([f"{n} {t}" for n, t in published["schema"]]),
-        },
-    )
-    bad_nulls = sorted(c for c, n in published["nulls"].items() if n)
-    check(
-        "required_columns_not_null",
-        not bad_nulls,
-        {"null_counts": as_json(published["nulls"]), "columns_with_nulls": as_json(bad_nulls)},
-    )
-    check(
-        "key_unique",
-        published["dup_keys"] == 0,
-        {
-            "key": as_json(spec["key"]),
-            "duplicate_keys": as_int(published["dup_keys"]),
-            "rows_with_duplicate_keys": as_int(published["dup_rows"]),
-        },
-    )
-    mismatched = {
-        d: {
-            "in": rows_in[d],
-            "loaded": loaded[d],
-            "quarantined": quarantined[d],
-            "deduplicated": deduplicated[d],
-        }
-        for d in days
-        if rows_in[d] != loaded[d] + quarantined[d] + deduplicated[d]
-    }
-    check(
-        "row_accounting",
-        not mismatched,
-        {
-            "rows_in": as_int(total_in),
-            "rows_loaded": as_int(sum(loaded.values())),
-            "rows_quarantined": as_int(total_q),
-            "rows_deduplicated": as_int(sum(deduplicated.values())),
-            "mismatched_partitions": as_json(mismatched),
-        },
-    )
-    policy = spec["quarantine"]
-    ratio = total_q / total_in if total_in else 0.0
-    within = ratio <= policy["max_ratio"] and (policy["max_rows"] is None or total_q <= policy["max_rows"])
-    check(
-        "quarantine_within_threshold",
-        within,
-        {
-            "rows_quarantined": as_int(total_q),
-            "ratio": {"raw_value": round(ratio, 6), "type": "float"},
-            "max_ratio": {"raw_value": policy["max_ratio"], "type": "float"},
-            "max_rows": as_json(policy["max_rows"]),
-            "quarantine_uri": {"raw_value": spec["quarantine_uri"], "type": "path"},
-        },
-    )
 
-    return failed
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    failed_checks: list[str]
+    held_back: str | None  # where the rejected version is kept, when the checks kept it from publishing
 
 
 def load_table(
@@ -376,18 +434,82 @@ def load_table(
     days: list[str],
     run: str,
     credentialed: list[str],
-) -> list[str]:
-    """Load, publish, register and check one table; return the names of its checks that failed."""
+) -> LoadOutcome:
+    """Write, audit, publish one table: type the delivered rows into the run's staging, run the
+    blocking checks on that, and publish (then register) only if they all pass. Otherwise the
+    version is kept under ``_rejected/<run>/`` and nothing of it becomes visible, unless this run is
+    the reviewed override that publishes a rejected version (``publish_rejected``)."""
     started, phases = time.monotonic(), Phases()
-    pipes.log.info(f"load {spec['table']}: {len(days)} day(s), {days[0]} .. {days[-1]}")
-    result = load(spark, spec, days, run=run, phases=phases)
-    published = check_published(spark, spec, days)
-    phases.done("checks (read back)")
-    result["catalog_table"], result["catalog_partitions"] = register(
-        spark, spec, days, set(published["stats"])
-    )
+    pc = spec["partition_column"]
+    hdfs = Hdfs(spark)
+    zones = Zones(Publisher(hdfs, spec["table_uri"], pc), Publisher(hdfs, spec["quarantine_uri"], pc))
+    recovered = zones.table.recover() + zones.quarantine.recover()
+    phases.done("recover")
+    override = spec["publish_rejected"]
+    if override:
+        record = zones.table.rejected_record(override)
+        if record is None or record["days"] != days:
+            raise RuntimeError(
+                f"table {spec['table']!r}: no rejected version of run {override} for "
+                f"{days[0]}..{days[-1]} at {zones.table.rejected(override)} "
+                f"(found: {record['days'] if record else 'none'}); "
+                "`dp publish` takes the run id and table a failed check names"
+            )
+        pipes.log.warning(
+            f"load {spec['table']}: publishing the version run {override} held back "
+            f"(failed checks: {', '.join(record['failed_checks'])}), by override"
+        )
+        counts, sources = (
+            record["counts"],
+            (zones.table.rejected(override), zones.quarantine.rejected(override)),
+        )
+    else:
+        pipes.log.info(f"load {spec['table']}: {len(days)} day(s), {days[0]} .. {days[-1]}")
+        counts = stage(spark, spec, days, run, phases, zones)
+        sources = (zones.table.staging(run), zones.quarantine.staging(run))
+    audited = audit(spark, spec, days, sources[0])
+    phases.done("audit (before publishing)")
+    checks = evaluate(spec, days, counts, audited)
+    failed = [c.name for c in checks if not c.passed]
+    if failed and not override:
+        record = {"run": run, "days": days, "counts": counts, "failed_checks": failed}
+        held_back = zones.table.reject(run, record)
+        zones.quarantine.reject(run, record)
+        for c in checks:
+            where = {
+                "held_back_partitions": as_json(days),
+                "rejected_uri": {"raw_value": held_back, "type": "path"},
+            }
+            pipes.report_asset_check(
+                c.name, passed=c.passed, asset_key=spec["asset_key"], metadata={**c.metadata, **where}
+            )
+        pipes.log.error(
+            f"load {spec['table']}: held back {days[0]}..{days[-1]}: blocking check(s) "
+            f"{', '.join(failed)} failed on the staged rows; the rejected version is at {held_back}"
+        )
+        return LoadOutcome(failed, held_back)
+    zones.table.publish(run, days, source=sources[0])
+    zones.quarantine.publish(run, days, source=sources[1])
+    phases.done("publish")
+    catalog_table, catalog_partitions = register(spark, spec, days, set(audited["stats"]))
     phases.done("catalog")
-    result["phases"] = phases.seconds
-    result["s3_credentials_for"] = credentialed
-    result["runtime"] = runtime_metadata(spark)
-    return report(pipes, spec, days, result, published, time.monotonic() - started)
+    result = {
+        **counts,
+        "recovered_runs": recovered,
+        "catalog_table": catalog_table,
+        "catalog_partitions": catalog_partitions,
+        "phases": phases.seconds,
+        "s3_credentials_for": credentialed,
+        "runtime": runtime_metadata(spark),
+    }
+    report_materialization(pipes, spec, days, result, audited, time.monotonic() - started)
+    for c in checks:  # failed ones only when an override published them: reviewed, so a warning
+        extra = {} if c.passed else {"published_by_override_of_run": {"raw_value": override, "type": "text"}}
+        pipes.report_asset_check(
+            c.name,
+            passed=c.passed,
+            severity="ERROR" if c.passed else "WARN",
+            asset_key=spec["asset_key"],
+            metadata={**c.metadata, **extra},
+        )
+    return LoadOutcome([], None)

@@ -1,25 +1,31 @@
 """The Spark application of one Dagster run: every table it covers, in one SparkSession.
 
 spark-submit runs this file (locally, as one EMR step, on one transient cluster or as one Serverless
-job run); everything it needs arrives as a ``contract.RunSpec`` through Pipes. Loads come first, then
-derived tables in dependency order. A table that fails is reported as failed with its cause and the
-others go on; a derived table whose upstream failed (or failed a check) in this run is not run.
-The run's outcome is the last message, so the orchestrator fails exactly those assets.
+job run); everything it needs arrives as a ``contract.RunSpec`` through Pipes. The loads run side by
+side on a few threads, each derived table once the tables it reads are done. A table that fails is
+reported as failed with its cause and the others go on; a derived table whose upstream failed (or
+failed a check) in this run is not run. The run's outcome is the last message, so the orchestrator
+fails exactly those assets.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
 
+from dagster_pipes import PipesContext
 from pyspark.sql import SparkSession
 
 from spark_jobs.common import days_between, use_s3_credentials
-from spark_jobs.contract import OUTCOME_MESSAGE, RunOutcome, RunSpec
+from spark_jobs.contract import OUTCOME_MESSAGE, DeriveSpec, LoadSpec, RunOutcome, RunSpec
 from spark_jobs.deriving import derive_table
-from spark_jobs.loading import load_table
+from spark_jobs.loading import load_table, warm_catalog
 from spark_jobs.pipes_bootstrap import open_pipes
 
+TABLE_THREADS = 4  # tables in flight at once in the one application
 ERROR_CHARS = 4000  # of a failed table's error, in its outcome (the whole traceback goes to the log)
 
 
@@ -29,47 +35,104 @@ def error_text(exc: BaseException) -> str:
     return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + " …"
 
 
-def main() -> None:
-    with open_pipes() as pipes:
-        spec: RunSpec = pipes.extras  # type: ignore[assignment]
+class OneAtATime:
+    """The Pipes context, shared by the table threads: one message (or log line) at a time, so no two
+    messages interleave in the transport."""
+
+    def __init__(self, target: Any, lock: threading.Lock | None = None) -> None:
+        self._target, self._lock = target, lock or threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if name == "log":
+            return OneAtATime(attr, self._lock)
+        if not callable(attr):
+            return attr
+
+        def serialized(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return serialized
+
+
+class Tables:
+    """Runs a run's tables on a few threads of one SparkSession: the loads at once (Spark shares the
+    cores between their jobs, and one table's driver-side work overlaps another's tasks), each
+    derived table once what it reads is done. A table whose upstream failed is not run."""
+
+    def __init__(self, spark: SparkSession, pipes: PipesContext, spec: RunSpec, run: str) -> None:
+        self.spark, self.pipes, self.run = spark, pipes, run
         key_range = spec["partition_key_range"]
-        days = days_between(key_range["start"], key_range["end"])
-        run = pipes.run_id or f"adhoc-{int(time.time())}"
+        self.days = days_between(key_range["start"], key_range["end"])
+        self.credentialed = use_s3_credentials(spark, spec["s3_credentials"])
+        self.outcome: RunOutcome = {"failed": {}, "not_run": {}}
+        self.blocked: dict[str, str] = {}  # table -> why its readers must not run
+
+    def fail(self, stage: str, spec: LoadSpec | DeriveSpec, exc: Exception) -> None:
+        self.pipes.log.error(f"{stage} {spec['table']} failed:\n{traceback.format_exc()}")
+        self.outcome["failed"][spec["asset_key"]] = error_text(exc)
+        self.blocked[spec["table"]] = f"{spec['table']} failed"
+
+    def load(self, spec: LoadSpec) -> None:
+        try:
+            loaded = load_table(self.spark, self.pipes, spec, self.days, self.run, self.credentialed)
+        except Exception as exc:
+            self.fail("load", spec, exc)
+            return
+        if loaded.held_back:
+            checks = ", ".join(loaded.failed_checks)
+            self.outcome["failed"][spec["asset_key"]] = (
+                f"held back: blocking check(s) {checks} failed on the staged rows, so nothing of this "
+                f"run was published (the previous partitions stay as they were). The rejected version "
+                f"is at {loaded.held_back}: fix the delivery and run again, or publish it after review "
+                f"with `dp publish --run {self.run} --tables {spec['table']}`"
+            )
+            self.blocked[spec["table"]] = f"{spec['table']} failed check(s) {checks}"
+
+    def derive(self, spec: DeriveSpec, upstream: list[Future[None]]) -> None:
+        wait(upstream)
+        causes = [self.blocked[t] for t in spec["upstream"] if t in self.blocked]
+        if causes:
+            self.outcome["not_run"][spec["asset_key"]] = f"upstream {'; '.join(causes)}"
+            self.blocked[spec["table"]] = f"{spec['table']} was not run"
+            return
+        try:
+            derive_table(self.spark, self.pipes, spec, self.days, self.run)
+        except Exception as exc:
+            self.fail("derive", spec, exc)
+
+    def run_all(self, spec: RunSpec) -> RunOutcome:
+        # Tasks start in submission order and a derived table waits only on tables submitted before
+        # it (dependency order), so a waiting thread never waits on a task that has not started.
+        warm_catalog(self.spark, spec["loads"])
+        with ThreadPoolExecutor(TABLE_THREADS, thread_name_prefix="dp-table") as pool:
+            tasks = {load["table"]: pool.submit(self.load, load) for load in spec["loads"]}
+            for derive in spec["derives"]:
+                upstream = [tasks[t] for t in derive["upstream"] if t in tasks]
+                tasks[derive["table"]] = pool.submit(self.derive, derive, upstream)
+        for task in tasks.values():
+            task.result()  # surfaces a bug in this scheduling itself; table errors are in the outcome
+        return self.outcome
+
+
+def main() -> None:
+    with open_pipes() as opened:
+        pipes: PipesContext = OneAtATime(opened)  # type: ignore[assignment]
+        spec: RunSpec = opened.extras  # type: ignore[assignment]
+        run = opened.run_id or f"adhoc-{int(time.time())}"
         started = time.monotonic()
         spark = (
             SparkSession.builder.appName(f"dp-run-{run}")
             .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
             .getOrCreate()
         )
-        credentialed = use_s3_credentials(spark, spec["s3_credentials"])
+        tables = Tables(spark, pipes, spec, run)
         pipes.log.info(
             f"Spark {spark.version} started in {time.monotonic() - started:.1f} s for "
             f"{len(spec['loads'])} load(s) and {len(spec['derives'])} derived table(s)"
         )
-        outcome: RunOutcome = {"failed": {}, "not_run": {}}
-        blocked: dict[str, str] = {}  # table -> why its readers must not run
-        for load in spec["loads"]:
-            try:
-                failed_checks = load_table(spark, pipes, load, days, run, credentialed)
-            except Exception as exc:
-                pipes.log.error(f"load {load['table']} failed:\n{traceback.format_exc()}")
-                outcome["failed"][load["asset_key"]] = error_text(exc)
-                blocked[load["table"]] = f"{load['table']} failed"
-                continue
-            if failed_checks:
-                blocked[load["table"]] = f"{load['table']} failed check(s) {', '.join(failed_checks)}"
-        for derive in spec["derives"]:
-            causes = [blocked[t] for t in derive["upstream"] if t in blocked]
-            if causes:
-                outcome["not_run"][derive["asset_key"]] = f"upstream {'; '.join(causes)}"
-                blocked[derive["table"]] = f"{derive['table']} was not run"
-                continue
-            try:
-                derive_table(spark, pipes, derive, days, run)
-            except Exception as exc:
-                pipes.log.error(f"derive {derive['table']} failed:\n{traceback.format_exc()}")
-                outcome["failed"][derive["asset_key"]] = error_text(exc)
-                blocked[derive["table"]] = f"{derive['table']} failed"
+        outcome = tables.run_all(spec)
         pipes.report_custom_message({OUTCOME_MESSAGE: outcome})
         spark.stop()
 

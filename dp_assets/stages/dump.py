@@ -40,10 +40,14 @@ class MissingDelivery(dg.Failure):
 
 
 class RestartFlags(dg.Config):
-    """Ad-hoc restart flags for a run (the seed ADG's CLEAN_UP_FLG and E2E_TEST_FLG)."""
+    """Ad-hoc flags for a run: the seed ADG's restart flags (CLEAN_UP_FLG, E2E_TEST_FLG) and the
+    override that publishes a held-back version."""
 
     clean_up: bool = False  # purge the range's raw, staged, table and quarantine partitions first
     e2e_test: bool = False  # read deliveries from general.e2e_input_path instead of the source
+    # a run id: publish the versions of the selected tables that its blocking checks held back, as
+    # reviewed (`dp publish`); nothing is dumped or loaded anew
+    publish_rejected: str | None = None
 
 
 class E2ETestRefused(dg.Failure):

@@ -129,6 +129,7 @@ def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[LoadSpe
         "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
         "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
         "catalog_table": f"{database}.{name}" if database else None,
+        "publish_rejected": None,
     }
     return spec, schema
 

@@ -122,11 +122,23 @@ def build_tables_asset(loaded: LoadedConfig, partitions: dg.PartitionsDefinition
         spark: SparkLauncher,
     ) -> Iterator[Event]:
         failures = RunFailures()
-        yield from dump_selected(context, config, pipeline, failures)
-        yield from run_spark(context, pipeline, spark, derived, failures)
+        if config.publish_rejected:
+            refuse_dumps_when_publishing(context)
+        else:
+            yield from dump_selected(context, config, pipeline, failures)
+        yield from run_spark(context, pipeline, spark, derived, failures, config.publish_rejected)
         failures.raise_if_any()
 
     return tables
+
+
+def refuse_dumps_when_publishing(context: dg.AssetExecutionContext) -> None:
+    dumps = sorted(k.to_user_string() for k in context.selected_asset_keys if k.path[0] == "raw")
+    if dumps:
+        raise dg.Failure(
+            f"publish_rejected publishes a held-back version as it was reviewed, so it dumps nothing; "
+            f"deselect {', '.join(dumps)} (`dp publish --run <id> --tables <t>` selects the tables only)"
+        )
 
 
 def dump_selected(
@@ -156,8 +168,10 @@ def run_spark(
     spark: SparkLauncher,
     derived: list[DerivedTable],
     failures: RunFailures,
+    publish_rejected: str | None = None,
 ) -> Iterator[Event]:
-    """The selected loads and derived tables, as one Spark application."""
+    """The selected loads and derived tables, as one Spark application (with ``publish_rejected``,
+    the loads publish the versions that run's checks held back instead)."""
     loaded = pipeline.loaded
     lake = Lake(loaded)
     selected = context.selected_asset_keys
@@ -176,6 +190,11 @@ def run_spark(
             failures.fail(context, key, error_text(exc))
             continue
         warn_evolution(context, name, schemas[name])
+        if publish_rejected:
+            context.log.warning(
+                f"{name}: publishing the version run {publish_rejected} held back, by override"
+            )
+            spec["publish_rejected"] = publish_rejected
         loads.append(spec)
     derives = []
     for table in derived:
