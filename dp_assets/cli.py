@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from dp_assets.config.loader import ConfigError, LoadedConfig, env_override, load_config, load_config_from
 from dp_assets.config.model import ENVS, LAUNCHERS
@@ -76,13 +76,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
     loaded = load_config(args.config_s3)
     lake = Lake(loaded)
     tables = [t.strip() for t in args.tables.split(",")]
+    known = [
+        *loaded.config.tables,
+        *(PurePosixPath(f).stem for f in loaded.sql_files),
+    ]  # derived: one per SQL
     days: set[tuple[str, ...]] = set()
     for table in tables:
-        if table not in loaded.config.tables:
-            print(
-                f"dp: unknown table {table!r}; the config declares {sorted(loaded.config.tables)}",
-                file=sys.stderr,
-            )
+        if table not in known:
+            print(f"dp: unknown table {table!r}; the config declares {sorted(known)}", file=sys.stderr)
             return 2
         record = read_json_if_exists(lake.store, lake.rejected_record(table, args.run))
         if record is None:

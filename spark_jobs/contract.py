@@ -31,6 +31,13 @@ LOAD_CHECKS = {
 # the record of why, which `dp publish` reads: {"run", "days", "counts", "failed_checks"}.
 REJECTED, REJECTED_RECORD = "_rejected", "_dp_rejected.json"
 
+# A derived table's blocking checks (key_unique only where [derived.<t>] declares a key).
+DERIVED_CHECKS = {
+    "schema_matches_sql": "Published columns are the SQL's output columns, the day column last.",
+    "key_unique": "No two published rows of a partition share the declared key.",
+    "row_accounting": "Rows the SQL produced = rows published + rows outside the run's days.",
+}
+
 # Metadata the job reports that the orchestrator reads (the rest is shown as it comes).
 PARTITION_STATS = "partition_stats"  # {day: {rows, nulls, min, max, [rows_in, ...]}}: moved onto partitions
 ROW_COUNT = "dagster/row_count"
@@ -97,6 +104,10 @@ class DeriveSpec(TypedDict):
     partition_column: str
     upstream: dict[str, UpstreamSpec]  # table name -> where it is published
     table_uri: str
+    columns: list[str]  # the SQL's output columns, as parsed from it
+    key: list[str]  # declared unique per partition; empty: none declared
+    catalog_table: str | None
+    publish_rejected: str | None  # a run id: publish the version its checks held back (`dp publish`)
 
 
 class RunSpec(TypedDict):

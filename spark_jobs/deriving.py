@@ -1,33 +1,31 @@
 """Compute a derived table's days from its SQL, over the same days of its upstream tables.
 
 Each upstream table is a temporary view holding only the run's days (partition pruning reads just
-those folders), so a daily derived table recomputes only its own partitions. The SQL's rows are
-published per partition with the load's crash-safe swap, and each day's statistics are reported back
-through Pipes. Rows whose day falls outside the run are not written, and counted.
+those folders), so a daily derived table recomputes only its own partitions. Rows whose day falls
+outside the run are not written, and counted. Like a load, the result is written, audited
+(``contract.DERIVED_CHECKS``), and only then published and registered in the catalog.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from dagster_pipes import PipesContext
 from pyspark.sql import Observation, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.common import Phases, as_int, as_json, partition_stats, runtime_metadata
+from spark_jobs.audit import Check, TableOutcome, audit, hold_back, register, rejected_version, report_checks
+from spark_jobs.common import Phases, as_int, as_json, runtime_metadata
 from spark_jobs.contract import COLUMN_SCHEMA, PARTITION_STATS, ROW_COUNT, SPARK_RUNTIME, DeriveSpec
 from spark_jobs.lake_io import Hdfs, Publisher
 
 
-def derive_table(
-    spark: SparkSession, pipes: PipesContext, spec: DeriveSpec, days: list[str], run: str
-) -> None:
-    started, phases = time.monotonic(), Phases()
-    pipes.log.info(f"derive {spec['table']}: {len(days)} day(s), {days[0]} .. {days[-1]}")
+def compute(spark: SparkSession, spec: DeriveSpec, days: list[str], staging: str) -> dict[str, int]:
+    """Run the SQL over the run's days of its upstream tables into ``staging``; how many rows it
+    produced, and how many of them fell outside the run's days (not written)."""
     hdfs = Hdfs(spark)
     pc = spec["partition_column"]
-    publisher = Publisher(hdfs, spec["table_uri"], pc)
-    recovered = publisher.recover()
     for name, upstream in spec["upstream"].items():
         if not hdfs.exists(upstream["uri"]):
             raise RuntimeError(
@@ -45,36 +43,114 @@ def derive_table(
             f"[derived.{spec['table']}] partition_column"
         )
     day = F.col(pc).cast("date").cast("string")
-    outside = Observation(f"outside_{spec['table']}")
-    result = result.observe(outside, F.sum((~day.isin(days) | day.isNull()).cast("long")).alias("n"))
+    counted = Observation(f"produced_{spec['table']}")
+    result = result.observe(
+        counted,
+        F.count(F.lit(1)).alias("produced"),
+        F.sum((~day.isin(days) | day.isNull()).cast("long")).alias("outside"),
+    )
     result.where(day.isin(days)).withColumn(pc, F.col(pc).cast("date")).write.mode("overwrite").partitionBy(
         pc
-    ).parquet(publisher.staging(run))
-    rows_outside = int(outside.get.get("n") or 0)
+    ).parquet(staging)
+    observed = counted.get
+    return {
+        "rows_produced": int(observed.get("produced") or 0),
+        "rows_outside_range": int(observed.get("outside") or 0),
+    }
+
+
+def evaluate(spec: DeriveSpec, counts: dict[str, int], audited: dict[str, Any]) -> list[Check]:
+    pc = spec["partition_column"]
+    expected = [c for c in spec["columns"] if c != pc] + [pc]  # partitionBy puts the day last
+    written = [n for n, _ in audited["schema"]]
+    published = sum(s["rows"] for s in audited["stats"].values())
+    checks = [
+        Check(
+            "schema_matches_sql",
+            not audited["paths"] or written == expected,
+            {"expected": as_json(expected), "written": as_json(written)},
+        )
+    ]
+    if spec["key"]:
+        checks.append(
+            Check(
+                "key_unique",
+                audited["dup_keys"] == 0,
+                {
+                    "key": as_json(spec["key"]),
+                    "duplicate_keys": as_int(audited["dup_keys"]),
+                    "rows_with_duplicate_keys": as_int(audited["dup_rows"]),
+                },
+            )
+        )
+    checks.append(
+        Check(
+            "row_accounting",
+            counts["rows_produced"] == published + counts["rows_outside_range"],
+            {
+                "rows_produced": as_int(counts["rows_produced"]),
+                "rows_published": as_int(published),
+                "rows_outside_range": as_int(counts["rows_outside_range"]),
+            },
+        )
+    )
+    return checks
+
+
+def derive_table(
+    spark: SparkSession, pipes: PipesContext, spec: DeriveSpec, days: list[str], run: str
+) -> TableOutcome:
+    """Write, audit, publish one derived table (see ``loading.load_table``)."""
+    started, phases = time.monotonic(), Phases()
+    pc = spec["partition_column"]
+    publisher = Publisher(Hdfs(spark), spec["table_uri"], pc)
+    recovered = publisher.recover()
+    override = spec["publish_rejected"]
+    if override:
+        record = rejected_version(publisher, spec["table"], override, days)
+        pipes.log.warning(
+            f"derive {spec['table']}: publishing the version run {override} held back "
+            f"(failed checks: {', '.join(record['failed_checks'])}), by override"
+        )
+        counts, source = record["counts"], publisher.rejected(override)
+    else:
+        pipes.log.info(f"derive {spec['table']}: {len(days)} day(s), {days[0]} .. {days[-1]}")
+        counts, source = compute(spark, spec, days, publisher.staging(run)), publisher.staging(run)
     phases.done("compute and write")
-    publisher.publish(run, days)
+    audited = audit(spark, source, days, pc, spec["key"], required=[])
+    phases.done("audit (before publishing)")
+    checks = evaluate(spec, counts, audited)
+    if not override and any(not c.passed for c in checks):
+        failed = [c.name for c in checks if not c.passed]
+        record = {"run": run, "days": days, "counts": counts, "failed_checks": failed}
+        return hold_back(pipes, spec["asset_key"], spec["table"], checks, [publisher], record)
+    publisher.publish(run, days, source=source)
     phases.done("publish")
-    paths = [f"{spec['table_uri']}/{pc}={d}" for d in days if hdfs.exists(f"{spec['table_uri']}/{pc}={d}")]
-    written = spark.read.option("basePath", spec["table_uri"]).parquet(*paths) if paths else None
-    stats = partition_stats(written, pc) if written is not None else {}
-    phases.done("statistics (read back)")
-    schema = [(f.name, f.dataType.simpleString()) for f in written.schema.fields] if written else []
+    stats = audited["stats"]
+    catalog_table, catalog_partitions = register(
+        spark, spec["catalog_table"], spec["table_uri"], pc, audited["schema"], days, set(stats)
+    )
+    phases.done("catalog")
     empty = {"rows": 0, "nulls": {}, "min": {}, "max": {}}
     pipes.report_asset_materialization(
         asset_key=spec["asset_key"],
         metadata={
             ROW_COUNT: as_int(sum(s["rows"] for s in stats.values())),
-            "rows_outside_range": as_int(rows_outside),
+            "rows_outside_range": as_int(counts["rows_outside_range"]),
             "partitions": as_int(len(days)),
             PARTITION_STATS: as_json({d: stats.get(d, empty) for d in days}),
             "recovered_publishes": as_json(recovered),
             COLUMN_SCHEMA: {
-                "raw_value": {"columns": [{"name": n, "type": t} for n, t in schema]},
+                "raw_value": {"columns": [{"name": n, "type": t} for n, t in audited["schema"]]},
                 "type": "table_schema",
             },
             "table_uri": {"raw_value": spec["table_uri"], "type": "path"},
+            "catalog_table": {"raw_value": catalog_table, "type": "text" if catalog_table else "null"},
+            "catalog_partitions": as_json(catalog_partitions),
             "spark_seconds": {"raw_value": round(time.monotonic() - started, 2), "type": "float"},
             "spark_phase_seconds": as_json(phases.seconds),
             SPARK_RUNTIME: runtime_metadata(spark),
         },
     )
+    report_checks(pipes, spec["asset_key"], checks, override)
+    return TableOutcome([], None)

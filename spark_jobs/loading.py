@@ -9,7 +9,6 @@ and the checks go back through Pipes.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,8 @@ from dagster_pipes import PipesContext
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.common import Phases, as_int, as_json, partition_stats, runtime_metadata
+from spark_jobs.audit import Check, TableOutcome, audit, hold_back, register, rejected_version, report_checks
+from spark_jobs.common import Phases, as_int, as_json, runtime_metadata
 from spark_jobs.contract import (
     COLUMN_SCHEMA,
     LINE,
@@ -35,13 +35,6 @@ from spark_jobs.contract import (
 from spark_jobs.lake_io import Hdfs, Publisher, fault_point
 
 STATUS = "_status"
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -178,97 +171,6 @@ def stage(
             phases.done("count deduplicated")
     fault_point("staging_written")
     return counts
-
-
-_CREATING_DATABASES = threading.Lock()
-
-
-def uses_metastore(spark: SparkSession) -> bool:
-    return spark.conf.get("spark.sql.catalogImplementation", "in-memory") == "hive"
-
-
-def warm_catalog(spark: SparkSession, specs: list[LoadSpec]) -> None:
-    """Connect to the metastore (Derby's start-up takes seconds) while the loads compute, on a
-    thread of its own, so registering the tables later does not wait for it."""
-    databases = sorted({s["catalog_table"].split(".", 1)[0] for s in specs if s["catalog_table"]})
-    if databases and uses_metastore(spark):
-        threading.Thread(
-            target=lambda: [spark.catalog.databaseExists(d) for d in databases],
-            name="dp-catalog",
-            daemon=True,
-        ).start()
-
-
-def register(
-    spark: SparkSession, spec: LoadSpec, days: list[str], published_days: set[str]
-) -> tuple[str | None, list[str]]:
-    """Create or update the table in Spark's catalog (Derby locally, the cluster's metastore on EMR)
-    and add or drop the run's partitions, so spark.table() and Hive/Athena need no repair step.
-    Returns the table and which of the run's days the metastore now lists, read back from it."""
-    name = spec.get("catalog_table")
-    if not name or not uses_metastore(spark):
-        return None, []
-    pc = spec["partition_column"]
-    database, table = name.split(".", 1)
-    quoted = f"`{database}`.`{table}`"
-    columns = published_columns(spec)
-    with _CREATING_DATABASES:  # tables load side by side: one creates the database
-        if not spark.catalog.databaseExists(database):  # asking first: Hive logs an ERROR for IF NOT EXISTS
-            spark.sql(f"CREATE DATABASE `{database}`")
-    if not spark.catalog.tableExists(f"{database}.{table}"):
-        ddl = ", ".join(f"`{n}` {t}" for n, t in columns)
-        location = spec["table_uri"]
-        spark.sql(
-            f"CREATE TABLE {quoted} ({ddl}) USING parquet PARTITIONED BY (`{pc}`) LOCATION '{location}'"
-        )
-    known = {f.name for f in spark.table(quoted).schema.fields}
-    new = [f"`{n}` {t}" for n, t in columns if n not in known]
-    if new:  # schema evolution reaches the catalog too
-        spark.sql(f"ALTER TABLE {quoted} ADD COLUMNS ({', '.join(new)})")
-    added = [f"PARTITION (`{pc}` = '{d}')" for d in days if d in published_days]
-    if added:
-        spark.sql(f"ALTER TABLE {quoted} ADD IF NOT EXISTS {' '.join(added)}")
-    for d in days:
-        if d not in published_days:
-            spark.sql(f"ALTER TABLE {quoted} DROP IF EXISTS PARTITION (`{pc}` = '{d}')")
-    listed = {row[0].split("=", 1)[1] for row in spark.sql(f"SHOW PARTITIONS {quoted}").collect()}
-    return name, [d for d in days if d in listed]
-
-
-def audit(spark: SparkSession, spec: LoadSpec, days: list[str], root: str) -> dict[str, Any]:
-    """What the checks need of a version not yet visible (the run's staging, or a rejected version),
-    read in two passes: partition statistics and null counts, then duplicate keys."""
-    pc = spec["partition_column"]
-    hdfs = Hdfs(spark)
-    paths = [f"{root}/{pc}={d}" for d in days if hdfs.exists(f"{root}/{pc}={d}")]
-    required = [c["name"] for c in spec["columns"] if not c["nullable"] or c["name"] in spec["key"]]
-    if not paths:
-        return {
-            "paths": [],
-            "schema": [],
-            "stats": {},
-            "nulls": {c: 0 for c in required},
-            "dup_keys": 0,
-            "dup_rows": 0,
-            "bytes": 0,
-        }
-    written = spark.read.option("basePath", root).parquet(*paths)
-    stats = partition_stats(written, spec["partition_column"])
-    nulls = {c: sum(day["nulls"].get(c, 0) for day in stats.values()) for c in required}
-    dup_keys = dup_rows = 0
-    if spec["key"]:
-        dups = written.groupBy(pc, *spec["key"]).count().where("count > 1")
-        d = dups.agg(F.count(F.lit(1)).alias("keys"), F.sum("count").alias("rows")).first()
-        dup_keys, dup_rows = int(d["keys"] or 0), int(d["rows"] or 0)
-    return {
-        "paths": paths,
-        "schema": [(f.name, f.dataType.simpleString()) for f in written.schema.fields],
-        "stats": stats,
-        "nulls": nulls,
-        "dup_keys": dup_keys,
-        "dup_rows": dup_rows,
-        "bytes": sum(hdfs.size(p) for p in paths),
-    }
 
 
 def evaluate(
@@ -421,12 +323,6 @@ def report_materialization(
     )
 
 
-@dataclass(frozen=True)
-class LoadOutcome:
-    failed_checks: list[str]
-    held_back: str | None  # where the rejected version is kept, when the checks kept it from publishing
-
-
 def load_table(
     spark: SparkSession,
     pipes: PipesContext,
@@ -434,7 +330,7 @@ def load_table(
     days: list[str],
     run: str,
     credentialed: list[str],
-) -> LoadOutcome:
+) -> TableOutcome:
     """Write, audit, publish one table: type the delivered rows into the run's staging, run the
     blocking checks on that, and publish (then register) only if they all pass. Otherwise the
     version is kept under ``_rejected/<run>/`` and nothing of it becomes visible, unless this run is
@@ -447,51 +343,39 @@ def load_table(
     phases.done("recover")
     override = spec["publish_rejected"]
     if override:
-        record = zones.table.rejected_record(override)
-        if record is None or record["days"] != days:
-            raise RuntimeError(
-                f"table {spec['table']!r}: no rejected version of run {override} for "
-                f"{days[0]}..{days[-1]} at {zones.table.rejected(override)} "
-                f"(found: {record['days'] if record else 'none'}); "
-                "`dp publish` takes the run id and table a failed check names"
-            )
+        record = rejected_version(zones.table, spec["table"], override, days)
         pipes.log.warning(
             f"load {spec['table']}: publishing the version run {override} held back "
             f"(failed checks: {', '.join(record['failed_checks'])}), by override"
         )
-        counts, sources = (
-            record["counts"],
-            (zones.table.rejected(override), zones.quarantine.rejected(override)),
-        )
+        counts = record["counts"]
+        sources = (zones.table.rejected(override), zones.quarantine.rejected(override))
     else:
         pipes.log.info(f"load {spec['table']}: {len(days)} day(s), {days[0]} .. {days[-1]}")
         counts = stage(spark, spec, days, run, phases, zones)
         sources = (zones.table.staging(run), zones.quarantine.staging(run))
-    audited = audit(spark, spec, days, sources[0])
+    required = [c["name"] for c in spec["columns"] if not c["nullable"] or c["name"] in spec["key"]]
+    audited = audit(spark, sources[0], days, pc, spec["key"], required)
     phases.done("audit (before publishing)")
     checks = evaluate(spec, days, counts, audited)
-    failed = [c.name for c in checks if not c.passed]
-    if failed and not override:
+    if not override and any(not c.passed for c in checks):
+        failed = [c.name for c in checks if not c.passed]
         record = {"run": run, "days": days, "counts": counts, "failed_checks": failed}
-        held_back = zones.table.reject(run, record)
-        zones.quarantine.reject(run, record)
-        for c in checks:
-            where = {
-                "held_back_partitions": as_json(days),
-                "rejected_uri": {"raw_value": held_back, "type": "path"},
-            }
-            pipes.report_asset_check(
-                c.name, passed=c.passed, asset_key=spec["asset_key"], metadata={**c.metadata, **where}
-            )
-        pipes.log.error(
-            f"load {spec['table']}: held back {days[0]}..{days[-1]}: blocking check(s) "
-            f"{', '.join(failed)} failed on the staged rows; the rejected version is at {held_back}"
+        return hold_back(
+            pipes, spec["asset_key"], spec["table"], checks, [zones.table, zones.quarantine], record
         )
-        return LoadOutcome(failed, held_back)
     zones.table.publish(run, days, source=sources[0])
     zones.quarantine.publish(run, days, source=sources[1])
     phases.done("publish")
-    catalog_table, catalog_partitions = register(spark, spec, days, set(audited["stats"]))
+    catalog_table, catalog_partitions = register(
+        spark,
+        spec["catalog_table"],
+        spec["table_uri"],
+        pc,
+        published_columns(spec),
+        days,
+        set(audited["stats"]),
+    )
     phases.done("catalog")
     result = {
         **counts,
@@ -503,13 +387,5 @@ def load_table(
         "runtime": runtime_metadata(spark),
     }
     report_materialization(pipes, spec, days, result, audited, time.monotonic() - started)
-    for c in checks:  # failed ones only when an override published them: reviewed, so a warning
-        extra = {} if c.passed else {"published_by_override_of_run": {"raw_value": override, "type": "text"}}
-        pipes.report_asset_check(
-            c.name,
-            passed=c.passed,
-            severity="ERROR" if c.passed else "WARN",
-            asset_key=spec["asset_key"],
-            metadata={**c.metadata, **extra},
-        )
-    return LoadOutcome([], None)
+    report_checks(pipes, spec["asset_key"], checks, override)
+    return TableOutcome([], None)

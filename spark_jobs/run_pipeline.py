@@ -19,10 +19,11 @@ from typing import Any
 from dagster_pipes import PipesContext
 from pyspark.sql import SparkSession
 
+from spark_jobs.audit import TableOutcome, warm_catalog
 from spark_jobs.common import days_between, use_s3_credentials
 from spark_jobs.contract import OUTCOME_MESSAGE, DeriveSpec, LoadSpec, RunOutcome, RunSpec
 from spark_jobs.deriving import derive_table
-from spark_jobs.loading import load_table, warm_catalog
+from spark_jobs.loading import load_table
 from spark_jobs.pipes_bootstrap import open_pipes
 
 TABLE_THREADS = 4  # tables in flight at once in the one application
@@ -74,21 +75,25 @@ class Tables:
         self.outcome["failed"][spec["asset_key"]] = error_text(exc)
         self.blocked[spec["table"]] = f"{spec['table']} failed"
 
+    def settle(self, spec: LoadSpec | DeriveSpec, done: TableOutcome) -> None:
+        """A table held back by its checks fails, saying where its version is and how to publish it."""
+        if done.held_back:
+            checks = ", ".join(done.failed_checks)
+            self.outcome["failed"][spec["asset_key"]] = (
+                f"held back: blocking check(s) {checks} failed on the version about to be published, so "
+                f"nothing of this run was published (the previous partitions stay as they were). The "
+                f"rejected version is at {done.held_back}: fix the cause and run again, or publish it "
+                f"after review with `dp publish --run {self.run} --tables {spec['table']}`"
+            )
+            self.blocked[spec["table"]] = f"{spec['table']} failed check(s) {checks}"
+
     def load(self, spec: LoadSpec) -> None:
         try:
-            loaded = load_table(self.spark, self.pipes, spec, self.days, self.run, self.credentialed)
+            done = load_table(self.spark, self.pipes, spec, self.days, self.run, self.credentialed)
         except Exception as exc:
             self.fail("load", spec, exc)
             return
-        if loaded.held_back:
-            checks = ", ".join(loaded.failed_checks)
-            self.outcome["failed"][spec["asset_key"]] = (
-                f"held back: blocking check(s) {checks} failed on the staged rows, so nothing of this "
-                f"run was published (the previous partitions stay as they were). The rejected version "
-                f"is at {loaded.held_back}: fix the delivery and run again, or publish it after review "
-                f"with `dp publish --run {self.run} --tables {spec['table']}`"
-            )
-            self.blocked[spec["table"]] = f"{spec['table']} failed check(s) {checks}"
+        self.settle(spec, done)
 
     def derive(self, spec: DeriveSpec, upstream: list[Future[None]]) -> None:
         wait(upstream)
@@ -98,14 +103,16 @@ class Tables:
             self.blocked[spec["table"]] = f"{spec['table']} was not run"
             return
         try:
-            derive_table(self.spark, self.pipes, spec, self.days, self.run)
+            done = derive_table(self.spark, self.pipes, spec, self.days, self.run)
         except Exception as exc:
             self.fail("derive", spec, exc)
+            return
+        self.settle(spec, done)
 
     def run_all(self, spec: RunSpec) -> RunOutcome:
         # Tasks start in submission order and a derived table waits only on tables submitted before
         # it (dependency order), so a waiting thread never waits on a task that has not started.
-        warm_catalog(self.spark, spec["loads"])
+        warm_catalog(self.spark, [s["catalog_table"] for s in (*spec["loads"], *spec["derives"])])
         with ThreadPoolExecutor(TABLE_THREADS, thread_name_prefix="dp-table") as pool:
             tasks = {load["table"]: pool.submit(self.load, load) for load in spec["loads"]}
             for derive in spec["derives"]:

@@ -594,6 +594,8 @@ class Derived(_Catalogued):
     # The SQL's output column that holds the day; default: the partition column its upstream
     # tables share (set it when they differ).
     partition_column: str | None = None
+    # Output columns unique per partition; checked (key_unique) before the table is published.
+    key: list[str] = Field(default_factory=list)
     owners: list[str] = Field(default_factory=list)
 
 

@@ -18,7 +18,7 @@ from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.stages.load import add_partition_metadata
 from dp_assets.transforms.sql import Transform, TransformError, discover
-from spark_jobs.contract import DeriveSpec
+from spark_jobs.contract import DERIVED_CHECKS, DeriveSpec
 
 
 def published_schemas(loaded: LoadedConfig) -> dict[str, dict[str, str]]:
@@ -114,8 +114,15 @@ class DerivedTable:
             },
         )
 
+    def check_specs(self) -> list[dg.AssetCheckSpec]:
+        checks = {k: v for k, v in DERIVED_CHECKS.items() if k != "key_unique" or self.settings.key}
+        return [
+            dg.AssetCheckSpec(c, asset=self.name, description=d, blocking=True) for c, d in checks.items()
+        ]
+
     def spec(self, lake: Lake) -> DeriveSpec:
         """What the Spark job gets for this table."""
+        database = lake.loaded.config.catalog_database
         return {
             "table": self.name,
             "asset_key": dg.AssetKey(self.name).to_user_string(),
@@ -124,6 +131,10 @@ class DerivedTable:
             "partition_column": self.partition_column,
             "upstream": {t: {"uri": lake.uri(t), "partition_column": pc} for t, pc in self.upstream.items()},
             "table_uri": lake.uri(self.name),
+            "columns": list(self.transform.columns),
+            "key": list(self.settings.key),
+            "catalog_table": f"{database}.{self.name}" if database else None,
+            "publish_rejected": None,
         }
 
     def finish(
@@ -153,6 +164,12 @@ def derived_tables(loaded: LoadedConfig) -> list[DerivedTable]:
     for name, transform in discover_transforms(loaded).items():
         settings = loaded.config.derived.get(name, Derived())
         day_columns[name] = partition_column(transform, settings, day_columns)
+        unknown = [c for c in settings.key if c not in transform.columns]
+        if unknown:
+            raise ConfigError(
+                f"{transform.file}: [derived.{name}] key names {', '.join(unknown)}, which the SQL does not "
+                f"output (it outputs {', '.join(transform.columns)})"
+            )
         upstream = {t: day_columns[t] for t in transform.upstream}
         tables.append(DerivedTable(transform, settings, day_columns[name], upstream))
     return tables

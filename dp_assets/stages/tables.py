@@ -105,6 +105,7 @@ def build_tables_asset(loaded: LoadedConfig, partitions: dg.PartitionsDefinition
         specs += [dump_asset_spec(name, table), load_asset_spec(name, table)]
         checks += dump_check_specs(name, table) + load_check_specs(name)
     specs += [d.asset_spec() for d in derived]
+    checks += [c for d in derived for c in d.check_specs()]
 
     @dg.multi_asset(
         name=TABLES_OP,
@@ -204,13 +205,17 @@ def run_spark(
         if blocked := failures.blocking([dg.AssetKey(t) for t in table.transform.upstream]):
             failures.skip(context, key, f"upstream {'; '.join(blocked)}")
             continue
+        if publish_rejected:
+            context.log.warning(
+                f"{table.name}: publishing the version run {publish_rejected} held back, by override"
+            )
         derives.append(table)
     if not loads and not derives:
         return
     run_spec: RunSpec = {
         "partition_key_range": {"start": context.partition_keys[0], "end": context.partition_keys[-1]},
         "loads": loads,
-        "derives": [d.spec(lake) for d in derives],
+        "derives": [{**d.spec(lake), "publish_rejected": publish_rejected} for d in derives],
         "s3_credentials": lake.spark_credentials(),  # Pipes context only: never logged or shown
     }
     written = sorted({s["table"] for s in loads} | {d.name for d in derives})

@@ -1,0 +1,177 @@
+"""Write, audit, publish, shared by loads and derived tables: a version is written where nobody
+reads it (the run's staging), its blocking checks run on it, and only a version whose checks all
+pass is published and registered in the catalog. A version that fails is kept under
+``_rejected/<run>/`` and nothing of it becomes visible, unless a reviewed override publishes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from dagster_pipes import PipesContext
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs.common import as_json, partition_stats
+from spark_jobs.lake_io import Hdfs, Publisher
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TableOutcome:
+    failed_checks: list[str]
+    held_back: str | None  # where the rejected version is kept, when its checks kept it from publishing
+
+
+def audit(
+    spark: SparkSession, root: str, days: list[str], pc: str, key: list[str], required: list[str]
+) -> dict[str, Any]:
+    """What the checks need of a version not yet visible (the run's staging, or a rejected version),
+    read in two passes: partition statistics and null counts, then duplicate keys."""
+    hdfs = Hdfs(spark)
+    paths = [f"{root}/{pc}={d}" for d in days if hdfs.exists(f"{root}/{pc}={d}")]
+    if not paths:
+        return {
+            "paths": [],
+            "schema": [],
+            "stats": {},
+            "nulls": dict.fromkeys(required, 0),
+            "dup_keys": 0,
+            "dup_rows": 0,
+            "bytes": 0,
+        }
+    written = spark.read.option("basePath", root).parquet(*paths)
+    stats = partition_stats(written, pc)
+    nulls = {c: sum(day["nulls"].get(c, 0) for day in stats.values()) for c in required}
+    dup_keys = dup_rows = 0
+    if key:
+        dups = written.groupBy(pc, *key).count().where("count > 1")
+        d = dups.agg(F.count(F.lit(1)).alias("keys"), F.sum("count").alias("rows")).first()
+        dup_keys, dup_rows = int(d["keys"] or 0), int(d["rows"] or 0)
+    return {
+        "paths": paths,
+        "schema": [(f.name, f.dataType.simpleString()) for f in written.schema.fields],
+        "stats": stats,
+        "nulls": nulls,
+        "dup_keys": dup_keys,
+        "dup_rows": dup_rows,
+        "bytes": sum(hdfs.size(p) for p in paths),
+    }
+
+
+def rejected_version(publisher: Publisher, table: str, override: str, days: list[str]) -> dict[str, Any]:
+    """The record of the version run ``override`` held back for exactly these days, to publish it."""
+    record = publisher.rejected_record(override)
+    if record is None or record["days"] != days:
+        raise RuntimeError(
+            f"table {table!r}: no rejected version of run {override} for {days[0]}..{days[-1]} at "
+            f"{publisher.rejected(override)} (found: {record['days'] if record else 'none'}); "
+            "`dp publish` takes the run id and table a failed check names"
+        )
+    return record
+
+
+def hold_back(
+    pipes: PipesContext,
+    asset_key: str,
+    table: str,
+    checks: list[Check],
+    publishers: list[Publisher],
+    record: dict[str, Any],
+) -> TableOutcome:
+    """Keep the run's version of every zone under ``_rejected/<run>/`` instead of publishing it, and
+    report the checks with where it is and which partitions were held back."""
+    run, days = record["run"], record["days"]
+    uris = [p.reject(run, record) for p in publishers]
+    held_back = uris[0]  # the table's own (publishers[0]); its quarantine's is beside it
+    where = {"held_back_partitions": as_json(days), "rejected_uri": {"raw_value": held_back, "type": "path"}}
+    for c in checks:
+        pipes.report_asset_check(
+            c.name, passed=c.passed, asset_key=asset_key, metadata={**c.metadata, **where}
+        )
+    failed = [c.name for c in checks if not c.passed]
+    pipes.log.error(
+        f"{table}: held back {days[0]}..{days[-1]}: blocking check(s) {', '.join(failed)} failed on the "
+        f"version about to be published; it is kept at {held_back}"
+    )
+    return TableOutcome(failed, held_back)
+
+
+def report_checks(pipes: PipesContext, asset_key: str, checks: list[Check], override: str | None) -> None:
+    """The checks of a published version; failed ones only when an override published it after
+    review, so they are warnings that say so."""
+    for c in checks:
+        extra = {} if c.passed else {"published_by_override_of_run": {"raw_value": override, "type": "text"}}
+        pipes.report_asset_check(
+            c.name,
+            passed=c.passed,
+            severity="ERROR" if c.passed else "WARN",
+            asset_key=asset_key,
+            metadata={**c.metadata, **extra},
+        )
+
+
+_CREATING_DATABASES = threading.Lock()
+
+
+def uses_metastore(spark: SparkSession) -> bool:
+    return spark.conf.get("spark.sql.catalogImplementation", "in-memory") == "hive"
+
+
+def warm_catalog(spark: SparkSession, catalog_tables: list[str | None]) -> None:
+    """Connect to the metastore (Derby's start-up takes seconds) while the tables compute, on a
+    thread of its own, so registering them later does not wait for it."""
+    databases = sorted({t.split(".", 1)[0] for t in catalog_tables if t})
+    if databases and uses_metastore(spark):
+        threading.Thread(
+            target=lambda: [spark.catalog.databaseExists(d) for d in databases],
+            name="dp-catalog",
+            daemon=True,
+        ).start()
+
+
+def register(
+    spark: SparkSession,
+    name: str | None,
+    location: str,
+    pc: str,
+    columns: list[tuple[str, str]],
+    days: list[str],
+    published_days: set[str],
+) -> tuple[str | None, list[str]]:
+    """Create or update table ``name`` ("<database>.<table>") in Spark's catalog (Derby locally, the
+    cluster's metastore on EMR) and add or drop the run's partitions, so spark.table() and
+    Hive/Athena need no repair step. Returns the table and which of the run's days the metastore now
+    lists, read back from it."""
+    if not name or not uses_metastore(spark):
+        return None, []
+    database, table = name.split(".", 1)
+    quoted = f"`{database}`.`{table}`"
+    with _CREATING_DATABASES:  # tables publish side by side: one creates the database
+        if not spark.catalog.databaseExists(database):  # asking first: Hive logs an ERROR for IF NOT EXISTS
+            spark.sql(f"CREATE DATABASE `{database}`")
+    if not spark.catalog.tableExists(f"{database}.{table}"):
+        ddl = ", ".join(f"`{n}` {t}" for n, t in columns)
+        spark.sql(
+            f"CREATE TABLE {quoted} ({ddl}) USING parquet PARTITIONED BY (`{pc}`) LOCATION '{location}'"
+        )
+    known = {f.name for f in spark.table(quoted).schema.fields}
+    new = [f"`{n}` {t}" for n, t in columns if n not in known]
+    if new:  # schema evolution reaches the catalog too
+        spark.sql(f"ALTER TABLE {quoted} ADD COLUMNS ({', '.join(new)})")
+    added = [f"PARTITION (`{pc}` = '{d}')" for d in days if d in published_days]
+    if added:
+        spark.sql(f"ALTER TABLE {quoted} ADD IF NOT EXISTS {' '.join(added)}")
+    for d in days:
+        if d not in published_days:
+            spark.sql(f"ALTER TABLE {quoted} DROP IF EXISTS PARTITION (`{pc}` = '{d}')")
+    listed = {row[0].split("=", 1)[1] for row in spark.sql(f"SHOW PARTITIONS {quoted}").collect()}
+    return name, [d for d in days if d in listed]
