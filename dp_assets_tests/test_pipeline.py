@@ -199,8 +199,8 @@ def files_of(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def catalog_day(loaded, day: str) -> list[str]:
-    """The row_hash set a new Spark application reads for the day through the catalog (Derby)."""
+def through_catalog(loaded, body: str) -> str:
+    """What ``body`` prints, run in a new Spark application with ``spark`` on the lake's catalog."""
     catalog_dir = str(loaded.dp_home / "catalog")
     script = f"""
 from pyspark.sql import SparkSession
@@ -208,8 +208,8 @@ from dp_assets.launchers.local import catalog_conf
 builder = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
 for k, v in catalog_conf({catalog_dir!r}).items():
     builder = builder.config(k, v)
-rows = builder.getOrCreate().sql("SELECT row_hash FROM nycflights13.flights WHERE flight_date = '{day}'")
-print("HASHES", sorted(r[0] for r in rows.collect()))
+spark = builder.getOrCreate()
+{body}
 """
     proc = subprocess.run(
         [sys.executable, "-c", script],
@@ -220,7 +220,14 @@ print("HASHES", sorted(r[0] for r in rows.collect()))
         env={**os.environ, "JAVA_TOOL_OPTIONS": f"-Dderby.system.home={catalog_dir}"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.split("HASHES ", 1)[1].strip().replace("'", '"'))
+    return proc.stdout
+
+
+def catalog_day(loaded, day: str) -> list[str]:
+    """The row_hash set a new Spark application reads for the day through the catalog (Derby)."""
+    query = f"SELECT row_hash FROM nycflights13.flights WHERE flight_date = '{day}'"
+    out = through_catalog(loaded, f"print('HASHES', sorted(r[0] for r in spark.sql({query!r}).collect()))")
+    return json.loads(out.split("HASHES ", 1)[1].strip().replace("'", '"'))
 
 
 def test_a_failed_check_publishes_nothing_and_the_override_publishes_the_rejected_version(
@@ -344,25 +351,10 @@ def test_table_is_registered_in_the_spark_catalog(three_days) -> None:
     loaded, delivered, result, _ = three_days
     md = materializations(result, "flights")[0].metadata
     assert md["catalog_table"].value == "nycflights13.flights"
-    catalog_dir = str(loaded.dp_home / "catalog")
-    script = f"""
-from pyspark.sql import SparkSession
-from dp_assets.launchers.local import catalog_conf
-builder = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
-for k, v in catalog_conf({catalog_dir!r}).items():
-    builder = builder.config(k, v)
-spark = builder.getOrCreate()
-print("COUNT", spark.table("nycflights13.flights").count())
-print("PARTITIONS", [r[0] for r in spark.sql("SHOW PARTITIONS nycflights13.flights").collect()])
-"""
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=catalog_dir,
-        env={**os.environ, "JAVA_TOOL_OPTIONS": f"-Dderby.system.home={catalog_dir}"},
+    out = through_catalog(
+        loaded,
+        'print("COUNT", spark.table("nycflights13.flights").count())\n'
+        'print("PARTITIONS", [r[0] for r in spark.sql("SHOW PARTITIONS nycflights13.flights").collect()])',
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"COUNT {sum(delivered.values())}" in proc.stdout
-    assert f"PARTITIONS {[f'flight_date={d}' for d in delivered]}" in proc.stdout
+    assert f"COUNT {sum(delivered.values())}" in out
+    assert f"PARTITIONS {[f'flight_date={d}' for d in delivered]}" in out

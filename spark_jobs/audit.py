@@ -14,7 +14,7 @@ from dagster_pipes import PipesContext
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.common import as_json, partition_stats
+from spark_jobs.common import as_int, as_json, partition_stats
 from spark_jobs.lake_io import Hdfs, Publisher
 
 
@@ -65,6 +65,18 @@ def audit(
         "dup_rows": dup_rows,
         "bytes": sum(hdfs.size(p) for p in paths),
     }
+
+
+def key_unique(key: list[str], audited: dict[str, Any]) -> Check:
+    return Check(
+        "key_unique",
+        audited["dup_keys"] == 0,
+        {
+            "key": as_json(key),
+            "duplicate_keys": as_int(audited["dup_keys"]),
+            "rows_with_duplicate_keys": as_int(audited["dup_rows"]),
+        },
+    )
 
 
 def rejected_version(publisher: Publisher, table: str, override: str, days: list[str]) -> dict[str, Any]:

@@ -15,7 +15,16 @@ from dagster_pipes import PipesContext
 from pyspark.sql import Observation, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.audit import Check, TableOutcome, audit, hold_back, register, rejected_version, report_checks
+from spark_jobs.audit import (
+    Check,
+    TableOutcome,
+    audit,
+    hold_back,
+    key_unique,
+    register,
+    rejected_version,
+    report_checks,
+)
 from spark_jobs.common import Phases, as_int, as_json, runtime_metadata
 from spark_jobs.contract import COLUMN_SCHEMA, PARTITION_STATS, ROW_COUNT, SPARK_RUNTIME, DeriveSpec
 from spark_jobs.lake_io import Hdfs, Publisher
@@ -72,17 +81,7 @@ def evaluate(spec: DeriveSpec, counts: dict[str, int], audited: dict[str, Any]) 
         )
     ]
     if spec["key"]:
-        checks.append(
-            Check(
-                "key_unique",
-                audited["dup_keys"] == 0,
-                {
-                    "key": as_json(spec["key"]),
-                    "duplicate_keys": as_int(audited["dup_keys"]),
-                    "rows_with_duplicate_keys": as_int(audited["dup_rows"]),
-                },
-            )
-        )
+        checks.append(key_unique(spec["key"], audited))
     checks.append(
         Check(
             "row_accounting",

@@ -17,7 +17,16 @@ from dagster_pipes import PipesContext
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.audit import Check, TableOutcome, audit, hold_back, register, rejected_version, report_checks
+from spark_jobs.audit import (
+    Check,
+    TableOutcome,
+    audit,
+    hold_back,
+    key_unique,
+    register,
+    rejected_version,
+    report_checks,
+)
 from spark_jobs.common import Phases, as_int, as_json, runtime_metadata
 from spark_jobs.contract import (
     COLUMN_SCHEMA,
@@ -203,17 +212,7 @@ def evaluate(
             {"null_counts": as_json(audited["nulls"]), "columns_with_nulls": as_json(bad_nulls)},
         )
     )
-    checks.append(
-        Check(
-            "key_unique",
-            audited["dup_keys"] == 0,
-            {
-                "key": as_json(spec["key"]),
-                "duplicate_keys": as_int(audited["dup_keys"]),
-                "rows_with_duplicate_keys": as_int(audited["dup_rows"]),
-            },
-        )
-    )
+    checks.append(key_unique(spec["key"], audited))
     mismatched = {
         d: {
             "in": rows_in[d],
