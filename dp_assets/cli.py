@@ -228,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--clean-up",
         action="store_true",
-        help="purge the range's outputs (raw, staged, table and quarantine partitions) first",
+        help="purge the range's raw and staged files first (the load then replaces the published days)",
     )
     run.add_argument(
         "--e2e-test",

@@ -87,13 +87,3 @@ class Lake:
 
     def uri(self, path: str) -> str:
         return self.store.uri(path)
-
-    def partition_prefixes(self, name: str, day: str) -> list[str]:
-        """Everything the pipeline wrote for a table and day, in every zone."""
-        pc = self.table(name).partition_column
-        return [
-            self.raw_prefix(name, day),
-            self.staged_prefix(name, day),
-            f"{name}/{pc}={day}",
-            f"{self.quarantine_root(name)}/{pc}={day}",
-        ]

@@ -5,8 +5,8 @@ from the pinned CONFIG_S3_URI it prints, and DP_SPARK_LAUNCHER picks the launche
 cluster fetches the release's entry script and spark_jobs.zip, reads its Pipes context from S3 and
 writes its report there. Only the lake stays a local folder, because local Spark cannot read s3a.
 The demo is all of it: flights from files, the three dimension tables from PostgreSQL and the
-derived daily_carrier_delays (transform_table.py running the release's SQL). Every launcher must
-publish the same rows, statistics and check results as the local one.
+derived daily_carrier_delays (the release's SQL), all in one Spark application per run. Every
+launcher must publish the same rows, statistics and check results as the local one.
 """
 
 from __future__ import annotations

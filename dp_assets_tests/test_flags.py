@@ -93,22 +93,25 @@ def test_e2e_test_reads_the_e2e_folder(isolated_home: Path, monkeypatch: pytest.
 def test_clean_up_purges_the_range_and_only_the_range(isolated_home: Path) -> None:
     loaded, _ = demo_lake(isolated_home, DAYS[0], DAYS[-1])
     lake = Lake(loaded)
-    for day in DAYS:  # what a previous load left in every zone
+    for day in DAYS:  # what a previous run left in every zone, and a stray file in raw and staged
         assert dump(loaded, day).success
-        for prefix in lake.partition_prefixes("flights", day)[2:]:
-            with lake.store.open_write(f"{prefix}/part-0.parquet") as f:
+        for prefix in ("flights", "_quarantine/flights"):
+            with lake.store.open_write(f"{prefix}/flight_date={day}/part-0.parquet") as f:
                 f.write(b"old")
+        for prefix in (lake.raw_prefix("flights", day), lake.staged_prefix("flights", day)):
+            with lake.store.open_write(f"{prefix}/stray.bin") as f:
+                f.write(b"stray")
     lake_root = Path(loaded.output_path)
     before = files_under(lake_root)
     result = dump(loaded, "2013-01-02", clean_up=True)
     assert result.success
-    after = files_under(lake_root)
-    removed = sorted(set(before) - set(after))
+    removed = sorted(set(before) - set(files_under(lake_root)))
+    # raw and staged of that day only were purged (and dumped again); the published partitions are
+    # the load's to replace, once its audit passes
     assert removed == [
-        "_quarantine/flights/flight_date=2013-01-02/part-0.parquet",
-        "flights/flight_date=2013-01-02/part-0.parquet",
-    ]  # raw/staged were re-dumped
-    assert all("2013-01-02" in f or f in after for f in before)
+        "_raw/flights/flight_date=2013-01-02/stray.bin",
+        "_staged/flights/flight_date=2013-01-02/stray.bin",
+    ]
 
 
 def test_unknown_dp_env_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -281,6 +281,10 @@ def test_a_failed_check_publishes_nothing_and_the_override_publishes_the_rejecte
     held_quarantine = read_table(Path(loaded.output_path) / "_quarantine" / "flights" / "_rejected" / run)
     assert held_quarantine.to_table()["_reject_reason"].to_pylist() == ["dep_time: not a valid int"]
 
+    again = helpers.materialize_range(loaded, day, day)  # held back again: a second rejected version
+    other = rejected.parent / again.run_id
+    assert not again.success and other.exists()
+
     summary = run_range(
         loaded,
         dt.date(2013, 1, 2),
@@ -292,6 +296,9 @@ def test_a_failed_check_publishes_nothing_and_the_override_publishes_the_rejecte
     assert summary.ok, summary.render()
     assert summary.tables["flights"].warned_checks == ["key_unique"]  # reviewed: published, and says so
     assert not rejected.exists()
+    assert not other.exists()  # superseded: publishing it now would overwrite what was just published
+    stale = helpers.materialize_range(loaded, day, day, tables=("flights",), publish_rejected=again.run_id)
+    assert not stale.success and materializations(stale, "flights") == []
     after = read_table(published).to_table()
     assert after.num_rows == delivered[day] + 1 and len(catalog_day(loaded, day)) == delivered[day] + 1
     quarantine = read_table(Path(loaded.output_path) / "_quarantine" / "flights").to_table()

@@ -124,6 +124,9 @@ def derive_table(
         record = {"run": run, "days": days, "counts": counts, "failed_checks": failed}
         return hold_back(pipes, spec["asset_key"], spec["table"], checks, [publisher], record)
     publisher.publish(run, days, source=source)
+    superseded = publisher.drop_superseded(days)
+    if superseded:
+        pipes.log.info(f"derive {spec['table']}: dropped the rejected versions of runs {superseded}")
     phases.done("publish")
     stats = audited["stats"]
     catalog_table, catalog_partitions = register(

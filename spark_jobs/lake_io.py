@@ -96,6 +96,17 @@ class Publisher:
         self.hdfs.write_text(f"{target}/{REJECTED_RECORD}", json.dumps(record))
         return target
 
+    def drop_superseded(self, days: list[str]) -> list[str]:
+        """Delete the rejected versions of any of ``days``: once a later version of a day is published,
+        publishing an older rejected one would overwrite newer data. Returns the runs dropped."""
+        dropped = []
+        for run in self.hdfs.list_names(f"{self.root}/{REJECTED}"):
+            record = self.rejected_record(run)
+            if record is None or set(record["days"]) & set(days):
+                self.hdfs.delete(self.rejected(run))
+                dropped.append(run)
+        return dropped
+
     def rejected_record(self, run: str) -> dict[str, Any] | None:
         """What the audit found when it rejected ``run``'s version; None when there is none here."""
         path = f"{self.rejected(run)}/{REJECTED_RECORD}"

@@ -365,6 +365,11 @@ def load_table(
         )
     zones.table.publish(run, days, source=sources[0])
     zones.quarantine.publish(run, days, source=sources[1])
+    superseded = zones.table.drop_superseded(days) + zones.quarantine.drop_superseded(days)
+    if superseded:
+        pipes.log.info(
+            f"load {spec['table']}: dropped the rejected versions of runs {sorted(set(superseded))}"
+        )
     phases.done("publish")
     catalog_table, catalog_partitions = register(
         spark,

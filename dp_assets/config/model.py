@@ -442,9 +442,6 @@ class SensitiveScan(_Strict):
     action: Literal["isolate", "mask", "hash"] = "isolate"
 
 
-# Columns the load adds to every table (spark_jobs/contract.py); a design may not declare them.
-
-
 class Table(_Catalogued):
     description: str = ""
     partition_column: str = "partition_date"
@@ -479,6 +476,7 @@ class Table(_Catalogued):
         unknown = [k for k in self.key if k not in names]
         if unknown:
             raise ValueError(f"key columns {unknown} are not among the declared columns {names}")
+        # the columns the load adds to every table (spark_jobs/contract.py) may not be declared
         reserved = sorted({ROW_HASH, LOAD_DATE} & set(names)) + [n for n in names if n.startswith("_")]
         if reserved:
             raise ValueError(

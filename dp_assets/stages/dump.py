@@ -43,7 +43,9 @@ class RestartFlags(dg.Config):
     """Ad-hoc flags for a run: the seed ADG's restart flags (CLEAN_UP_FLG, E2E_TEST_FLG) and the
     override that publishes a held-back version."""
 
-    clean_up: bool = False  # purge the range's raw, staged, table and quarantine partitions first
+    # purge the range's raw and staged files first; the load then replaces the published days (and
+    # leaves them as they were if its checks fail: nothing is removed before an audit passed)
+    clean_up: bool = False
     e2e_test: bool = False  # read deliveries from general.e2e_input_path instead of the source
     # a run id: publish the versions of the selected tables that its blocking checks held back, as
     # reviewed (`dp publish`); nothing is dumped or loaded anew
@@ -64,9 +66,12 @@ def refuse_e2e_test(env: str) -> None:
 
 
 def clean_up(lake: Lake, name: str, days: list[str]) -> int:
-    """Delete what the pipeline wrote for these days (and only these days); returns files removed."""
+    """Delete what the dump wrote for these days (and only these days); returns files removed. The
+    published partitions are the load's to replace, after its audit."""
     return sum(
-        lake.store.delete_prefix(prefix) for day in days for prefix in lake.partition_prefixes(name, day)
+        lake.store.delete_prefix(prefix)
+        for day in days
+        for prefix in (lake.raw_prefix(name, day), lake.staged_prefix(name, day))
     )
 
 

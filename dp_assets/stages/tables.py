@@ -156,7 +156,11 @@ def dump_selected(
         try:
             for event in dump_table(context, flags, pipeline, name):
                 yield event
-                failed = isinstance(event, dg.AssetCheckResult) and not event.passed
+                failed = (
+                    isinstance(event, dg.AssetCheckResult)
+                    and not event.passed
+                    and event.severity == dg.AssetCheckSeverity.ERROR  # a WARN (mask, hash) lets the load run
+                )
                 if failed and event.check_name in BLOCKING_DUMP_CHECKS:
                     failures.checks_failed[key.to_user_string()] = f"blocking check {event.check_name}"
         except Exception as exc:  # the other tables go on; the step fails at the end
@@ -227,7 +231,12 @@ def run_spark(
     with ExitStack() as locks:
         for name in written:  # in name order, so two runs over overlapping tables cannot deadlock
             locks.enter_context(table_writer(context, loaded, name))
-        report = spark.run_job(context, RUN_SCRIPT, run_spec)
+        try:
+            report = spark.run_job(context, RUN_SCRIPT, run_spec)
+        except Exception as exc:  # the application failed as a whole: each of its tables did
+            for name in written:
+                failures.fail(context, dg.AssetKey(name), f"the Spark application failed: {error_text(exc)}")
+            return
         materialized = set()
         for result in report.results:
             if isinstance(result, dg.MaterializeResult) and result.asset_key is not None:
