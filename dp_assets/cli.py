@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from dp_assets.config.loader import ConfigError, LoadedConfig, env_override, load_config, load_config_from
 from dp_assets.config.model import ENVS, LAUNCHERS
@@ -76,10 +76,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     loaded = load_config(args.config_s3)
     lake = Lake(loaded)
     tables = [t.strip() for t in args.tables.split(",")]
-    known = [
-        *loaded.config.tables,
-        *(PurePosixPath(f).stem for f in loaded.sql_files),
-    ]  # derived: one per SQL
+    known = loaded.table_names
     days: set[tuple[str, ...]] = set()
     for table in tables:
         if table not in known:

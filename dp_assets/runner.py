@@ -7,7 +7,7 @@ import os
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -157,7 +157,7 @@ def run_range(
     tables only: each publishes the version that run's checks held back."""
     days = check_range(loaded, start, end)
     configured = list(loaded.config.tables)
-    known = configured + [PurePosixPath(f).stem for f in loaded.sql_files]  # derived: one per SQL file
+    known = loaded.table_names
     names = tables or known
     unknown = sorted(set(names) - set(known))
     if unknown:

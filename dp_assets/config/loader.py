@@ -14,7 +14,7 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -55,6 +55,11 @@ class LoadedConfig:
     dp_home: Path
     # The derived tables' SQL read from `general.transforms_path` next to the config: file -> text.
     sql_files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def table_names(self) -> list[str]:
+        """Every table the config defines: the configured ones, then one derived table per SQL file."""
+        return [*self.config.tables, *(PurePosixPath(f).stem for f in self.sql_files)]
 
     def resolve(self, path: str) -> str:
         """Absolute path or URI for a path from the config."""

@@ -195,11 +195,7 @@ def run_spark(
             failures.fail(context, key, error_text(exc))
             continue
         warn_evolution(context, name, schemas[name])
-        if publish_rejected:
-            context.log.warning(
-                f"{name}: publishing the version run {publish_rejected} held back, by override"
-            )
-            spec["publish_rejected"] = publish_rejected
+        spec["publish_rejected"] = publish_rejected  # the job logs the override, naming the failed checks
         loads.append(spec)
     derives = []
     for table in derived:
@@ -209,10 +205,6 @@ def run_spark(
         if blocked := failures.blocking([dg.AssetKey(t) for t in table.transform.upstream]):
             failures.skip(context, key, f"upstream {'; '.join(blocked)}")
             continue
-        if publish_rejected:
-            context.log.warning(
-                f"{table.name}: publishing the version run {publish_rejected} held back, by override"
-            )
         derives.append(table)
     if not loads and not derives:
         return
