@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +15,8 @@ import pyarrow.dataset as pads
 from dp_assets.config.loader import PACKAGED, LoadedConfig, load_config_from
 from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
+from spark_jobs.contract import CURRENT, VERSIONS
+from spark_jobs.lake_io import referenced_versions
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -27,8 +33,31 @@ def range_tags(start: str, end: str) -> dict[str, str]:
     return {RANGE_START: start, RANGE_END: end}
 
 
+def published_folders(table: str | Path) -> dict[str, Path]:
+    """Where a reader going by the lake reads each published day of ``table``: {day: folder}."""
+    current = Path(table) / CURRENT
+    if not current.exists():
+        return {}
+    return {d: Path(table) / f for d, f in json.loads(current.read_text())["partitions"].items()}
+
+
+def unreferenced_versions(table: str | Path) -> list[str]:
+    """Version folders of ``table`` that neither a published day nor a replaced one (kept for the
+    retention) points to: a crashed run's leftovers, which the next run must have deleted."""
+    current = Path(table) / CURRENT
+    state = json.loads(current.read_text()) if current.exists() else {"partitions": {}, "superseded": {}}
+    return sorted(
+        p.name for p in (Path(table) / VERSIONS).glob("*") if p.name not in referenced_versions(state)
+    )
+
+
 def read_table(path: str | Path) -> pads.Dataset:
-    return pads.dataset(str(path), format="parquet", partitioning="hive")
+    """A table as a reader going by the lake sees it (the published version of each day), or, for a
+    folder that is one version (``_rejected/<run>``), what that version holds."""
+    if not (Path(path) / CURRENT).exists():
+        return pads.dataset(str(path), format="parquet", partitioning="hive")
+    files = [str(f) for folder in published_folders(path).values() for f in sorted(folder.glob("*.parquet"))]
+    return pads.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(path))
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -101,3 +130,27 @@ def materialize_range(
         raise_on_error=raise_on_error,
         run_config={"ops": {TABLES_OP: {"config": {"publish_rejected": publish_rejected}}}},
     )
+
+
+def through_catalog(loaded, body: str) -> str:
+    """What ``body`` prints, run in a new Spark application with ``spark`` on the lake's catalog."""
+    catalog_dir = str(loaded.dp_home / "catalog")
+    script = f"""
+from pyspark.sql import SparkSession
+from dp_assets.launchers.local import catalog_conf
+builder = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
+for k, v in catalog_conf({catalog_dir!r}).items():
+    builder = builder.config(k, v)
+spark = builder.getOrCreate()
+{body}
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=catalog_dir,
+        env={**os.environ, "JAVA_TOOL_OPTIONS": f"-Dderby.system.home={catalog_dir}"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout

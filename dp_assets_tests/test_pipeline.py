@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from dp_assets.config.loader import load_config_from
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.definitions import build_definitions
+from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
 from dp_assets.partitions import daily_partitions
 from dp_assets.runner import run_range
@@ -24,6 +26,7 @@ from dp_assets.stages.tables import TABLES_OP
 from dp_assets_tests import helpers
 from dp_assets_tests.conftest import packaged_text
 from dp_assets_tests.helpers import check_results, demo_lake, materializations, materialize_keys, read_table
+from spark_jobs.contract import CURRENT
 
 pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
 
@@ -52,8 +55,10 @@ def test_range_loads_every_row_into_hive_partitions(three_days) -> None:
     assert table.num_rows == sum(delivered.values()) == 842 + 943 + 914
     by_day = pc.value_counts(table["flight_date"].cast("string")).to_pylist()
     assert {d["values"]: d["counts"] for d in by_day} == delivered
-    folders = (p.name for p in (Path(loaded.output_path) / "flights").iterdir() if not p.name.startswith("_"))
-    assert sorted(folders) == [f"flight_date={d}" for d in delivered]
+    table_folder = Path(loaded.output_path) / "flights"
+    assert [str(f.relative_to(table_folder)) for f in helpers.published_folders(table_folder).values()] == [
+        f"_versions/{result.run_id}/flight_date={d}" for d in delivered
+    ]
     assert str(table.schema.field("time_hour").type) == "timestamp[us, tz=UTC]"
 
 
@@ -199,34 +204,12 @@ def files_of(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def through_catalog(loaded, body: str) -> str:
-    """What ``body`` prints, run in a new Spark application with ``spark`` on the lake's catalog."""
-    catalog_dir = str(loaded.dp_home / "catalog")
-    script = f"""
-from pyspark.sql import SparkSession
-from dp_assets.launchers.local import catalog_conf
-builder = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
-for k, v in catalog_conf({catalog_dir!r}).items():
-    builder = builder.config(k, v)
-spark = builder.getOrCreate()
-{body}
-"""
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=catalog_dir,
-        env={**os.environ, "JAVA_TOOL_OPTIONS": f"-Dderby.system.home={catalog_dir}"},
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
-
-
 def catalog_day(loaded, day: str) -> list[str]:
     """The row_hash set a new Spark application reads for the day through the catalog (Derby)."""
     query = f"SELECT row_hash FROM nycflights13.flights WHERE flight_date = '{day}'"
-    out = through_catalog(loaded, f"print('HASHES', sorted(r[0] for r in spark.sql({query!r}).collect()))")
+    out = helpers.through_catalog(
+        loaded, f"print('HASHES', sorted(r[0] for r in spark.sql({query!r}).collect()))"
+    )
     return json.loads(out.split("HASHES ", 1)[1].strip().replace("'", '"'))
 
 
@@ -239,7 +222,8 @@ def test_a_failed_check_publishes_nothing_and_the_override_publishes_the_rejecte
     day = "2013-01-02"
     loaded, delivered = demo_lake(tmp_path / "wap", day, day)
     assert materialize_range(loaded, day, day)[0].success
-    published = Path(loaded.output_path) / "flights" / f"flight_date={day}"
+    table = Path(loaded.output_path) / "flights"
+    published = helpers.published_folders(table)[day]
     before, hashes_before = files_of(published), catalog_day(loaded, day)
     assert len(hashes_before) == delivered[day]
 
@@ -265,8 +249,9 @@ def test_a_failed_check_publishes_nothing_and_the_override_publishes_the_rejecte
     assert checks["row_accounting"] is True  # rows in = loaded + quarantined, bad row included
     assert downstream_ran == [] and not materializations(result, "flights_report")
     assert not materializations(result, "flights")  # held back: nothing was published
+    assert helpers.published_folders(table)[day] == published  # the lake and the catalog unchanged
     assert files_of(published) == before and catalog_day(loaded, day) == hashes_before
-    assert not (Path(loaded.output_path) / "_quarantine" / "flights" / f"flight_date={day}").exists()
+    assert helpers.published_folders(Path(loaded.output_path) / "_quarantine" / "flights") == {}
 
     run = result.run_id
     rejected = Path(loaded.output_path) / "flights" / "_rejected" / run
@@ -299,8 +284,10 @@ def test_a_failed_check_publishes_nothing_and_the_override_publishes_the_rejecte
     assert not other.exists()  # superseded: publishing it now would overwrite what was just published
     stale = helpers.materialize_range(loaded, day, day, tables=("flights",), publish_rejected=again.run_id)
     assert not stale.success and materializations(stale, "flights") == []
-    after = read_table(published).to_table()
+    after = read_table(table).to_table()
     assert after.num_rows == delivered[day] + 1 and len(catalog_day(loaded, day)) == delivered[day] + 1
+    assert helpers.published_folders(table)[day].parts[-2] == run  # the reviewed version itself
+    assert files_of(published) == before  # the replaced version stays readable for the retention
     quarantine = read_table(Path(loaded.output_path) / "_quarantine" / "flights").to_table()
     assert quarantine["_reject_reason"].to_pylist() == ["dep_time: not a valid int"]
     assert quarantine["_line"].to_pylist() == [len(lines) + 2]
@@ -353,12 +340,55 @@ def test_run_fails_when_config_changed_since_definitions_loaded(tmp_path: Path) 
     assert loaded.provenance.sha256 in text
 
 
+def test_publishing_switches_a_days_location_and_deletes_the_replaced_version_after_the_retention(
+    tmp_path: Path,
+) -> None:
+    """A rerun writes a version of its own and points the day at it, in the lake and in the catalog
+    (one metastore call): nothing a reader is reading is overwritten. The replaced version is deleted
+    once keep_superseded_hours has passed (0 here: at the next publish)."""
+    day = "2013-01-02"
+    config = tmp_path / "config.toml"
+    config.write_text(packaged_text().replace("keep_superseded_hours = 24", "keep_superseded_hours = 0"))
+    loaded = load_config_from(str(config), home=tmp_path)
+    write_flight_deliveries(Lake(loaded), dt.date(2013, 1, 2), dt.date(2013, 1, 2))
+    table = Path(loaded.output_path) / "flights"
+    first, _ = materialize_range(loaded, day, day)
+    old = helpers.published_folders(table)[day]
+    second, _ = materialize_range(loaded, day, day)
+    assert first.success and second.success
+    new = helpers.published_folders(table)[day]
+    assert new == table / "_versions" / second.run_id / f"flight_date={day}"
+    assert not old.exists() and not (table / "_versions" / first.run_id).exists()
+    query = f"SHOW TABLE EXTENDED IN nycflights13 LIKE 'flights' PARTITION (flight_date = '{day}')"
+    out = helpers.through_catalog(loaded, f"print('INFO', spark.sql({query!r}).first().information)")
+    assert f"Location: file:{new}\n" in out.split("INFO ", 1)[1]
+
+
+def test_a_table_written_before_versions_keeps_its_days_when_published_again(tmp_path: Path) -> None:
+    """A lake written by an older dp has each day directly under the table folder, and no
+    _dp_current.json: those days stay published as they are, and a new run publishes beside them."""
+    loaded, delivered = demo_lake(tmp_path, "2013-01-01", "2013-01-02")
+    assert materialize_range(loaded, "2013-01-01", "2013-01-02")[0].success
+    table = Path(loaded.output_path) / "flights"
+    for day, folder in helpers.published_folders(table).items():  # the layout older releases wrote
+        folder.rename(table / f"flight_date={day}")
+    (table / CURRENT).unlink()
+    shutil.rmtree(table / "_versions")
+    again, _ = materialize_range(loaded, "2013-01-02", "2013-01-02")
+    assert again.success
+    folders = helpers.published_folders(table)
+    assert folders["2013-01-01"] == table / "flight_date=2013-01-01"  # kept where it was
+    assert folders["2013-01-02"].parts[-2] == again.run_id
+    days = read_table(table).to_table(columns=["flight_date"])["flight_date"]
+    assert {c["values"]: c["counts"] for c in pc.value_counts(days).to_pylist()} == delivered
+
+
 def test_table_is_registered_in_the_spark_catalog(three_days) -> None:
     """A new Spark application reads the table through the catalog, partitions included, no repair."""
     loaded, delivered, result, _ = three_days
     md = materializations(result, "flights")[0].metadata
     assert md["catalog_table"].value == "nycflights13.flights"
-    out = through_catalog(
+    out = helpers.through_catalog(
         loaded,
         'print("COUNT", spark.table("nycflights13.flights").count())\n'
         'print("PARTITIONS", [r[0] for r in spark.sql("SHOW PARTITIONS nycflights13.flights").collect()])',

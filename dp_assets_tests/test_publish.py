@@ -1,8 +1,10 @@
-"""A load killed (SIGKILL) at any point leaves each partition old or new, never mixed; the next load
-finishes the work and the content is identical to an uninterrupted load."""
+"""A load killed (SIGKILL) at any point leaves each partition old or new, never mixed, for readers
+going by the lake and for readers going through the catalog; the next load finishes the work (even
+after a kill during that recovery) and the content is identical to an uninterrupted load."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -10,7 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from dp_assets.lake import Lake
-from dp_assets_tests.helpers import demo_lake, materializations, materialize_range
+from dp_assets_tests.helpers import (
+    demo_lake,
+    materializations,
+    materialize_range,
+    published_folders,
+    through_catalog,
+    unreferenced_versions,
+)
 
 pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
 
@@ -28,10 +37,17 @@ def load(loaded, kill_at: str | None, monkeypatch: pytest.MonkeyPatch) -> dg.Exe
 
 
 def hashes(loaded, day: str) -> list[str]:
-    folder = Path(loaded.output_path) / "flights" / f"flight_date={day}"
-    return (
-        sorted(pq.read_table(folder, columns=["row_hash"])["row_hash"].to_pylist()) if folder.exists() else []
-    )
+    """The day's row hashes as a reader going by the lake reads them."""
+    folder = published_folders(Path(loaded.output_path) / "flights").get(day)
+    return sorted(pq.read_table(folder, columns=["row_hash"])["row_hash"].to_pylist()) if folder else []
+
+
+def catalog_hashes(loaded) -> dict[str, list[str]]:
+    """Each day's row hashes as a new Spark application reads them through the catalog."""
+    query = "SELECT CAST(flight_date AS STRING) AS day, sort_array(collect_list(row_hash)) AS h "
+    query += "FROM nycflights13.flights GROUP BY flight_date"
+    body = f"import json\nprint('DAYS', json.dumps({{r.day: r.h for r in spark.sql({query!r}).collect()}}))"
+    return json.loads(through_catalog(loaded, body).split("DAYS ", 1)[1])
 
 
 def test_killed_loads_never_leave_a_mixed_partition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,43 +64,53 @@ def test_killed_loads_never_leave_a_mixed_partition(tmp_path: Path, monkeypatch:
     assert load(loaded, None, monkeypatch).success
     a = {d: hashes(loaded, d) for d in DAYS}
 
-    def state() -> list[str]:
+    def state(now: dict[str, list[str]]) -> list[str]:
         out = []
         for d in DAYS:
-            now = hashes(loaded, d)
-            if now == a[d]:
+            if now[d] == a[d]:
                 out.append("A")
-            elif len(now) == len(a[d]) - DROPPED and set(now) <= set(a[d]) and len(set(now)) == len(now):
+            elif (
+                len(now[d]) == len(a[d]) - DROPPED
+                and set(now[d]) <= set(a[d])
+                and len(set(now[d])) == len(now[d])
+            ):
                 out.append("B")
             else:
-                out.append(f"MIXED({len(now)} rows)")
+                out.append(f"MIXED({len(now[d])} rows)")
         return out
+
+    def lake_state() -> list[str]:
+        return state({d: hashes(loaded, d) for d in DAYS})
 
     deliver("B")
     observed = {}
-    for kill_at in ("loaded_written", "staging_written", "swapped_1"):
+    for kill_at in ("loaded_written", "version_written", "lake_switched#2"):
         result = load(loaded, kill_at, monkeypatch)
         assert not result.success, kill_at
-        observed[kill_at] = state()
+        observed[kill_at] = lake_state()
     assert observed == {
-        "loaded_written": ["A", "A", "A"],  # killed while writing staging: nothing published
-        "staging_written": ["A", "A", "A"],  # staged, not journaled: nothing published
-        "swapped_1": ["B", "A", "A"],  # journaled, one partition swapped: each old or new
+        "loaded_written": ["A", "A", "A"],  # killed while writing its version: nothing published
+        "version_written": ["A", "A", "A"],  # written, not journaled: nothing published
+        "lake_switched#2": ["B", "B", "B"],  # the table's pointer (after its quarantine's) switched all days
     }
+    # That kill left the catalog behind (the lake_switched journal). The next run finishes the switch
+    # first, and is killed after switching one partition of the catalog: each is still old or new.
+    assert not load(loaded, "catalog_switched_1", monkeypatch).success
+    assert lake_state() == ["B", "B", "B"]
+    assert state(catalog_hashes(loaded)) == ["B", "A", "A"]
 
     deliver("A")
     assert not load(loaded, "journal_written", monkeypatch).success
-    # That run first finished the swapped_1 journal (all B), then died after journaling A.
-    assert state() == ["B", "B", "B"]
+    # That run first finished the lake_switched journal (all B), then died after journaling A.
+    assert lake_state() == ["B", "B", "B"]
 
     final = load(loaded, None, monkeypatch)
     assert final.success
-    assert state() == ["A", "A", "A"]
+    assert lake_state() == ["A", "A", "A"]
     assert {d: hashes(loaded, d) for d in DAYS} == a  # identical rows and row hashes
+    assert catalog_hashes(loaded) == a  # the catalog reads the same
     recovered = materializations(final, "flights")[0].metadata["recovered_publishes"].value
     assert len(recovered) == 1  # the journal_written run's publish, rolled forward
     table = Path(loaded.output_path) / "flights"
-    leftovers = [
-        p for folder in ("_publish", "_staging", "_trash") for p in (table / folder).rglob("*") if p.is_file()
-    ]
-    assert leftovers == []  # journals applied, staging swapped in, old partitions removed
+    assert list((table / "_publish").glob("*")) == []  # every journal applied
+    assert unreferenced_versions(table) == []  # what killed runs wrote and never published is gone

@@ -1,6 +1,6 @@
 """A crashed run never blocks the runs after it: `dp run` killed with SIGKILL (its whole process group,
 Spark included) during the load leaves a claimed `spark` slot, a STARTED run, the table's lock and a
-half-written staging folder; the next `dp run` releases the slot and the lock, names what it
+half-written version folder; the next `dp run` releases the slot and the lock, names what it
 released, and publishes exactly what a clean run publishes."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 
 from dp_assets.liveness import LOCK_NAME, Holder, read_holder, table_lock
 from dp_assets.storage import LocalStore
-from dp_assets_tests.helpers import demo_lake, read_table
+from dp_assets_tests.helpers import demo_lake, published_folders, read_table, unreferenced_versions
 
 DP = str(Path(sys.executable).with_name("dp"))
 DAY = "2013-01-02"
@@ -49,7 +49,7 @@ def wait_for(found: object, what: str, timeout: float = 240) -> None:
 
 
 def row_hashes(home: Path) -> list[str]:
-    folder = home / "lake" / "flights" / f"flight_date={DAY}"
+    folder = published_folders(home / "lake" / "flights")[DAY]
     return sorted(pq.read_table(folder, columns=["row_hash"])["row_hash"].to_pylist())
 
 
@@ -61,7 +61,7 @@ def test_next_dp_run_releases_a_killed_run_and_equals_a_clean_run(tmp_path: Path
     table = home / "lake" / "flights"
 
     killed = dp_run(home, start_new_session=True)  # its own process group: dp, spark-submit, the JVM
-    wait_for(lambda: (table / "_staging").is_dir(), "the load to start writing its staging")
+    wait_for(lambda: (table / "_versions").is_dir(), "the load to start writing its version")
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait()
     holder = read_holder(LocalStore(str(home / "lake")), f"flights/{LOCK_NAME}")
@@ -92,8 +92,9 @@ def test_next_dp_run_releases_a_killed_run_and_equals_a_clean_run(tmp_path: Path
     reference = dp_run(clean)
     assert reference.communicate(timeout=600) and reference.returncode == 0
     assert row_hashes(home) == row_hashes(clean)
-    leftovers = [p for name in ("_staging", "_publish", "_trash", LOCK_NAME) for p in table.glob(name + "*")]
+    leftovers = [p for name in ("_publish", LOCK_NAME) for p in table.glob(name + "*")]
     assert [p for p in leftovers if p.is_file() or any(p.iterdir())] == []
+    assert unreferenced_versions(table) == []  # the killed run's half-written version is deleted
 
 
 @pytest.mark.spark_job

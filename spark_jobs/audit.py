@@ -1,7 +1,8 @@
 """Write, audit, publish, shared by loads and derived tables: a version is written where nobody
-reads it (the run's staging), its blocking checks run on it, and only a version whose checks all
-pass is published and registered in the catalog. A version that fails is kept under
-``_rejected/<run>/`` and nothing of it becomes visible, unless a reviewed override publishes it.
+reads it (the run's version folder), its blocking checks run on it, and only a version whose checks all
+pass is published: the lake and the catalog point its days at it (``lake_io.Publisher``). A version
+that fails is kept under ``_rejected/<run>/`` and nothing of it becomes visible, unless a reviewed
+override publishes it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.common import as_int, as_json, partition_stats
-from spark_jobs.lake_io import Hdfs, Publisher
+from spark_jobs.lake_io import CatalogSwitch, Hdfs, Publisher, fault_point
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class TableOutcome:
 def audit(
     spark: SparkSession, root: str, days: list[str], pc: str, key: list[str], required: list[str]
 ) -> dict[str, Any]:
-    """What the checks need of a version not yet visible (the run's staging, or a rejected version),
+    """What the checks need of a version not yet visible (the run's own, or a rejected version),
     read in two passes: partition statistics and null counts, then duplicate keys."""
     hdfs = Hdfs(spark)
     paths = [f"{root}/{pc}={d}" for d in days if hdfs.exists(f"{root}/{pc}={d}")]
@@ -140,7 +141,7 @@ def uses_metastore(spark: SparkSession) -> bool:
 
 def warm_catalog(spark: SparkSession, catalog_tables: list[str | None]) -> None:
     """Connect to the metastore (Derby's start-up takes seconds) while the tables compute, on a
-    thread of its own, so registering them later does not wait for it."""
+    thread of its own, so publishing them later does not wait for it."""
     databases = sorted({t.split(".", 1)[0] for t in catalog_tables if t})
     if databases and uses_metastore(spark):
         threading.Thread(
@@ -150,40 +151,68 @@ def warm_catalog(spark: SparkSession, catalog_tables: list[str | None]) -> None:
         ).start()
 
 
-def register(
-    spark: SparkSession,
-    name: str | None,
-    location: str,
-    pc: str,
-    columns: list[tuple[str, str]],
-    days: list[str],
-    published_days: set[str],
-) -> tuple[str | None, list[str]]:
-    """Create or update table ``name`` ("<database>.<table>") in Spark's catalog (Derby locally, the
-    cluster's metastore on EMR) and add or drop the run's partitions, so spark.table() and
-    Hive/Athena need no repair step. Returns the table and which of the run's days the metastore now
-    lists, read back from it."""
+def catalog_switch(spark: SparkSession, name: str | None, root: str, pc: str) -> CatalogSwitch | None:
+    """How publishing points table ``name`` ("<database>.<table>") of Spark's catalog (Derby locally,
+    the cluster's metastore on EMR, e.g. Glue) at the published versions: each partition's location
+    is switched by one metastore call, so spark.table() and Hive/Athena see a partition old or new,
+    never mixed, and need no repair step. The table is created, and its new columns added, from the
+    version published. None when the run has no catalog."""
     if not name or not uses_metastore(spark):
-        return None, []
+        return None
     database, table = name.split(".", 1)
     quoted = f"`{database}`.`{table}`"
+
+    def spec(day: str) -> str:
+        return f"PARTITION (`{pc}` = '{day}')"
+
+    def switch(locations: dict[str, str | None]) -> None:
+        published = {d: loc for d, loc in sorted(locations.items()) if loc}
+        if published:
+            _create_or_evolve(spark, database, table, root, pc, next(iter(published.values())))
+        elif not spark.catalog.tableExists(f"{database}.{table}"):
+            return
+        listed = _listed_days(spark, quoted)
+        new = [f"{spec(d)} LOCATION '{loc}'" for d, loc in published.items() if d not in listed]
+        if new:
+            spark.sql(f"ALTER TABLE {quoted} ADD IF NOT EXISTS {' '.join(new)}")
+        for i, (day, loc) in enumerate((d, loc) for d, loc in published.items() if d in listed):
+            spark.sql(f"ALTER TABLE {quoted} {spec(day)} SET LOCATION '{loc}'")
+            fault_point(f"catalog_switched_{i + 1}")
+        gone = [spec(d) for d, loc in locations.items() if loc is None and d in listed]
+        if gone:
+            spark.sql(f"ALTER TABLE {quoted} DROP IF EXISTS {', '.join(gone)}")
+
+    return switch
+
+
+def _create_or_evolve(
+    spark: SparkSession, database: str, table: str, root: str, pc: str, sample: str
+) -> None:
+    """Create the table from a published partition's columns, or add the columns it lacks (schema
+    evolution reaches the catalog too)."""
+    quoted = f"`{database}`.`{table}`"
+    columns = [(f.name, f.dataType.simpleString()) for f in spark.read.parquet(sample).schema.fields]
+    columns.append((pc, "date"))
     with _CREATING_DATABASES:  # tables publish side by side: one creates the database
         if not spark.catalog.databaseExists(database):  # asking first: Hive logs an ERROR for IF NOT EXISTS
             spark.sql(f"CREATE DATABASE `{database}`")
     if not spark.catalog.tableExists(f"{database}.{table}"):
         ddl = ", ".join(f"`{n}` {t}" for n, t in columns)
-        spark.sql(
-            f"CREATE TABLE {quoted} ({ddl}) USING parquet PARTITIONED BY (`{pc}`) LOCATION '{location}'"
-        )
+        spark.sql(f"CREATE TABLE {quoted} ({ddl}) USING parquet PARTITIONED BY (`{pc}`) LOCATION '{root}'")
+        return
     known = {f.name for f in spark.table(quoted).schema.fields}
     new = [f"`{n}` {t}" for n, t in columns if n not in known]
-    if new:  # schema evolution reaches the catalog too
+    if new:
         spark.sql(f"ALTER TABLE {quoted} ADD COLUMNS ({', '.join(new)})")
-    added = [f"PARTITION (`{pc}` = '{d}')" for d in days if d in published_days]
-    if added:
-        spark.sql(f"ALTER TABLE {quoted} ADD IF NOT EXISTS {' '.join(added)}")
-    for d in days:
-        if d not in published_days:
-            spark.sql(f"ALTER TABLE {quoted} DROP IF EXISTS PARTITION (`{pc}` = '{d}')")
-    listed = {row[0].split("=", 1)[1] for row in spark.sql(f"SHOW PARTITIONS {quoted}").collect()}
-    return name, [d for d in days if d in listed]
+
+
+def _listed_days(spark: SparkSession, quoted: str) -> set[str]:
+    return {row[0].split("=", 1)[1] for row in spark.sql(f"SHOW PARTITIONS {quoted}").collect()}
+
+
+def catalog_partitions(spark: SparkSession, name: str | None, days: list[str]) -> list[str]:
+    """Which of ``days`` the catalog lists for table ``name``, read back from the metastore."""
+    if not name or not uses_metastore(spark) or not spark.catalog.tableExists(name):
+        return []
+    listed = _listed_days(spark, ".".join(f"`{p}`" for p in name.split(".", 1)))
+    return [d for d in days if d in listed]

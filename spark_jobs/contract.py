@@ -30,6 +30,10 @@ LOAD_CHECKS = {
 # Where a version the blocking checks kept from publishing is kept (<table>/_rejected/<run>/), and
 # the record of why, which `dp publish` reads: {"run", "days", "counts", "failed_checks"}.
 REJECTED, REJECTED_RECORD = "_rejected", "_dp_rejected.json"
+# Each run's version of a table (<table>/_versions/<run>/<day column>=<day>/), and the object naming
+# the published one of each day: {"partitions": {day: folder}, "superseded": {folder: epoch seconds}},
+# folders relative to the table. Readers that go by the lake read it; the catalog points at the same.
+VERSIONS, CURRENT = "_versions", "_dp_current.json"
 
 # A derived table's blocking checks (key_unique only where [derived.<t>] declares a key).
 DERIVED_CHECKS = {
@@ -117,6 +121,7 @@ class RunSpec(TypedDict):
     loads: list[LoadSpec]
     derives: list[DeriveSpec]
     s3_credentials: dict[str, dict[str, str]]  # bucket -> temporary keys: never logged or shown
+    keep_superseded_seconds: float  # how long a replaced version stays readable ([processing])
 
 
 class RunOutcome(TypedDict):

@@ -1,9 +1,9 @@
 """Compute a derived table's days from its SQL, over the same days of its upstream tables.
 
-Each upstream table is a temporary view holding only the run's days (partition pruning reads just
-those folders), so a daily derived table recomputes only its own partitions. Rows whose day falls
+Each upstream table is a temporary view holding only the run's published days (just their folders
+are read), so a daily derived table recomputes only its own partitions. Rows whose day falls
 outside the run are not written, and counted. Like a load, the result is written, audited
-(``contract.DERIVED_CHECKS``), and only then published and registered in the catalog.
+(``contract.DERIVED_CHECKS``), and only then published, in the lake and the catalog.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from spark_jobs.audit import (
     Check,
     TableOutcome,
     audit,
+    catalog_partitions,
+    catalog_switch,
     hold_back,
     key_unique,
-    register,
     rejected_version,
     report_checks,
 )
@@ -30,20 +31,23 @@ from spark_jobs.contract import COLUMN_SCHEMA, PARTITION_STATS, ROW_COUNT, SPARK
 from spark_jobs.lake_io import Hdfs, Publisher
 
 
-def compute(spark: SparkSession, spec: DeriveSpec, days: list[str], staging: str) -> dict[str, int]:
-    """Run the SQL over the run's days of its upstream tables into ``staging``; how many rows it
+def compute(spark: SparkSession, spec: DeriveSpec, days: list[str], version: str) -> dict[str, int]:
+    """Run the SQL over the run's days of its upstream tables into ``version``; how many rows it
     produced, and how many of them fell outside the run's days (not written)."""
     hdfs = Hdfs(spark)
     pc = spec["partition_column"]
     for name, upstream in spec["upstream"].items():
-        if not hdfs.exists(upstream["uri"]):
-            raise RuntimeError(
-                f"derived table {spec['table']!r}: upstream table {name!r} has no data at "
-                f"{upstream['uri']}; materialize {name} for {days[0]}..{days[-1]} first"
-            )
-        frame = spark.read.parquet(upstream["uri"])
-        upc = upstream["partition_column"]
-        frame.where(F.col(upc).cast("string").isin(days)).createOrReplaceTempView(name)
+        published = Publisher(hdfs, upstream["uri"], upstream["partition_column"])
+        frame = published.read(spark, days)  # the run's days only: just their folders are read
+        if frame is None:
+            everything = published.read(spark)
+            if everything is None:
+                raise RuntimeError(
+                    f"derived table {spec['table']!r}: upstream table {name!r} has no data at "
+                    f"{upstream['uri']}; materialize {name} for {days[0]}..{days[-1]} first"
+                )
+            frame = everything.limit(0)
+        frame.createOrReplaceTempView(name)
     result = spark.sql(spec["sql"])
     if pc not in result.columns:
         raise RuntimeError(
@@ -60,7 +64,7 @@ def compute(spark: SparkSession, spec: DeriveSpec, days: list[str], staging: str
     )
     result.where(day.isin(days)).withColumn(pc, F.col(pc).cast("date")).write.mode("overwrite").partitionBy(
         pc
-    ).parquet(staging)
+    ).parquet(version)
     observed = counted.get
     return {
         "rows_produced": int(observed.get("produced") or 0),
@@ -97,13 +101,14 @@ def evaluate(spec: DeriveSpec, counts: dict[str, int], audited: dict[str, Any]) 
 
 
 def derive_table(
-    spark: SparkSession, pipes: PipesContext, spec: DeriveSpec, days: list[str], run: str
+    spark: SparkSession, pipes: PipesContext, spec: DeriveSpec, days: list[str], run: str, keep_seconds: float
 ) -> TableOutcome:
     """Write, audit, publish one derived table (see ``loading.load_table``)."""
     started, phases = time.monotonic(), Phases()
     pc = spec["partition_column"]
     publisher = Publisher(Hdfs(spark), spec["table_uri"], pc)
-    recovered = publisher.recover()
+    catalog = catalog_switch(spark, spec["catalog_table"], spec["table_uri"], pc)
+    recovered = publisher.recover(catalog)
     override = spec["publish_rejected"]
     if override:
         record = rejected_version(publisher, spec["table"], override, days)
@@ -114,7 +119,7 @@ def derive_table(
         counts, source = record["counts"], publisher.rejected(override)
     else:
         pipes.log.info(f"derive {spec['table']}: {len(days)} day(s), {days[0]} .. {days[-1]}")
-        counts, source = compute(spark, spec, days, publisher.staging(run)), publisher.staging(run)
+        counts, source = compute(spark, spec, days, publisher.version(run)), publisher.version(run)
     phases.done("compute and write")
     audited = audit(spark, source, days, pc, spec["key"], required=[])
     phases.done("audit (before publishing)")
@@ -123,16 +128,18 @@ def derive_table(
         failed = [c.name for c in checks if not c.passed]
         record = {"run": run, "days": days, "counts": counts, "failed_checks": failed}
         return hold_back(pipes, spec["asset_key"], spec["table"], checks, [publisher], record)
-    publisher.publish(run, days, source=source)
+    publisher.publish(override or run, days, catalog, from_rejected=bool(override))
+    phases.done("publish (lake and catalog)")
     superseded = publisher.drop_superseded(days)
     if superseded:
         pipes.log.info(f"derive {spec['table']}: dropped the rejected versions of runs {superseded}")
-    phases.done("publish")
+    expired = publisher.expire(keep_seconds)
+    if expired:
+        pipes.log.info(f"derive {spec['table']}: deleted {len(expired)} replaced partition version(s)")
     stats = audited["stats"]
-    catalog_table, catalog_partitions = register(
-        spark, spec["catalog_table"], spec["table_uri"], pc, audited["schema"], days, set(stats)
-    )
-    phases.done("catalog")
+    catalog_table = spec["catalog_table"] if catalog else None
+    listed = catalog_partitions(spark, catalog_table, days)
+    phases.done("clean up")
     empty = {"rows": 0, "nulls": {}, "min": {}, "max": {}}
     pipes.report_asset_materialization(
         asset_key=spec["asset_key"],
@@ -148,7 +155,7 @@ def derive_table(
             },
             "table_uri": {"raw_value": spec["table_uri"], "type": "path"},
             "catalog_table": {"raw_value": catalog_table, "type": "text" if catalog_table else "null"},
-            "catalog_partitions": as_json(catalog_partitions),
+            "catalog_partitions": as_json(listed),
             "spark_seconds": {"raw_value": round(time.monotonic() - started, 2), "type": "float"},
             "spark_phase_seconds": as_json(phases.seconds),
             SPARK_RUNTIME: runtime_metadata(spark),

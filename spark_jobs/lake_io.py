@@ -1,9 +1,15 @@
-"""The lake as the job sees it through Hadoop's FileSystem (any scheme Spark writes), and the
-journaled per-partition swap that publishes a table's new partitions.
+"""The lake as the job sees it through Hadoop's FileSystem (any scheme Spark writes), and how a
+table's partitions are published: by switching which version each day points to, never by moving or
+overwriting the files a reader may be reading.
 
-Publishing is crash-safe: rows are written to a staging folder, a journal names the partitions to
-swap, then each partition is swapped in by two renames. A job killed at any point leaves each
-partition old or new, never mixed; the next run over the table rolls an unfinished journal forward.
+Every run writes its rows once, to a version folder of its own (``<table>/_versions/<run>/``), where
+nobody reads them. Publishing a day then points it at that version: one object,
+``<table>/_dp_current.json``, replaced whole (a single PUT on S3, a rename locally), for readers
+that go by the lake, and one metastore call per partition for readers that go through the catalog.
+A partition is therefore old or new for every reader, on a local disk and on S3 alike, where a
+rename is a copy. A journal makes the switch crash-safe: the next run over the table rolls an
+unfinished one forward. A replaced version stays readable for queries that started before the
+switch, and is deleted after the retention (``[processing] keep_superseded_hours``).
 """
 
 from __future__ import annotations
@@ -11,16 +17,30 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
-from spark_jobs.contract import REJECTED, REJECTED_RECORD
+from spark_jobs.contract import CURRENT, REJECTED, REJECTED_RECORD, VERSIONS
+
+# Points the catalog's partitions at their new locations ({day: location, or None to drop it}).
+CatalogSwitch = Callable[[dict[str, str | None]], None]
+
+
+_FAULT_HITS: Counter[str] = Counter()
 
 
 def fault_point(name: str) -> None:
-    """Tests kill the job here (DP_FAULT_KILL_AT=name) to prove publishing is crash-safe."""
-    if os.environ.get("DP_FAULT_KILL_AT") == name:
+    """Tests kill the job here to prove publishing is crash-safe: ``DP_FAULT_KILL_AT=name`` the first
+    time the job passes ``name``, ``name#2`` the second time (a table's quarantine publishes first)."""
+    wanted = os.environ.get("DP_FAULT_KILL_AT")
+    if not wanted or wanted.split("#")[0] != name:
+        return
+    _FAULT_HITS[name] += 1
+    if _FAULT_HITS[name] == int(wanted.partition("#")[2] or 1):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -65,6 +85,20 @@ class Hdfs:
         out.write(bytearray(text.encode()))
         out.close()
 
+    def replace_text(self, uri: str, text: str) -> None:
+        """Replace ``uri`` whole, never visible half-written: a PUT is atomic on S3; on other file
+        systems the text is written beside it and renamed over it."""
+        if uri.startswith(("s3://", "s3a://")):
+            self.write_text(uri, text)
+            return
+        fs, path = self._fs(uri)
+        _, partial = self._fs(f"{uri}.partial")
+        self.write_text(f"{uri}.partial", text)
+        if not fs.rename(partial, path):  # a local rename replaces; HDFS's refuses: make room first
+            fs.delete(path, False)
+            if not fs.rename(partial, path):
+                raise OSError(f"could not replace {uri}")
+
     def read_text(self, uri: str) -> str:
         fs, path = self._fs(uri)
         stream = fs.open(path)
@@ -74,25 +108,64 @@ class Hdfs:
             stream.close()
 
 
+def referenced_versions(state: dict[str, dict[str, Any]]) -> set[str]:
+    """The runs whose version folder a published day, or a replaced one still kept, points to."""
+    folders = (*state["partitions"].values(), *state["superseded"])
+    return {f.split("/")[1] for f in folders if f.startswith(f"{VERSIONS}/")}
+
+
 class Publisher:
-    """Swaps freshly written partitions into a table folder, journaled so a crash can be finished."""
+    """Publishes a table's partitions (see the module's docstring): each run writes a version of its
+    own, and publishing points the run's days at it, journaled so a crash can be finished."""
 
     def __init__(self, hdfs: Hdfs, root: str, partition_column: str) -> None:
         self.hdfs, self.root, self.pc = hdfs, root, partition_column
 
-    def staging(self, run: str) -> str:
-        return f"{self.root}/_staging/{run}"
+    def version(self, run: str) -> str:
+        """Where ``run`` writes its version of the table; nobody reads it until it is published."""
+        return f"{self.root}/{VERSIONS}/{run}"
 
     def rejected(self, run: str) -> str:
         return f"{self.root}/{REJECTED}/{run}"
 
+    def state(self) -> dict[str, dict[str, Any]]:
+        """What is published: ``partitions`` {day: folder relative to the table}, and ``superseded``
+        {folder: when it was replaced, epoch seconds}. A table written before versions existed has
+        its partitions directly under the table folder, and is taken as it is."""
+        uri = f"{self.root}/{CURRENT}"
+        if self.hdfs.exists(uri):
+            state = json.loads(self.hdfs.read_text(uri))
+            return {"partitions": state["partitions"], "superseded": state["superseded"]}
+        prefix = f"{self.pc}="
+        legacy = [n for n in self.hdfs.list_names(self.root) if n.startswith(prefix)]
+        return {"partitions": {n.removeprefix(prefix): n for n in legacy}, "superseded": {}}
+
+    def published(self, days: list[str] | None = None) -> dict[str, str]:
+        """Where each published day (of ``days``, default all) is read: {day: folder URI}."""
+        partitions = self.state()["partitions"]
+        return {d: f"{self.root}/{p}" for d, p in sorted(partitions.items()) if days is None or d in days}
+
+    def read(self, spark: SparkSession, days: list[str] | None = None) -> DataFrame | None:
+        """The published rows of ``days`` (default all) with the partition column, as a reader going
+        by the lake sees them; None when none is published."""
+        by_version: dict[str, list[str]] = defaultdict(list)
+        for folder in self.published(days).values():
+            by_version[folder.rsplit("/", 1)[0]].append(folder)
+        frames = [spark.read.option("basePath", base).parquet(*paths) for base, paths in by_version.items()]
+        if not frames:
+            return None
+        merged = frames[0]
+        for frame in frames[1:]:  # versions written before and after a schema evolution
+            merged = merged.unionByName(frame, allowMissingColumns=True)
+        return merged
+
     def reject(self, run: str, record: dict[str, Any]) -> str:
-        """Keep the run's staged version for inspection instead of publishing it (its blocking checks
+        """Keep the run's version for inspection instead of publishing it (its blocking checks
         failed): ``_rejected/<run>/``, with what the audit found in ``_dp_rejected.json``. Readers skip
         folders whose name starts with ``_``, so nothing of it is visible."""
         target = self.rejected(run)
-        if self.hdfs.exists(self.staging(run)):
-            self.hdfs.rename(self.staging(run), target)
+        if self.hdfs.exists(self.version(run)):
+            self.hdfs.rename(self.version(run), target)
         self.hdfs.write_text(f"{target}/{REJECTED_RECORD}", json.dumps(record))
         return target
 
@@ -112,43 +185,73 @@ class Publisher:
         path = f"{self.rejected(run)}/{REJECTED_RECORD}"
         return json.loads(self.hdfs.read_text(path)) if self.hdfs.exists(path) else None
 
-    def publish(self, run: str, days: list[str], source: str | None = None) -> None:
-        """Swap in the run's partitions from ``source`` (default: its staging; a rejected version when
-        an override publishes it); a day with no rows there ends up absent (empty)."""
-        source = source or self.staging(run)
+    def publish(
+        self, run: str, days: list[str], catalog: CatalogSwitch | None = None, from_rejected: bool = False
+    ) -> None:
+        """Point ``days`` at ``run``'s version (a day with no rows in it is no longer published), in
+        the lake and then in the catalog. ``from_rejected``: the version is the one the run's checks
+        held back, published by a reviewed override."""
         journal = f"{self.root}/_publish/{run}.json"
-        actions = {d: "replace" if self.hdfs.exists(f"{source}/{self.pc}={d}") else "remove" for d in days}
-        self.hdfs.write_text(journal, json.dumps({"run": run, "actions": actions, "source": source}))
+        self.hdfs.write_text(journal, json.dumps({"run": run, "days": days, "from_rejected": from_rejected}))
         fault_point("journal_written")
-        self._apply(run, actions, source)
+        self._apply(run, days, from_rejected, catalog)
         self.hdfs.delete(journal)
 
-    def recover(self) -> list[str]:
-        """Finish every journal a killed job left behind; return the runs it completed. Safe because
-        a job runs only while its orchestrator holds the table's lock in the lake (taken over only
-        from a holder that provably died): whatever other runs left here, they are dead."""
+    def recover(self, catalog: CatalogSwitch | None = None) -> list[str]:
+        """Finish every publish a killed job left behind, and delete the versions nobody published
+        (their runs died writing them); return the runs whose publish it completed. Safe because a job
+        runs only while its orchestrator holds the table's lock in the lake (taken over only from a
+        holder that provably died): whatever other runs left here, they are dead."""
         finished = []
         for name in sorted(self.hdfs.list_names(f"{self.root}/_publish")):
             journal = f"{self.root}/_publish/{name}"
             entry = json.loads(self.hdfs.read_text(journal))
-            self._apply(entry["run"], entry["actions"], entry.get("source") or self.staging(entry["run"]))
+            self._apply(entry["run"], entry["days"], entry["from_rejected"], catalog)
             self.hdfs.delete(journal)
             finished.append(entry["run"])
-        for leftover in self.hdfs.list_names(f"{self.root}/_staging"):  # written, never journaled
-            self.hdfs.delete(f"{self.root}/_staging/{leftover}")
+        kept = referenced_versions(self.state())
+        for run in self.hdfs.list_names(f"{self.root}/{VERSIONS}"):
+            if run not in kept:
+                self.hdfs.delete(self.version(run))
         return finished
 
-    def _apply(self, run: str, actions: dict[str, str], source: str) -> None:
-        for i, (day, action) in enumerate(sorted(actions.items())):
-            final = f"{self.root}/{self.pc}={day}"
-            fresh = f"{source}/{self.pc}={day}"
-            trash = f"{self.root}/_trash/{run}/{self.pc}={day}"
-            if action == "replace" and not self.hdfs.exists(fresh):
-                continue  # swapped before a crash
-            if self.hdfs.exists(final):
-                self.hdfs.rename(final, trash)
-            if action == "replace":
-                self.hdfs.rename(fresh, final)
-            fault_point(f"swapped_{i + 1}")
-        self.hdfs.delete(f"{self.root}/_trash/{run}")
-        self.hdfs.delete(source)
+    def expire(self, keep_seconds: float) -> list[str]:
+        """Delete the versions replaced more than ``keep_seconds`` ago (queries that started before
+        the switch have had that long); returns the folders deleted, relative to the table."""
+        state = self.state()
+        now = time.time()
+        expired = [p for p, when in state["superseded"].items() if now - when >= keep_seconds]
+        if not expired:
+            return []
+        for folder in expired:
+            del state["superseded"][folder]
+        self.hdfs.replace_text(f"{self.root}/{CURRENT}", json.dumps(state, sort_keys=True))
+        for folder in expired:
+            self.hdfs.delete(f"{self.root}/{folder}")
+        for run in {p.split("/")[1] for p in expired if p.startswith(f"{VERSIONS}/")} - referenced_versions(
+            state
+        ):
+            self.hdfs.delete(self.version(run))  # nothing of it is left: drop the empty folder
+        return sorted(expired)
+
+    def _apply(self, run: str, days: list[str], from_rejected: bool, catalog: CatalogSwitch | None) -> None:
+        if from_rejected and self.hdfs.exists(self.rejected(run)):
+            self.hdfs.rename(self.rejected(run), self.version(run))  # back among the versions
+        state = self.state()
+        partitions, superseded = state["partitions"], state["superseded"]
+        now, switched = time.time(), {}
+        for day in days:
+            folder = f"{VERSIONS}/{run}/{self.pc}={day}"
+            old = partitions.get(day)
+            if self.hdfs.exists(f"{self.root}/{folder}"):
+                partitions[day] = folder
+            else:
+                partitions.pop(day, None)
+            if old and old != partitions.get(day):
+                superseded.setdefault(old, now)
+            superseded.pop(partitions.get(day, ""), None)
+            switched[day] = f"{self.root}/{partitions[day]}" if day in partitions else None
+        self.hdfs.replace_text(f"{self.root}/{CURRENT}", json.dumps(state, sort_keys=True))
+        fault_point("lake_switched")
+        if catalog is not None:
+            catalog(switched)

@@ -2,9 +2,9 @@
 
 Every staged row ends as exactly one of: loaded, quarantined (unparseable at dump, or a value that
 does not fit its column's type, with the reason, file and line), or deduplicated. For each day,
-rows in = loaded + quarantined + deduplicated, and the job checks it. Partitions are published by
-``lake_io.Publisher``, registered in Spark's catalog, read back, and checked; the materialization
-and the checks go back through Pipes.
+rows in = loaded + quarantined + deduplicated, and the job checks it. The run's version is written,
+audited, and only then published by ``lake_io.Publisher``, in the lake and Spark's catalog; the
+materialization and the checks go back through Pipes.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from spark_jobs.audit import (
     Check,
     TableOutcome,
     audit,
+    catalog_partitions,
+    catalog_switch,
     hold_back,
     key_unique,
-    register,
     rejected_version,
     report_checks,
 )
@@ -131,7 +132,7 @@ def published_columns(spec: LoadSpec) -> list[tuple[str, str]]:
 def stage(
     spark: SparkSession, spec: LoadSpec, days: list[str], run: str, phases: Phases, zones: Zones
 ) -> dict[str, dict[str, int]]:
-    """Type and account for the delivered rows, writing them to the run's staging folders (nothing is
+    """Type and account for the delivered rows, writing them to the run's version folders (nothing is
     visible yet); the rows quarantined and deduplicated per day."""
     pc = spec["partition_column"]
     table, quarantine = zones.table, zones.quarantine
@@ -155,7 +156,7 @@ def stage(
             F.sha2(canonical, 256).alias(ROW_HASH),
             F.lit(spec["load_date"]).cast("date").alias(LOAD_DATE),
             pc,
-        ).write.mode("overwrite").partitionBy(pc).parquet(table.staging(run))
+        ).write.mode("overwrite").partitionBy(pc).parquet(table.version(run))
         totals = {k: int(v or 0) for k, v in observation.get.items()}
         phases.done("read, type, hash and write loaded")
         fault_point("loaded_written")
@@ -169,8 +170,8 @@ def stage(
                     F.col(RAW), F.concat_ws(",", *[F.coalesce(F.col(n), F.lit("")) for n in names])
                 ).alias(RAW),
                 pc,
-            ).write.mode("overwrite").partitionBy(pc).parquet(quarantine.staging(run))
-            for row in spark.read.parquet(quarantine.staging(run)).groupBy(pc).count().collect():
+            ).write.mode("overwrite").partitionBy(pc).parquet(quarantine.version(run))
+            for row in spark.read.parquet(quarantine.version(run)).groupBy(pc).count().collect():
                 counts["quarantined"][row[pc].isoformat()] = row["count"]
             phases.done("write quarantined")
         fault_point("quarantined_written")
@@ -178,7 +179,7 @@ def stage(
             for row in frame.where(F.col(STATUS) == "deduplicated").groupBy(pc).count().collect():
                 counts["deduplicated"][row[pc].isoformat()] = row["count"]
             phases.done("count deduplicated")
-    fault_point("staging_written")
+    fault_point("version_written")
     return counts
 
 
@@ -329,16 +330,18 @@ def load_table(
     days: list[str],
     run: str,
     credentialed: list[str],
+    keep_seconds: float,
 ) -> TableOutcome:
-    """Write, audit, publish one table: type the delivered rows into the run's staging, run the
-    blocking checks on that, and publish (then register) only if they all pass. Otherwise the
+    """Write, audit, publish one table: type the delivered rows into the run's version, run the
+    blocking checks on that, and publish it (lake, then catalog) only if they all pass. Otherwise the
     version is kept under ``_rejected/<run>/`` and nothing of it becomes visible, unless this run is
     the reviewed override that publishes a rejected version (``publish_rejected``)."""
     started, phases = time.monotonic(), Phases()
     pc = spec["partition_column"]
     hdfs = Hdfs(spark)
     zones = Zones(Publisher(hdfs, spec["table_uri"], pc), Publisher(hdfs, spec["quarantine_uri"], pc))
-    recovered = zones.table.recover() + zones.quarantine.recover()
+    catalog = catalog_switch(spark, spec["catalog_table"], spec["table_uri"], pc)
+    recovered = zones.table.recover(catalog) + zones.quarantine.recover()
     phases.done("recover")
     override = spec["publish_rejected"]
     if override:
@@ -352,7 +355,7 @@ def load_table(
     else:
         pipes.log.info(f"load {spec['table']}: {len(days)} day(s), {days[0]} .. {days[-1]}")
         counts = stage(spark, spec, days, run, phases, zones)
-        sources = (zones.table.staging(run), zones.quarantine.staging(run))
+        sources = (zones.table.version(run), zones.quarantine.version(run))
     required = [c["name"] for c in spec["columns"] if not c["nullable"] or c["name"] in spec["key"]]
     audited = audit(spark, sources[0], days, pc, spec["key"], required)
     phases.done("audit (before publishing)")
@@ -363,29 +366,26 @@ def load_table(
         return hold_back(
             pipes, spec["asset_key"], spec["table"], checks, [zones.table, zones.quarantine], record
         )
-    zones.table.publish(run, days, source=sources[0])
-    zones.quarantine.publish(run, days, source=sources[1])
+    version = override or run
+    zones.quarantine.publish(version, days, from_rejected=bool(override))  # first: the table's switch
+    zones.table.publish(version, days, catalog, from_rejected=bool(override))  # is what readers see
+    phases.done("publish (lake and catalog)")
     superseded = zones.table.drop_superseded(days) + zones.quarantine.drop_superseded(days)
     if superseded:
         pipes.log.info(
             f"load {spec['table']}: dropped the rejected versions of runs {sorted(set(superseded))}"
         )
-    phases.done("publish")
-    catalog_table, catalog_partitions = register(
-        spark,
-        spec["catalog_table"],
-        spec["table_uri"],
-        pc,
-        published_columns(spec),
-        days,
-        set(audited["stats"]),
-    )
-    phases.done("catalog")
+    expired = zones.table.expire(keep_seconds) + zones.quarantine.expire(keep_seconds)
+    if expired:
+        pipes.log.info(f"load {spec['table']}: deleted {len(expired)} replaced partition version(s)")
+    catalog_table = spec["catalog_table"] if catalog else None
+    listed = catalog_partitions(spark, catalog_table, days)
+    phases.done("clean up")
     result = {
         **counts,
         "recovered_runs": recovered,
         "catalog_table": catalog_table,
-        "catalog_partitions": catalog_partitions,
+        "catalog_partitions": listed,
         "phases": phases.seconds,
         "s3_credentials_for": credentialed,
         "runtime": runtime_metadata(spark),

@@ -67,6 +67,7 @@ class Tables:
         key_range = spec["partition_key_range"]
         self.days = days_between(key_range["start"], key_range["end"])
         self.credentialed = use_s3_credentials(spark, spec["s3_credentials"])
+        self.keep_seconds = spec["keep_superseded_seconds"]
         self.outcome: RunOutcome = {"failed": {}, "not_run": {}}
         self.blocked: dict[str, str] = {}  # table -> why its readers must not run
 
@@ -89,7 +90,9 @@ class Tables:
 
     def load(self, spec: LoadSpec) -> None:
         try:
-            done = load_table(self.spark, self.pipes, spec, self.days, self.run, self.credentialed)
+            done = load_table(
+                self.spark, self.pipes, spec, self.days, self.run, self.credentialed, self.keep_seconds
+            )
         except Exception as exc:
             self.fail("load", spec, exc)
             return
@@ -103,7 +106,7 @@ class Tables:
             self.blocked[spec["table"]] = f"{spec['table']} was not run"
             return
         try:
-            done = derive_table(self.spark, self.pipes, spec, self.days, self.run)
+            done = derive_table(self.spark, self.pipes, spec, self.days, self.run, self.keep_seconds)
         except Exception as exc:
             self.fail("derive", spec, exc)
             return

@@ -82,6 +82,12 @@ class Processing(_Strict):
     retention_days: int = Field(
         default=7, ge=1, description="days the source keeps a delivery; older gaps cannot be caught up"
     )
+    keep_superseded_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="how long a replaced partition version stays readable (for queries that started "
+        "before the switch) before it is deleted",
+    )
     table_lock_wait_seconds: float = Field(
         default=3600.0, ge=0, description="how long a run waits for another live run writing the same table"
     )

@@ -213,6 +213,7 @@ def run_spark(
         "loads": loads,
         "derives": [{**d.spec(lake), "publish_rejected": publish_rejected} for d in derives],
         "s3_credentials": lake.spark_credentials(),  # Pipes context only: never logged or shown
+        "keep_superseded_seconds": loaded.config.processing.keep_superseded_hours * 3600,
     }
     written = sorted({s["table"] for s in loads} | {d.name for d in derives})
     context.log.info(
