@@ -1,5 +1,6 @@
-"""Nightly schedule with catch-up: the gap since the last materialized partition, read from Dagster's
-own partition status, becomes one run; days past the source's retention are named, not requested."""
+"""Nightly schedule with catch-up: every day whose partition is not materialized (never loaded, or
+failed since), read from Dagster's own partition status, is requested in as few runs as the
+partition limit allows; days past the source's retention are named, not requested."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ def materialize(instance: dg.DagsterInstance, first: str, last: str, table: str 
         day += dt.timedelta(days=1)
 
 
+def fail(instance: dg.DagsterInstance, day: str, table: str = "flights") -> None:
+    """A real run of the table's asset that fails for ``day``, as a held-back load does."""
+
+    @dg.asset(name=table, partitions_def=dg.DailyPartitionsDefinition(start_date="2024-01-01"))
+    def failing() -> None:
+        raise RuntimeError("held back")
+
+    assert not dg.materialize([failing], partition_key=day, instance=instance, raise_on_error=False).success
+
+
 def tick(
     loaded: LoadedConfig, instance: dg.DagsterInstance, at: dt.datetime
 ) -> tuple[list[dg.RunRequest], str | None]:
@@ -68,7 +79,9 @@ def test_a_three_day_outage_then_one_tick_is_one_run_over_exactly_the_missing_da
     assert ranges(requests) == [("2024-03-10", "2024-03-10")]
     materialize(instance, "2024-03-10", "2024-03-10")
     requests, skipped = tick(loaded, instance, dt.datetime(2024, 3, 11, 2, tzinfo=UTC))
-    assert requests == [] and skipped and "nothing missing (last materialized 2024-03-10" in skipped
+    assert requests == [] and skipped
+    # Before 03-01 nothing was ever loaded, and the source no longer holds it: named, not requested.
+    assert "last materialized 2024-03-10, 60 day(s) missing; 60 past retention; requesting nothing" in skipped
 
 
 def test_a_gap_older_than_retention_is_named_and_only_recoverable_days_run(
@@ -84,14 +97,17 @@ def test_a_gap_older_than_retention_is_named_and_only_recoverable_days_run(
 
     # retention_days = 7 on 03-20: the source still holds 03-13..03-19.
     assert ranges(requests) == [("2024-03-13", "2024-03-19")]
-    assert "WARNING - flights: 11 missing day(s) cannot be recovered: 2024-03-02..2024-03-12" in log
-    assert "processing.retention_days = 7" in log
+    assert (
+        "WARNING - flights: 66 missing day(s) cannot be recovered: 2024-01-01..2024-02-24, "
+        "2024-03-02..2024-03-12 are older than processing.retention_days = 7"
+    ) in log
 
     longer = config_with(
         isolated_home, {"start_date": "2024-01-01", "end_date": None, "retention_days": "30"}
     )
     requests, _ = tick(longer, instance, dt.datetime(2024, 3, 20, 2, tzinfo=UTC))
-    assert ranges(requests) == [("2024-03-02", "2024-03-19")]
+    # 02-19..02-24 and 03-02..03-19 are missing: one run spans the 6 loaded days between them.
+    assert ranges(requests) == [("2024-02-19", "2024-03-19")]
 
 
 def test_days_a_queued_run_already_covers_are_left_to_it(
@@ -107,6 +123,23 @@ def test_days_a_queued_run_already_covers_are_left_to_it(
     )
     requests, _ = tick(loaded, instance, dt.datetime(2024, 3, 10, 2, tzinfo=UTC))
     assert ranges(requests) == [("2024-03-05", "2024-03-05"), ("2024-03-08", "2024-03-09")]
+
+
+def test_a_failed_day_and_a_hole_before_later_successes_are_retried_in_one_run(
+    loaded: LoadedConfig, instance: dg.DagsterInstance
+) -> None:
+    """03-04 loaded, then failed on a rerun (say, held back by its checks), and 03-06 was never
+    loaded, while the new-data sensor loaded 03-05 and 03-07..03-09: the next tick retries both, as
+    one run."""
+    materialize(instance, "2024-03-01", "2024-03-05")
+    materialize(instance, "2024-03-07", "2024-03-09")
+    fail(instance, "2024-03-04")
+    requests, skipped = tick(loaded, instance, dt.datetime(2024, 3, 10, 2, tzinfo=UTC))
+    assert ranges(requests) == [("2024-03-04", "2024-03-06")]
+    assert requests[0].tags[TRIGGER_TAG] == "nightly"
+    materialize(instance, "2024-03-04", "2024-03-06")
+    requests, skipped = tick(loaded, instance, dt.datetime(2024, 3, 10, 2, tzinfo=UTC))
+    assert requests == [] and skipped and "requesting nothing" in skipped
 
 
 def test_yesterday_is_counted_in_the_configured_time_zone(
@@ -126,7 +159,8 @@ def test_yesterday_is_counted_in_the_configured_time_zone(
     assert ranges(requests) == [("2024-03-09", "2024-03-09")]
     # 03:00 UTC on 03-10 is still 03-09 in New York: yesterday is 03-08, already there.
     requests, skipped = tick(loaded, instance, dt.datetime(2024, 3, 10, 3, tzinfo=UTC))
-    assert requests == [] and skipped and "nothing missing" in skipped
+    assert requests == [] and skipped and "last materialized 2024-03-08" in skipped
+    assert "requesting nothing" in skipped
 
 
 def test_partitions_that_ended_long_ago_are_never_requested(

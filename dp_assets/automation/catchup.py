@@ -1,8 +1,10 @@
 """Catch-up: which days a table is missing, read from Dagster's own partition status.
 
-The gap is every day after the last materialized partition of the table's load asset up to the
-latest complete day. Days older than ``processing.retention_days`` are gone at the source and are
-reported, not requested; days a queued or running run of the table already covers are left to it.
+Missing is every day from the first partition up to the latest complete day whose load partition is
+not materialized: never loaded, emptied by ``--clean-up``, or whose last attempt failed (a held-back
+load, a missing delivery), wherever it lies, even before days that succeeded since. Days older than
+``processing.retention_days`` are gone at the source and are named, not requested; days a queued or
+running run of the table already covers are left to it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from dp_assets.automation.runs import day_ranges, days_in_flight, describe_days, describe_ranges
+from dp_assets.automation.runs import covering_ranges, days_in_flight, describe_days, describe_ranges
 from dp_assets.config.model import PipelineConfig
+from dp_assets.partitions import daily_partitions
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,8 @@ class CatchUpPlan:
     table: str
     latest_complete: dt.date | None  # None: no partition is complete yet
     last_materialized: dt.date | None
-    missing: list[dt.date]  # after the last materialized day, up to the latest complete one
+    missing: list[dt.date]  # not materialized, up to the latest complete day
+    failed: list[dt.date]  # missing because their last attempt failed
     unrecoverable: list[dt.date]  # missing and older than the source's retention
     in_flight: list[dt.date]  # missing but already covered by a queued or running run
     ranges: list[tuple[dt.date, dt.date]]  # what to request: one run per block
@@ -40,6 +44,8 @@ class CatchUpPlan:
         if not self.missing:
             return f"{self.table}: nothing missing (last materialized {last}, latest {self.latest_complete})"
         parts = [f"{self.table}: last materialized {last}, {len(self.missing)} day(s) missing"]
+        if self.failed:
+            parts.append(f"{describe_days(self.failed)} failed")
         if self.unrecoverable:
             parts.append(f"{len(self.unrecoverable)} past retention")
         if self.in_flight:
@@ -60,26 +66,32 @@ def latest_complete_day(config: PipelineConfig, today: dt.date) -> dt.date | Non
 def plan_catch_up(
     instance: dg.DagsterInstance, config: PipelineConfig, table: str, today: dt.date
 ) -> CatchUpPlan:
-    """The days ``table`` is missing as of ``today`` (in the schedule's time zone) and what to run."""
+    """The days ``table`` is missing as of ``today`` (in the schedule's time zone) and what to run:
+    as few runs as ``processing.max_partitions`` allows, each one spanning the days between missing
+    ones (reloading a loaded day costs less than another Spark application) but never a day another
+    run covers or one the source no longer holds."""
     latest = latest_complete_day(config, today)
     if latest is None:
-        return CatchUpPlan(table, None, None, [], [], [], [])
+        return CatchUpPlan(table, None, None, [], [], [], [], [])
     start = config.general.start_date
-    materialized = {d for key in instance.get_materialized_partitions(dg.AssetKey(table)) if (d := _day(key))}
-    last = max((d for d in materialized if start <= d <= latest), default=None)
-    first = last + dt.timedelta(days=1) if last else start
-    missing = [first + dt.timedelta(days=i) for i in range((latest - first).days + 1)]
+    days = [start + dt.timedelta(days=i) for i in range((latest - start).days + 1)]
+    status = (
+        instance.get_status_by_partition(
+            dg.AssetKey(table), [d.isoformat() for d in days], daily_partitions(config.general)
+        )
+        or {}
+    )
+    state = {d: status.get(d.isoformat()) for d in days}
+    done = [d for d in days if state[d] == dg.AssetPartitionStatus.MATERIALIZED]
+    missing = [d for d in days if state[d] != dg.AssetPartitionStatus.MATERIALIZED]
+    failed = [d for d in missing if state[d] == dg.AssetPartitionStatus.FAILED]
     oldest_held = today - dt.timedelta(days=config.processing.retention_days)
     unrecoverable = [d for d in missing if d < oldest_held]
-    flying = days_in_flight(instance, table)
+    flying = days_in_flight(instance, table) | {
+        d for d in days if state[d] == dg.AssetPartitionStatus.IN_PROGRESS
+    }
     in_flight = [d for d in missing if d >= oldest_held and d in flying]
     todo = [d for d in missing if d >= oldest_held and d not in flying]
-    ranges = day_ranges(todo, config.processing.max_partitions)
-    return CatchUpPlan(table, latest, last, missing, unrecoverable, in_flight, ranges)
-
-
-def _day(partition_key: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(partition_key)
-    except ValueError:
-        return None
+    ranges = covering_ranges(todo, avoid=flying, max_days=config.processing.max_partitions)
+    last = max(done, default=None)
+    return CatchUpPlan(table, latest, last, missing, failed, unrecoverable, in_flight, ranges)

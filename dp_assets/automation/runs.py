@@ -34,12 +34,26 @@ def day_ranges(days: Iterable[dt.date], max_days: int) -> list[tuple[dt.date, dt
     A run over a gap would make the dump fail on the days nobody delivered, so a range never spans
     one; a block longer than ``processing.max_partitions`` is split because a run may not exceed it.
     """
+    listed = set(days)
+    block_ends = {d + dt.timedelta(days=1) for d in listed} - listed  # the first day of each gap
+    return covering_ranges(listed, avoid=block_ends, max_days=max_days)
+
+
+def covering_ranges(
+    days: Iterable[dt.date], avoid: Iterable[dt.date], max_days: int
+) -> list[tuple[dt.date, dt.date]]:
+    """As few ranges as cover ``days``, each at most ``max_days`` long and starting and ending on one
+    of them: a range spans the days between two of them unless one of those is in ``avoid``."""
+    blocked = sorted(set(avoid))
     out: list[tuple[dt.date, dt.date]] = []
     for day in sorted(set(days)):
-        if out and day == out[-1][1] + dt.timedelta(days=1) and (day - out[-1][0]).days < max_days:
-            out[-1] = (out[-1][0], day)
-        else:
-            out.append((day, day))
+        if out:
+            first, last = out[-1]
+            crosses = any(last < b < day for b in blocked)
+            if not crosses and (day - first).days < max_days:
+                out[-1] = (first, day)
+                continue
+        out.append((day, day))
     return out
 
 
