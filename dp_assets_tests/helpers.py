@@ -14,7 +14,7 @@ import pyarrow.dataset as pads
 
 from dp_assets.config.loader import PACKAGED, LoadedConfig, load_config_from
 from dp_assets.demo import write_flight_deliveries
-from dp_assets.lake import Lake
+from dp_assets.lake import Lake, published_dataset
 from spark_jobs.contract import CURRENT, VERSIONS
 from spark_jobs.lake_io import referenced_versions
 
@@ -33,14 +33,6 @@ def range_tags(start: str, end: str) -> dict[str, str]:
     return {RANGE_START: start, RANGE_END: end}
 
 
-def published_folders(table: str | Path) -> dict[str, Path]:
-    """Where a reader going by the lake reads each published day of ``table``: {day: folder}."""
-    current = Path(table) / CURRENT
-    if not current.exists():
-        return {}
-    return {d: Path(table) / f for d, f in json.loads(current.read_text())["partitions"].items()}
-
-
 def unreferenced_versions(table: str | Path) -> list[str]:
     """Version folders of ``table`` that neither a published day nor a replaced one (kept for the
     retention) points to: a crashed run's leftovers, which the next run must have deleted."""
@@ -54,10 +46,9 @@ def unreferenced_versions(table: str | Path) -> list[str]:
 def read_table(path: str | Path) -> pads.Dataset:
     """A table as a reader going by the lake sees it (the published version of each day), or, for a
     folder that is one version (``_rejected/<run>``), what that version holds."""
-    if not (Path(path) / CURRENT).exists():
-        return pads.dataset(str(path), format="parquet", partitioning="hive")
-    files = [str(f) for folder in published_folders(path).values() for f in sorted(folder.glob("*.parquet"))]
-    return pads.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(path))
+    if (Path(path) / CURRENT).exists():
+        return published_dataset(path)
+    return pads.dataset(str(path), format="parquet", partitioning="hive")
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:

@@ -79,6 +79,22 @@ def test_demo_subprocess_writes_lake_and_records_run_in_default_instance(isolate
     for name in ("airlines", "airports", "planes", "daily_carrier_delays"):  # PostgreSQL, and derived
         assert lines[name][1] == "2" and int(lines[name][2]) > 0, lines.get(name)
     assert int(lines["airlines"][2]) == 2 * 16  # a full snapshot per day
+    # Progress per table and stage, then the summary; Dagster's event stream is in the log file.
+    out = proc.stdout.splitlines()
+    assert len(out) < 50 and not [line for line in out if "DEBUG" in line], proc.stdout
+    progress = {" ".join(line.split()[1:3]) for line in out if line[:2].isdigit() and line[2] == ":"}
+    for table in ("flights", "airlines", "airports", "planes"):
+        assert {f"dump {table}:", f"load {table}:"} <= progress, progress
+    assert {"spark: starting", "derive daily_carrier_delays:"} <= progress, progress
+    assert any(line.split()[1:4] == ["load", "flights:", "published,"] for line in out)
+    (log_file,) = [
+        Path(w)
+        for line in out
+        if "every event of the run goes to" in line
+        for w in line.split()
+        if w.endswith(".log")
+    ]
+    assert "STEP_START" in log_file.read_text() and "DEBUG" in log_file.read_text()
     dagster_home = isolated_home / "dagster_home"
     assert (dagster_home / "dagster.yaml").is_file()
     with dg.instance_for_test(temp_dir=str(dagster_home)) as instance:

@@ -14,14 +14,13 @@ import pytest
 from dp_assets.config.loader import ConfigError, load_config_from
 from dp_assets.definitions import build_definitions
 from dp_assets.demo import seed_dimensions, write_flight_deliveries
-from dp_assets.lake import Lake
+from dp_assets.lake import Lake, published_folders
 from dp_assets_tests.conftest import packaged_text
 from dp_assets_tests.helpers import (
     checks_by_asset,
     demo_lake,
     materializations,
     materialize_range,
-    published_folders,
     range_tags,
     read_table,
 )
@@ -81,7 +80,9 @@ def test_derived_rows_match_the_sql_over_the_loaded_tables(derived_run) -> None:
     mats = {m.partition: m.metadata for m in materializations(result, DERIVED)}
     per_day = {d: sum(1 for r in rows if r[0] == d) for d in delivered}
     assert {d: md["dagster/row_count"].value for d, md in mats.items()} == per_day
-    assert mats[START]["rows_outside_range"].value == 0
+    totals = mats[START]["range_totals"].value
+    assert totals["rows_outside_range"] == 0 and totals["partitions"] == 2 and totals["rows"] == len(rows)
+    assert all(md["bytes"].value > 0 for md in mats.values())  # each day's own size
     assert mats[START]["catalog_table"].value == f"nycflights13.{DERIVED}"
     assert mats[START]["catalog_partitions"].value == [START, END]
     derived_checks = {c: ok for (a, c), ok in checks_by_asset(result).items() if a == DERIVED}

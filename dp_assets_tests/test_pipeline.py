@@ -19,7 +19,7 @@ from dp_assets.config.loader import load_config_from
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.definitions import build_definitions
 from dp_assets.demo import write_flight_deliveries
-from dp_assets.lake import Lake
+from dp_assets.lake import Lake, published_folders
 from dp_assets.partitions import daily_partitions
 from dp_assets.runner import run_range
 from dp_assets.stages.tables import TABLES_OP
@@ -56,7 +56,7 @@ def test_range_loads_every_row_into_hive_partitions(three_days) -> None:
     by_day = pc.value_counts(table["flight_date"].cast("string")).to_pylist()
     assert {d["values"]: d["counts"] for d in by_day} == delivered
     table_folder = Path(loaded.output_path) / "flights"
-    assert [str(f.relative_to(table_folder)) for f in helpers.published_folders(table_folder).values()] == [
+    assert [str(f.relative_to(table_folder)) for f in published_folders(table_folder).values()] == [
         f"_versions/{result.run_id}/flight_date={d}" for d in delivered
     ]
     assert str(table.schema.field("time_hour").type) == "timestamp[us, tz=UTC]"
@@ -80,7 +80,7 @@ def test_one_run_one_spark_application_for_the_range(three_days) -> None:
     steps = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
     assert steps == [TABLES_OP]
     logs = [e.user_message for e in instance.all_logs(result.run_id)]
-    assert sum("load flights: 3 day(s), 2013-01-01 .. 2013-01-03" in m for m in logs) == 1
+    assert sum("load flights: started, 3 day(s), 2013-01-01..2013-01-03" in m for m in logs) == 1
     mats = materializations(result, "flights")
     assert sorted(m.partition for m in mats) == sorted(delivered)
 
@@ -157,6 +157,24 @@ def test_each_partition_carries_its_own_statistics(three_days) -> None:
     assert all(md["files"].value == 1 and md["bytes"].value > 0 for md in raw.values())
 
 
+def test_every_number_on_a_partition_is_that_partitions_own(three_days) -> None:
+    """Bytes are each day's own (its published folder); what only the whole range has (partitions,
+    seconds, totals) is one JSON entry, which the UI does not plot across partitions."""
+    loaded, delivered, result, _ = three_days
+    folders = published_folders(Path(loaded.output_path) / "flights")
+    load = {m.partition: m.metadata for m in materializations(result, "flights")}
+    for day, md in load.items():
+        assert md["bytes"].value == sum(f.stat().st_size for f in folders[day].glob("[!.]*"))
+    (totals,) = {json.dumps(md["range_totals"].value, sort_keys=True) for md in load.values()}
+    assert json.loads(totals)["bytes"] == sum(md["bytes"].value for md in load.values())
+    assert json.loads(totals)["partitions"] == 3 and json.loads(totals)["rows"] == sum(delivered.values())
+    raw = {m.partition: m.metadata for m in materializations(result, "raw/flights")}
+    for md in (*load.values(), *raw.values()):
+        numbers = {k for k, v in md.items() if isinstance(v, dg.IntMetadataValue | dg.FloatMetadataValue)}
+        assert not numbers & {"partitions", "spark_seconds", "dump_seconds"}
+    assert all(md["range_totals"].value["dump_seconds"] > 0 for md in raw.values())
+
+
 def test_manifest_records_files_rows_bytes_sha256(three_days) -> None:
     loaded, delivered, _, _ = three_days
     lake = Lake(loaded)
@@ -223,7 +241,7 @@ def test_a_failed_check_publishes_nothing_and_the_override_publishes_the_rejecte
     loaded, delivered = demo_lake(tmp_path / "wap", day, day)
     assert materialize_range(loaded, day, day)[0].success
     table = Path(loaded.output_path) / "flights"
-    published = helpers.published_folders(table)[day]
+    published = published_folders(table)[day]
     before, hashes_before = files_of(published), catalog_day(loaded, day)
     assert len(hashes_before) == delivered[day]
 
@@ -249,9 +267,9 @@ def test_a_failed_check_publishes_nothing_and_the_override_publishes_the_rejecte
     assert checks["row_accounting"] is True  # rows in = loaded + quarantined, bad row included
     assert downstream_ran == [] and not materializations(result, "flights_report")
     assert not materializations(result, "flights")  # held back: nothing was published
-    assert helpers.published_folders(table)[day] == published  # the lake and the catalog unchanged
+    assert published_folders(table)[day] == published  # the lake and the catalog unchanged
     assert files_of(published) == before and catalog_day(loaded, day) == hashes_before
-    assert helpers.published_folders(Path(loaded.output_path) / "_quarantine" / "flights") == {}
+    assert published_folders(Path(loaded.output_path) / "_quarantine" / "flights") == {}
 
     run = result.run_id
     rejected = Path(loaded.output_path) / "flights" / "_rejected" / run
@@ -286,7 +304,7 @@ def test_a_failed_check_publishes_nothing_and_the_override_publishes_the_rejecte
     assert not stale.success and materializations(stale, "flights") == []
     after = read_table(table).to_table()
     assert after.num_rows == delivered[day] + 1 and len(catalog_day(loaded, day)) == delivered[day] + 1
-    assert helpers.published_folders(table)[day].parts[-2] == run  # the reviewed version itself
+    assert published_folders(table)[day].parts[-2] == run  # the reviewed version itself
     assert files_of(published) == before  # the replaced version stays readable for the retention
     quarantine = read_table(Path(loaded.output_path) / "_quarantine" / "flights").to_table()
     assert quarantine["_reject_reason"].to_pylist() == ["dep_time: not a valid int"]
@@ -353,10 +371,10 @@ def test_publishing_switches_a_days_location_and_deletes_the_replaced_version_af
     write_flight_deliveries(Lake(loaded), dt.date(2013, 1, 2), dt.date(2013, 1, 2))
     table = Path(loaded.output_path) / "flights"
     first, _ = materialize_range(loaded, day, day)
-    old = helpers.published_folders(table)[day]
+    old = published_folders(table)[day]
     second, _ = materialize_range(loaded, day, day)
     assert first.success and second.success
-    new = helpers.published_folders(table)[day]
+    new = published_folders(table)[day]
     assert new == table / "_versions" / second.run_id / f"flight_date={day}"
     assert not old.exists() and not (table / "_versions" / first.run_id).exists()
     query = f"SHOW TABLE EXTENDED IN nycflights13 LIKE 'flights' PARTITION (flight_date = '{day}')"
@@ -370,13 +388,13 @@ def test_a_table_written_before_versions_keeps_its_days_when_published_again(tmp
     loaded, delivered = demo_lake(tmp_path, "2013-01-01", "2013-01-02")
     assert materialize_range(loaded, "2013-01-01", "2013-01-02")[0].success
     table = Path(loaded.output_path) / "flights"
-    for day, folder in helpers.published_folders(table).items():  # the layout older releases wrote
+    for day, folder in published_folders(table).items():  # the layout older releases wrote
         folder.rename(table / f"flight_date={day}")
     (table / CURRENT).unlink()
     shutil.rmtree(table / "_versions")
     again, _ = materialize_range(loaded, "2013-01-02", "2013-01-02")
     assert again.success
-    folders = helpers.published_folders(table)
+    folders = published_folders(table)
     assert folders["2013-01-01"] == table / "flight_date=2013-01-01"  # kept where it was
     assert folders["2013-01-02"].parts[-2] == again.run_id
     days = read_table(table).to_table(columns=["flight_date"])["flight_date"]

@@ -11,12 +11,11 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from dp_assets.lake import Lake
+from dp_assets.lake import Lake, published_folders
 from dp_assets_tests.helpers import (
     demo_lake,
     materializations,
     materialize_range,
-    published_folders,
     through_catalog,
     unreferenced_versions,
 )

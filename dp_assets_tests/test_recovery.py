@@ -19,9 +19,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from dp_assets.lake import published_folders
 from dp_assets.liveness import LOCK_NAME, Holder, read_holder, table_lock
 from dp_assets.storage import LocalStore
-from dp_assets_tests.helpers import demo_lake, published_folders, read_table, unreferenced_versions
+from dp_assets_tests.helpers import demo_lake, read_table, unreferenced_versions
 
 DP = str(Path(sys.executable).with_name("dp"))
 DAY = "2013-01-02"
@@ -109,7 +110,7 @@ def test_two_instances_loading_overlapping_days_serialize_on_the_lake_lock(tmp_p
     for run in (first, second):
         out, err = run.communicate(timeout=900)
         assert run.returncode == 0, (out[-2000:], err[-3000:])
-        errors.append(err)
+        errors.append(out + err)  # warnings are printed with the progress, on stdout
     assert any("table flights: waiting for run" in e for e in errors)  # one took its turn, and said so
     days = read_table(home / "lake" / "flights").to_table(columns=["flight_date"])["flight_date"]
     counts = pc.value_counts(days.cast("string")).to_pylist()

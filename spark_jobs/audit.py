@@ -51,6 +51,8 @@ def audit(
         }
     written = spark.read.option("basePath", root).parquet(*paths)
     stats = partition_stats(written, pc)
+    for day, day_stats in stats.items():
+        day_stats["bytes"] = hdfs.size(f"{root}/{pc}={day}")
     nulls = {c: sum(day["nulls"].get(c, 0) for day in stats.values()) for c in required}
     dup_keys = dup_rows = 0
     if key:
@@ -64,7 +66,7 @@ def audit(
         "nulls": nulls,
         "dup_keys": dup_keys,
         "dup_rows": dup_rows,
-        "bytes": sum(hdfs.size(p) for p in paths),
+        "bytes": sum(day["bytes"] for day in stats.values()),
     }
 
 

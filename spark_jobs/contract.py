@@ -45,8 +45,14 @@ DERIVED_CHECKS = {
 # Metadata the job reports that the orchestrator reads (the rest is shown as it comes).
 PARTITION_STATS = "partition_stats"  # {day: {rows, nulls, min, max, [rows_in, ...]}}: moved onto partitions
 ROW_COUNT = "dagster/row_count"
+# What only the run's whole range has (its partitions, rows, bytes, seconds), as JSON: a number the
+# run repeated on each partition would plot wrong across partitions.
+RANGE_TOTALS = "range_totals"
 COLUMN_SCHEMA = "dagster/column_schema"
 SPARK_RUNTIME = "spark_runtime"
+# A log line that starts with it is progress (a table's stage starting or ending): `dp run` prints
+# it, and sends the rest of the event stream to a log file.
+PROGRESS = "» "
 # The custom message closing every run: which tables failed, and which were not run because of it.
 OUTCOME_MESSAGE = "dp_outcome"
 

@@ -27,7 +27,15 @@ from spark_jobs.audit import (
     report_checks,
 )
 from spark_jobs.common import Phases, as_int, as_json, runtime_metadata
-from spark_jobs.contract import COLUMN_SCHEMA, PARTITION_STATS, ROW_COUNT, SPARK_RUNTIME, DeriveSpec
+from spark_jobs.contract import (
+    COLUMN_SCHEMA,
+    PARTITION_STATS,
+    PROGRESS,
+    RANGE_TOTALS,
+    ROW_COUNT,
+    SPARK_RUNTIME,
+    DeriveSpec,
+)
 from spark_jobs.lake_io import Hdfs, Publisher
 
 
@@ -118,7 +126,9 @@ def derive_table(
         )
         counts, source = record["counts"], publisher.rejected(override)
     else:
-        pipes.log.info(f"derive {spec['table']}: {len(days)} day(s), {days[0]} .. {days[-1]}")
+        pipes.log.info(
+            f"{PROGRESS}derive {spec['table']}: started, {len(days)} day(s), {days[0]}..{days[-1]}"
+        )
         counts, source = compute(spark, spec, days, publisher.version(run)), publisher.version(run)
     phases.done("compute and write")
     audited = audit(spark, source, days, pc, spec["key"], required=[])
@@ -140,13 +150,20 @@ def derive_table(
     catalog_table = spec["catalog_table"] if catalog else None
     listed = catalog_partitions(spark, catalog_table, days)
     phases.done("clean up")
-    empty = {"rows": 0, "nulls": {}, "min": {}, "max": {}}
+    empty = {"rows": 0, "bytes": 0, "nulls": {}, "min": {}, "max": {}}
     pipes.report_asset_materialization(
         asset_key=spec["asset_key"],
         metadata={
-            ROW_COUNT: as_int(sum(s["rows"] for s in stats.values())),
-            "rows_outside_range": as_int(counts["rows_outside_range"]),
-            "partitions": as_int(len(days)),
+            ROW_COUNT: as_int(sum(s["rows"] for s in stats.values())),  # each partition's own replaces it
+            RANGE_TOTALS: as_json(
+                {
+                    "partitions": len(days),
+                    "rows": sum(s["rows"] for s in stats.values()),
+                    "rows_outside_range": counts["rows_outside_range"],
+                    "bytes": audited["bytes"],
+                    "spark_seconds": round(time.monotonic() - started, 2),
+                }
+            ),
             PARTITION_STATS: as_json({d: stats.get(d, empty) for d in days}),
             "recovered_publishes": as_json(recovered),
             COLUMN_SCHEMA: {
@@ -156,10 +173,13 @@ def derive_table(
             "table_uri": {"raw_value": spec["table_uri"], "type": "path"},
             "catalog_table": {"raw_value": catalog_table, "type": "text" if catalog_table else "null"},
             "catalog_partitions": as_json(listed),
-            "spark_seconds": {"raw_value": round(time.monotonic() - started, 2), "type": "float"},
             "spark_phase_seconds": as_json(phases.seconds),
             SPARK_RUNTIME: runtime_metadata(spark),
         },
     )
     report_checks(pipes, spec["asset_key"], checks, override)
+    pipes.log.info(
+        f"{PROGRESS}derive {spec['table']}: published, {sum(s['rows'] for s in stats.values()):,} rows in "
+        f"{len(days)} partition(s) ({time.monotonic() - started:.1f} s)"
+    )
     return TableOutcome([], None)

@@ -34,6 +34,8 @@ from spark_jobs.contract import (
     LINE,
     LOAD_DATE,
     PARTITION_STATS,
+    PROGRESS,
+    RANGE_TOTALS,
     RAW,
     REASON,
     ROW_COUNT,
@@ -276,12 +278,18 @@ def report_materialization(
     pipes.report_asset_materialization(
         asset_key=asset,
         metadata={
-            ROW_COUNT: as_int(sum(loaded.values())),
-            "rows_in": as_int(total_in),
-            "rows_quarantined": as_int(total_q),
-            "rows_deduplicated": as_int(sum(deduplicated.values())),
-            "bytes": as_int(audited["bytes"]),
-            "partitions": as_int(len(days)),
+            ROW_COUNT: as_int(sum(loaded.values())),  # each partition's own replaces it
+            RANGE_TOTALS: as_json(
+                {
+                    "partitions": len(days),
+                    "rows": sum(loaded.values()),
+                    "rows_in": total_in,
+                    "rows_quarantined": total_q,
+                    "rows_deduplicated": sum(deduplicated.values()),
+                    "bytes": audited["bytes"],
+                    "spark_seconds": round(seconds, 2),
+                }
+            ),
             **(
                 {"s3_credentials_for": as_json(result["s3_credentials_for"])}
                 if result["s3_credentials_for"]
@@ -295,7 +303,7 @@ def report_materialization(
                         "rows_in": rows_in[d],
                         "rows_quarantined": quarantined[d],
                         "rows_deduplicated": deduplicated[d],
-                        **stats.get(d, {"rows": 0, "nulls": {}, "min": {}, "max": {}}),
+                        **stats.get(d, {"rows": 0, "bytes": 0, "nulls": {}, "min": {}, "max": {}}),
                     }
                     for d in days
                 }
@@ -316,7 +324,6 @@ def report_materialization(
                 "type": "text" if result.get("catalog_table") else "null",
             },
             "catalog_partitions": as_json(result["catalog_partitions"]),
-            "spark_seconds": {"raw_value": round(seconds, 2), "type": "float"},
             "spark_phase_seconds": as_json(result["phases"]),
             SPARK_RUNTIME: result["runtime"],
         },
@@ -350,14 +357,12 @@ def load_table(
             f"load {spec['table']}: publishing the version run {override} held back "
             f"(failed checks: {', '.join(record['failed_checks'])}), by override"
         )
-        counts = record["counts"]
-        sources = (zones.table.rejected(override), zones.quarantine.rejected(override))
+        counts, written = record["counts"], zones.table.rejected(override)
     else:
-        pipes.log.info(f"load {spec['table']}: {len(days)} day(s), {days[0]} .. {days[-1]}")
-        counts = stage(spark, spec, days, run, phases, zones)
-        sources = (zones.table.version(run), zones.quarantine.version(run))
+        pipes.log.info(f"{PROGRESS}load {spec['table']}: started, {len(days)} day(s), {days[0]}..{days[-1]}")
+        counts, written = stage(spark, spec, days, run, phases, zones), zones.table.version(run)
     required = [c["name"] for c in spec["columns"] if not c["nullable"] or c["name"] in spec["key"]]
-    audited = audit(spark, sources[0], days, pc, spec["key"], required)
+    audited = audit(spark, written, days, pc, spec["key"], required)
     phases.done("audit (before publishing)")
     checks = evaluate(spec, days, counts, audited)
     if not override and any(not c.passed for c in checks):
@@ -392,4 +397,9 @@ def load_table(
     }
     report_materialization(pipes, spec, days, result, audited, time.monotonic() - started)
     report_checks(pipes, spec["asset_key"], checks, override)
+    pipes.log.info(
+        f"{PROGRESS}load {spec['table']}: published, {sum(s['rows'] for s in audited['stats'].values()):,} "
+        f"rows in {len(days)} partition(s), {sum(counts['quarantined'].values()):,} "
+        f"quarantined ({time.monotonic() - started:.1f} s)"
+    )
     return TableOutcome([], None)

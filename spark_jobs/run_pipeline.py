@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -21,7 +22,7 @@ from pyspark.sql import SparkSession
 
 from spark_jobs.audit import TableOutcome, warm_catalog
 from spark_jobs.common import days_between, use_s3_credentials
-from spark_jobs.contract import OUTCOME_MESSAGE, DeriveSpec, LoadSpec, RunOutcome, RunSpec
+from spark_jobs.contract import OUTCOME_MESSAGE, PROGRESS, DeriveSpec, LoadSpec, RunOutcome, RunSpec
 from spark_jobs.deriving import derive_table
 from spark_jobs.loading import load_table
 from spark_jobs.pipes_bootstrap import open_pipes
@@ -127,6 +128,8 @@ class Tables:
 
 
 def main() -> None:
+    # pyspark checks for pandas while converting rows, and warns about a pandas the job never uses.
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     with open_pipes() as opened:
         pipes: PipesContext = OneAtATime(opened)  # type: ignore[assignment]
         spec: RunSpec = opened.extras  # type: ignore[assignment]
@@ -139,7 +142,7 @@ def main() -> None:
         )
         tables = Tables(spark, pipes, spec, run)
         pipes.log.info(
-            f"Spark {spark.version} started in {time.monotonic() - started:.1f} s for "
+            f"{PROGRESS}spark: Spark {spark.version} started in {time.monotonic() - started:.1f} s for "
             f"{len(spec['loads'])} load(s) and {len(spec['derives'])} derived table(s)"
         )
         outcome = tables.run_all(spec)

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ import dagster_pipes
 
 import spark_jobs
 from spark_jobs.contract import OUTCOME_MESSAGE, RunOutcome
+
+# Dagster's own Pipes session reads this preview property of every message reader, ours or not.
+warnings.filterwarnings("ignore", "Function `PipesMessageReader.expected_writer_count`", dg.PreviewWarning)
 
 PipesResult = dg.MaterializeResult | dg.AssetCheckResult
 

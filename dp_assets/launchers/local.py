@@ -53,6 +53,9 @@ def catalog_conf(catalog_dir: str) -> dict[str, str]:
             f"jdbc:derby:;databaseName={catalog_dir}/metastore_db;create=true"
         ),
         "spark.sql.warehouse.dir": f"{catalog_dir}/warehouse",
+        # Publishing adds each partition with its version's location; without this the metastore
+        # lists every such folder to store file counts and sizes nobody reads (as Glue does not).
+        "spark.hadoop.hive.stats.autogather": "false",
     }
 
 

@@ -33,6 +33,7 @@ from dp_assets.stages.sensitive import (
 )
 from dp_assets.stages.staging import stage_file
 from dp_assets.storage import Store, read_json_if_exists, write_json
+from spark_jobs.contract import RANGE_TOTALS
 
 
 class MissingDelivery(dg.Failure):
@@ -380,7 +381,14 @@ def dump_table(
             ),
             "raw_location": dg.MetadataValue.path(lake.uri(lake.raw_root(name))),
             **scan_metadata(manifests),
-            "dump_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 2)),
+            RANGE_TOTALS: dg.MetadataValue.json(
+                {
+                    "partitions": len(manifests),
+                    "rows": sum(m["rows"] for m in manifests.values()),
+                    "bytes": sum(m["bytes"] for m in manifests.values()),
+                    "dump_seconds": round(time.monotonic() - started, 2),
+                }
+            ),
             **pipeline.provenance_metadata(),
         },
     )

@@ -139,7 +139,7 @@ def partition_metadata(stats: dict[str, Any]) -> dict[str, Any]:
     count and the min/max of numeric and date columns. Numbers are int/float entries, which the UI
     plots across partitions (Plots tab); dates and timestamps are text."""
     metadata: dict[str, Any] = {"dagster/row_count": dg.MetadataValue.int(stats["rows"])}
-    for count in ("rows_in", "rows_quarantined", "rows_deduplicated"):  # a load's row accounting
+    for count in ("rows_in", "rows_quarantined", "rows_deduplicated", "bytes"):  # a load's accounting
         if count in stats:
             metadata[count] = dg.MetadataValue.int(stats[count])
     for column, nulls in stats["nulls"].items():

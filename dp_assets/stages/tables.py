@@ -12,6 +12,7 @@ naming each table that failed (with its cause) and each that did not run because
 failed in this run. Nothing downstream of a failure runs.
 """
 
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -40,7 +41,7 @@ from dp_assets.stages.load import (
     load_spec,
     warn_evolution,
 )
-from spark_jobs.contract import RUN_SCRIPT, LoadSpec, RunSpec
+from spark_jobs.contract import PROGRESS, RANGE_TOTALS, RUN_SCRIPT, LoadSpec, RunSpec
 
 TABLES_OP = "tables"
 Event = dg.MaterializeResult | dg.AssetCheckResult
@@ -153,9 +154,17 @@ def dump_selected(
         key = dump_key(name)
         if key not in context.selected_asset_keys:
             continue
+        context.log.info(f"{PROGRESS}dump {name}: started, {len(context.partition_keys)} day(s)")
+        started = time.monotonic()
         try:
             for event in dump_table(context, flags, pipeline, name):
                 yield event
+                if isinstance(event, dg.MaterializeResult) and RANGE_TOTALS in (event.metadata or {}):
+                    totals = event.metadata[RANGE_TOTALS].value  # type: ignore[index,union-attr]
+                    context.log.info(
+                        f"{PROGRESS}dump {name}: done, {totals['rows']:,} rows in {totals['partitions']} "
+                        f"partition(s) ({time.monotonic() - started:.1f} s)"
+                    )
                 failed = (
                     isinstance(event, dg.AssetCheckResult)
                     and not event.passed
@@ -217,8 +226,9 @@ def run_spark(
     }
     written = sorted({s["table"] for s in loads} | {d.name for d in derives})
     context.log.info(
-        f"one Spark application for {len(loads)} load(s) {[s['table'] for s in loads]} and "
-        f"{len(derives)} derived table(s) {[d.name for d in derives]}"
+        f"{PROGRESS}spark: starting one application for {len(loads)} load(s) "
+        f"{', '.join(s['table'] for s in loads) or '-'} and {len(derives)} derived table(s) "
+        f"{', '.join(d.name for d in derives) or '-'}"
     )
     by_name = {d.name: d for d in derives}
     with ExitStack() as locks:

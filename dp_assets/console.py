@@ -1,0 +1,75 @@
+"""What ``dp run``, ``dp demo`` and ``dp publish`` print while their run goes: one line per table and
+stage as it starts and ends, and every warning and error in full. Dagster's whole event stream
+(DEBUG included) goes to a log file whose path is printed, and to the terminal too with --verbose.
+
+A progress line is a log message that starts with ``contract.PROGRESS``, from the orchestrator or
+from the Spark job through Pipes; in the UI's run log it reads as any other line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import dagster as dg
+
+from spark_jobs.contract import PROGRESS
+
+
+def _meta(record: logging.LogRecord) -> dict:
+    return getattr(record, "dagster_meta", None) or {}
+
+
+def _message(record: logging.LogRecord) -> str:
+    return _meta(record).get("orig_message") or record.getMessage()
+
+
+def worth_printing(record: logging.LogRecord) -> bool:
+    """Progress, warnings and errors; not Dagster's events and debug messages."""
+    return record.levelno >= logging.WARNING or _message(record).startswith(PROGRESS)
+
+
+class Readable(logging.Formatter):
+    """``HH:MM:SS  text``: progress without its mark, a failure as its error's message (the stack
+    trace is in the log file), everything else as Dagster words it when verbose."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        at = time.strftime("%H:%M:%S", time.localtime(record.created))
+        message = _message(record)
+        if message.startswith(PROGRESS):
+            return f"{at}  {message.removeprefix(PROGRESS)}"
+        event = _meta(record).get("dagster_event")
+        error = getattr(getattr(event, "event_specific_data", None), "error", None)
+        if error is not None:
+            return f"{at}  {record.levelname}  {message}\n{error.message.rstrip()}"
+        if self.verbose:
+            return f"{at}  {record.levelname}  {record.getMessage()}"
+        return f"{at}  {record.levelname}  {message}"
+
+
+@dg.logger(
+    config_schema={"log_file": dg.Field(str), "verbose": dg.Field(bool, default_value=False)},
+    description="Progress, warnings and errors to the terminal; every event to a log file.",
+)
+def run_console(init_context: dg.InitLoggerContext) -> logging.Logger:
+    config = init_context.logger_config
+    log = logging.getLogger(f"dp.run.{config['log_file']}")
+    for handler in list(log.handlers):  # a second run in the same process logs afresh
+        log.removeHandler(handler)
+        handler.close()
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    to_file = logging.FileHandler(config["log_file"])
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    to_terminal = logging.StreamHandler(sys.stdout)
+    to_terminal.setFormatter(Readable(config["verbose"]))
+    if not config["verbose"]:
+        to_terminal.addFilter(worth_printing)
+    log.addHandler(to_file)
+    log.addHandler(to_terminal)
+    return log
