@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -49,3 +50,21 @@ def schedule(loaded: LoadedConfig, name: str) -> dg.ScheduleDefinition:
 
 def ranges(requests: list[dg.RunRequest]) -> list[tuple[str, str]]:
     return [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests]
+
+
+def materialize(instance: dg.DagsterInstance, first: str, last: str, table: str = "flights") -> None:
+    """Record materializations as a finished run would, without running Spark."""
+    day, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    while day <= end:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=table, partition=str(day)))
+        day += dt.timedelta(days=1)
+
+
+def fail(instance: dg.DagsterInstance, day: str, table: str = "flights") -> None:
+    """A real run of the table's asset that fails for ``day``, as a held-back load does."""
+
+    @dg.asset(name=table, partitions_def=dg.DailyPartitionsDefinition(start_date="2024-01-01"))
+    def failing() -> None:
+        raise RuntimeError("held back")
+
+    assert not dg.materialize([failing], partition_key=day, instance=instance, raise_on_error=False).success

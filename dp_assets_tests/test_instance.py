@@ -15,7 +15,7 @@ from dagster._core.test_utils import create_test_daemon_workspace_context
 from dagster._core.workspace.load_target import EmptyWorkspaceTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-from dp_assets.automation.runs import TABLE_TAG, range_run_request
+from dp_assets.automation.runs import TABLE_TAG, range_run_request, table_assets
 from dp_assets_tests.automation_support import queued_run
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -59,7 +59,7 @@ def test_the_run_queue_never_starts_two_runs_for_the_same_table(monkeypatch: pyt
     def tags(table: str, day: int) -> dict[str, str]:
         """What a sensor or schedule tick asks for."""
         d = dt.date(2024, 3, day)
-        return dict(range_run_request(table, d, d, f"{table}:{d}", "nightly").tags)
+        return dict(range_run_request(table, d, d, f"{table}:{d}", "nightly", table_assets(table)).tags)
 
     with (
         dg.instance_for_test(overrides=overrides) as instance,

@@ -14,7 +14,7 @@ from dagster._core.test_utils import create_run_for_test
 
 from dp_assets.automation.runs import RANGE_END, RANGE_START, TABLE_TAG, TRIGGER_TAG, table_assets
 from dp_assets.config.loader import LoadedConfig
-from dp_assets_tests.automation_support import config_with, queued_run, ranges, schedule
+from dp_assets_tests.automation_support import config_with, fail, materialize, queued_run, ranges, schedule
 
 SCHEDULE = "nightly_flights"
 UTC = dt.UTC
@@ -30,24 +30,6 @@ def instance() -> Iterator[dg.DagsterInstance]:
 @pytest.fixture
 def loaded(isolated_home: Path) -> LoadedConfig:
     return config_with(isolated_home, {"start_date": "2024-01-01", "end_date": None})
-
-
-def materialize(instance: dg.DagsterInstance, first: str, last: str, table: str = "flights") -> None:
-    """Record materializations as a finished run would, without running Spark."""
-    day, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
-    while day <= end:
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=table, partition=str(day)))
-        day += dt.timedelta(days=1)
-
-
-def fail(instance: dg.DagsterInstance, day: str, table: str = "flights") -> None:
-    """A real run of the table's asset that fails for ``day``, as a held-back load does."""
-
-    @dg.asset(name=table, partitions_def=dg.DailyPartitionsDefinition(start_date="2024-01-01"))
-    def failing() -> None:
-        raise RuntimeError("held back")
-
-    assert not dg.materialize([failing], partition_key=day, instance=instance, raise_on_error=False).success
 
 
 def tick(

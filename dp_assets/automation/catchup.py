@@ -4,7 +4,8 @@ Missing is every day from the first partition up to the latest complete day whos
 not materialized: never loaded, emptied by ``--clean-up``, or whose last attempt failed (a held-back
 load, a missing delivery), wherever it lies, even before days that succeeded since. Days older than
 ``processing.retention_days`` are gone at the source and are named, not requested; days a queued or
-running run of the table already covers are left to it.
+running run of the table already covers are left to it. A derived table's day waits until every
+table it reads has that day materialized, its blocking checks passed.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from dp_assets.automation.runs import covering_ranges, days_in_flight, describe_days, describe_ranges
+from dp_assets.automation.runs import (
+    covering_ranges,
+    days_in_flight,
+    describe_days,
+    describe_ranges,
+    partition_status,
+)
 from dp_assets.config.model import PipelineConfig
-from dp_assets.partitions import daily_partitions
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class CatchUpPlan:
     failed: list[dt.date]  # missing because their last attempt failed
     unrecoverable: list[dt.date]  # missing and older than the source's retention
     in_flight: list[dt.date]  # missing but already covered by a queued or running run
+    waiting: list[dt.date]  # missing, but a table it reads does not have the day yet (derived tables)
     ranges: list[tuple[dt.date, dt.date]]  # what to request: one run per block
 
     def unrecoverable_message(self, retention_days: int) -> str:
@@ -50,6 +57,8 @@ class CatchUpPlan:
             parts.append(f"{len(self.unrecoverable)} past retention")
         if self.in_flight:
             parts.append(f"{describe_days(self.in_flight)} already in flight")
+        if self.waiting:
+            parts.append(f"{describe_days(self.waiting)} waiting for upstream")
         parts.append(f"requesting {describe_ranges(self.ranges) or 'nothing'}")
         return "; ".join(parts)
 
@@ -64,24 +73,23 @@ def latest_complete_day(config: PipelineConfig, today: dt.date) -> dt.date | Non
 
 
 def plan_catch_up(
-    instance: dg.DagsterInstance, config: PipelineConfig, table: str, today: dt.date
+    instance: dg.DagsterInstance,
+    config: PipelineConfig,
+    table: str,
+    today: dt.date,
+    reads: tuple[str, ...] = (),
 ) -> CatchUpPlan:
     """The days ``table`` is missing as of ``today`` (in the schedule's time zone) and what to run:
     as few runs as ``processing.max_partitions`` allows, each one spanning the days between missing
     ones (reloading a loaded day costs less than another Spark application) but never a day another
-    run covers or one the source no longer holds."""
+    run covers, one the source no longer holds, or one a table it ``reads`` (a derived table's
+    upstream) does not have yet."""
     latest = latest_complete_day(config, today)
     if latest is None:
-        return CatchUpPlan(table, None, None, [], [], [], [], [])
+        return CatchUpPlan(table, None, None, [], [], [], [], [], [])
     start = config.general.start_date
     days = [start + dt.timedelta(days=i) for i in range((latest - start).days + 1)]
-    status = (
-        instance.get_status_by_partition(
-            dg.AssetKey(table), [d.isoformat() for d in days], daily_partitions(config.general)
-        )
-        or {}
-    )
-    state = {d: status.get(d.isoformat()) for d in days}
+    state = partition_status(instance, config, table, days)
     done = [d for d in days if state[d] == dg.AssetPartitionStatus.MATERIALIZED]
     missing = [d for d in days if state[d] != dg.AssetPartitionStatus.MATERIALIZED]
     failed = [d for d in missing if state[d] == dg.AssetPartitionStatus.FAILED]
@@ -92,6 +100,9 @@ def plan_catch_up(
     }
     in_flight = [d for d in missing if d >= oldest_held and d in flying]
     todo = [d for d in missing if d >= oldest_held and d not in flying]
-    ranges = covering_ranges(todo, avoid=flying, max_days=config.processing.max_partitions)
+    upstream = [partition_status(instance, config, u, todo) for u in reads]
+    waiting = [d for d in todo if any(s[d] != dg.AssetPartitionStatus.MATERIALIZED for s in upstream)]
+    todo = [d for d in todo if d not in set(waiting)]
+    ranges = covering_ranges(todo, avoid=flying | set(waiting), max_days=config.processing.max_partitions)
     last = max(done, default=None)
-    return CatchUpPlan(table, latest, last, missing, failed, unrecoverable, in_flight, ranges)
+    return CatchUpPlan(table, latest, last, missing, failed, unrecoverable, in_flight, waiting, ranges)

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+from dp_assets.config.model import PipelineConfig
+from dp_assets.partitions import daily_partitions
+
+if TYPE_CHECKING:
+    from dp_assets.stages.derive import DerivedTable
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -14,6 +21,7 @@ PARTITION = "dagster/partition"
 # runs never write the same table at once.
 TABLE_TAG = "dp/table"
 TRIGGER_TAG = "dp/trigger"  # new-data | nightly: who asked for the run
+DERIVED_TAG = "dp/derived"  # the derived tables a run of TABLE_TAG's table builds too, comma-separated
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -24,8 +32,49 @@ IN_FLIGHT = [
 
 
 def table_assets(table: str) -> list[dg.AssetKey]:
-    """The assets one table's run materializes (their blocking checks come with them)."""
+    """The assets one loaded table's run materializes (their blocking checks come with them)."""
     return [dg.AssetKey(["raw", table]), dg.AssetKey(table)]
+
+
+def partition_status(
+    instance: dg.DagsterInstance, config: PipelineConfig, asset: str, days: Sequence[dt.date]
+) -> dict[dt.date, dg.AssetPartitionStatus | None]:
+    """Each day's status in Dagster: MATERIALIZED only when its latest attempt succeeded (a
+    held-back load, whose blocking checks failed, is FAILED); None when never attempted."""
+    status = instance.get_status_by_partition(
+        dg.AssetKey(asset), [d.isoformat() for d in days], daily_partitions(config.general)
+    )
+    return {d: (status or {}).get(d.isoformat()) for d in days}
+
+
+def complete(
+    instance: dg.DagsterInstance, config: PipelineConfig, asset: str, days: Sequence[dt.date]
+) -> bool:
+    """Every one of ``days`` of ``asset`` is materialized, its blocking checks passed."""
+    done = dg.AssetPartitionStatus.MATERIALIZED
+    return all(s == done for s in partition_status(instance, config, asset, days).values())
+
+
+def ready_derived(
+    instance: dg.DagsterInstance,
+    config: PipelineConfig,
+    derived: Sequence[DerivedTable],
+    table: str,
+    start: dt.date,
+    end: dt.date,
+) -> list[str]:
+    """The derived tables a run of ``table`` over [start, end] builds too, in dependency order: those
+    reading it (or a derived table the run builds) once every other table they read has each of
+    those days materialized, its blocking checks passed. The others wait for the run that completes
+    what they read, or for their own nightly catch-up."""
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    built: list[str] = []
+    for d in derived:
+        reads = set(d.transform.upstream)
+        written = {table, *built}
+        if reads & written and all(complete(instance, config, u, days) for u in sorted(reads - written)):
+            built.append(d.name)
+    return built
 
 
 def day_ranges(days: Iterable[dt.date], max_days: int) -> list[tuple[dt.date, dt.date]]:
@@ -66,16 +115,26 @@ def describe_days(days: Sequence[dt.date]) -> str:
     return describe_ranges(day_ranges(days, max(len(days), 1)))
 
 
-def range_run_request(table: str, start: dt.date, end: dt.date, run_key: str, trigger: str) -> dg.RunRequest:
-    """One run of the table's dump -> load (+checks) over [start, end], tagged for the run queue."""
+def range_run_request(
+    table: str,
+    start: dt.date,
+    end: dt.date,
+    run_key: str,
+    trigger: str,
+    assets: Sequence[dg.AssetKey],
+    derived: Sequence[str] = (),
+) -> dg.RunRequest:
+    """One run of ``assets`` (a table's dump -> load, or a derived table) and of the ``derived``
+    tables it builds too, over [start, end], tagged for the run queue; checks come with them."""
     return dg.RunRequest(
         run_key=run_key,
-        asset_selection=table_assets(table),
+        asset_selection=[*assets, *(dg.AssetKey(d) for d in derived)],
         tags={
             RANGE_START: start.isoformat(),
             RANGE_END: end.isoformat(),
             TABLE_TAG: table,
             TRIGGER_TAG: trigger,
+            **({DERIVED_TAG: ",".join(derived)} if derived else {}),
         },
     )
 
@@ -90,7 +149,12 @@ def run_days(tags: dict[str, str]) -> set[dt.date]:
     return set()
 
 
+def writes(tags: dict[str, str]) -> set[str]:
+    """The tables a run writes: its own, and the derived tables it builds too."""
+    return {t for t in (tags.get(TABLE_TAG), *tags.get(DERIVED_TAG, "").split(",")) if t}
+
+
 def days_in_flight(instance: dg.DagsterInstance, table: str) -> set[dt.date]:
-    """Days that queued or running runs of the table will already materialize."""
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={TABLE_TAG: table}, statuses=IN_FLIGHT))
-    return set().union(*(run_days(dict(r.tags)) for r in runs))
+    """Days that queued or running runs writing the table will already materialize."""
+    runs = [dict(r.tags) for r in instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))]
+    return set().union(*(run_days(tags) for tags in runs if table in writes(tags)))

@@ -15,14 +15,22 @@ import hashlib
 import json
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
 
-from dp_assets.automation.runs import day_ranges, describe_ranges, range_run_request
+from dp_assets.automation.runs import (
+    day_ranges,
+    describe_ranges,
+    range_run_request,
+    ready_derived,
+    table_assets,
+)
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.lake import Lake
 from dp_assets.partitions import daily_partitions
+from dp_assets.stages.derive import DerivedTable
 from dp_assets.storage import Store, StoredFile
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -125,7 +133,7 @@ def run_key(table: str, start: dt.date, end: dt.date, files: list[StoredFile]) -
 
 
 def build_new_data_sensor(
-    loaded: LoadedConfig, table: str, job_name: str, running: bool
+    loaded: LoadedConfig, table: str, job_name: str, running: bool, derived: Sequence[DerivedTable] = ()
 ) -> dg.SensorDefinition:
     config = loaded.config
     auto = config.automation
@@ -189,7 +197,10 @@ def build_new_data_sensor(
         for start, end in ranges:
             files = sorted((f for d, fs in by_day.items() if start <= d <= end for f in fs), key=_path)
             key = run_key(table, start, end, files)
-            requests.append(range_run_request(table, start, end, key, "new-data"))
+            builds = ready_derived(context.instance, config, derived, table, start, end)
+            requests.append(
+                range_run_request(table, start, end, key, "new-data", table_assets(table), builds)
+            )
         more = "; more keys are waiting, the next tick continues" if result.truncated else ""
         summary = (
             f"{table}: listed {len(result.listed)} key(s) after {result.start or prefix + '/'}, "
