@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import dagster as dg
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -31,6 +32,13 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     return home
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A persistent (SQLite) instance: sensor and schedule contexts reach it through its ref."""
+    with dg.instance_for_test() as instance:
+        yield instance
 
 
 @pytest.fixture(scope="session")

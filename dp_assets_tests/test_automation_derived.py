@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -28,12 +27,6 @@ from dp_assets_tests.conftest import PACKAGED_CONFIG
 
 DERIVED = "daily_carrier_delays"  # reads flights and airlines
 UTC = dt.UTC
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ before any Spark job, and the launcher refuses to start one."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,12 +19,6 @@ from dp_assets_tests.helpers import range_tags
 
 DAYS = ("2013-01-01", "2013-01-02")
 PARTITIONS = dg.DailyPartitionsDefinition(start_date="2013-01-01")
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ partition limit allows; days past the source's retention are named, not requeste
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -18,13 +17,6 @@ from dp_assets_tests.automation_support import config_with, fail, materialize, q
 
 SCHEDULE = "nightly_flights"
 UTC = dt.UTC
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    """A persistent (SQLite) instance: schedule contexts reach the instance through its ref."""
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 @pytest.fixture
