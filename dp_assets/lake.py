@@ -96,9 +96,11 @@ def published_folders(table: str | Path) -> dict[str, Path]:
     """Where a reader going by a local lake reads each published day of ``table`` ({day: folder}),
     from its ``_dp_current.json``; the catalog points at the same folders."""
     current = Path(table) / CURRENT
-    if not current.exists():
-        return {}
-    return {d: Path(table) / f for d, f in json.loads(current.read_text())["partitions"].items()}
+    if current.exists():
+        return {d: Path(table) / f for d, f in json.loads(current.read_text())["partitions"].items()}
+    # A table written before versions existed: its day folders, as they are.
+    folders = (p for p in Path(table).glob("[!._]*=*") if p.is_dir())
+    return {p.name.split("=", 1)[1]: p for p in sorted(folders)}
 
 
 def published_dataset(table: str | Path) -> pads.Dataset:

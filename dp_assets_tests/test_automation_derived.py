@@ -78,8 +78,9 @@ def test_a_new_data_run_builds_the_derived_table_only_once_its_other_upstream_ha
 def test_a_derived_tables_nightly_catches_up_days_whose_upstream_completed_later(
     loaded: LoadedConfig, instance: dg.DagsterInstance
 ) -> None:
-    # Retention 7 on 03-10: 03-03..03-09 are recoverable. Flights has them all; airlines lacks
-    # 03-08 and 03-09; a queued flights run already builds the derived table for 03-05..03-06.
+    # Flights has 03-01..03-09, airlines lacks 03-08 and 03-09, and a queued flights run already
+    # builds the derived table for 03-05..03-06. A derived table is computed from the lake, so the
+    # source's retention (7 days) does not hold it back from 03-01 and 03-02.
     materialize(instance, "2024-03-01", "2024-03-09", table="flights")
     materialize(instance, "2024-03-01", "2024-03-07", table="airlines")
     queued_run(
@@ -87,12 +88,35 @@ def test_a_derived_tables_nightly_catches_up_days_whose_upstream_completed_later
         {TABLE_TAG: "flights", DERIVED_TAG: DERIVED, RANGE_START: "2024-03-05", RANGE_END: "2024-03-06"},
     )
     requests, _ = nightly(loaded, instance, DERIVED)
-    assert ranges(requests) == [("2024-03-03", "2024-03-04"), ("2024-03-07", "2024-03-07")]
+    assert ranges(requests) == [("2024-03-01", "2024-03-04"), ("2024-03-07", "2024-03-07")]
     assert all(r.asset_selection == [dg.AssetKey(DERIVED)] and r.tags[TABLE_TAG] == DERIVED for r in requests)
 
-    materialize(instance, "2024-03-03", "2024-03-07", table=DERIVED)
+    materialize(instance, "2024-03-01", "2024-03-07", table=DERIVED)
     requests, skipped = nightly(loaded, instance, DERIVED)
     assert requests == [] and "2024-03-08..2024-03-09 waiting for upstream" in skipped
+    assert "past retention" not in skipped
+
+
+def test_a_snapshot_table_never_reloads_a_loaded_day_to_fill_a_gap(
+    loaded: LoadedConfig, instance: dg.DagsterInstance
+) -> None:
+    """airlines is a PostgreSQL table without date_column: a day's partition is the snapshot taken
+    that day, so a rerun of a loaded day would replace its history with today's rows."""
+    materialize(instance, "2024-03-01", "2024-03-09", table="airlines")
+    fail(instance, "2024-03-04", table="airlines")
+    fail(instance, "2024-03-06", table="airlines")
+    requests, _ = nightly(loaded, instance, "airlines")
+    assert ranges(requests) == [("2024-03-04", "2024-03-04"), ("2024-03-06", "2024-03-06")]
+
+
+def test_a_derived_table_another_run_already_builds_is_left_to_it(
+    loaded: LoadedConfig, instance: dg.DagsterInstance
+) -> None:
+    materialize(instance, "2024-03-01", "2024-03-09", table="airlines")
+    queued_run(instance, {TABLE_TAG: DERIVED, RANGE_START: "2024-03-02", RANGE_END: "2024-03-02"})
+    deliver_flights(loaded, "2024-03-01", "2024-03-02")
+    (request,) = sensor_tick(loaded, instance)
+    assert request.asset_selection == table_assets("flights")  # no second writer of it at once
 
 
 def test_a_tables_nightly_run_builds_the_derived_table_when_the_rest_is_there(

@@ -113,3 +113,32 @@ def test_killed_loads_never_leave_a_mixed_partition(tmp_path: Path, monkeypatch:
     table = Path(loaded.output_path) / "flights"
     assert list((table / "_publish").glob("*")) == []  # every journal applied
     assert unreferenced_versions(table) == []  # what killed runs wrote and never published is gone
+
+
+def test_an_override_killed_while_moving_its_version_back_publishes_it_whole(tmp_path: Path) -> None:
+    """On S3 a folder rename copies file by file: a kill in the middle leaves the reviewed version
+    partly copied. The publish that finishes it moves the rest file by file, never nesting the
+    folder in itself, and points the day at the whole version."""
+    from pyspark.sql import SparkSession
+
+    from spark_jobs.lake_io import Hdfs, Publisher
+
+    table, day = tmp_path / "t", "2024-01-01"
+    held = table / "_rejected" / "r1" / f"d={day}"
+    held.mkdir(parents=True)
+    for i in range(3):
+        (held / f"part-{i}.parquet").write_text(str(i))
+    copied = table / "_versions" / "r1" / f"d={day}"
+    copied.mkdir(parents=True)
+    (copied / "part-0.parquet").write_text("0")  # the kill came after the first file's copy
+    spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+    try:
+        Publisher(Hdfs(spark), str(table), "d").publish("r1", [day], from_rejected=True)
+    finally:
+        spark.stop()
+    assert sorted(p.name for p in copied.glob("[!.]*")) == [
+        "part-0.parquet",
+        "part-1.parquet",
+        "part-2.parquet",
+    ]
+    assert not (table / "_rejected" / "r1").exists() and published_folders(table) == {day: copied}

@@ -26,6 +26,8 @@ from pyspark.sql import DataFrame, SparkSession
 
 from spark_jobs.contract import CURRENT, REJECTED, REJECTED_RECORD, VERSIONS
 
+JOURNALS = "_publish"  # <table>/_publish/<run>.json: a switch in progress
+
 # Points the catalog's partitions at their new locations ({day: location, or None to drop it}).
 CatalogSwitch = Callable[[dict[str, str | None]], None]
 
@@ -70,6 +72,25 @@ class Hdfs:
         fs.mkdirs(target.getParent())
         if not fs.rename(source, target):
             raise OSError(f"could not rename {src} to {dst}")
+
+    def move_tree(self, src: str, dst: str) -> None:
+        """Move folder ``src`` to ``dst``, resumably: on S3 a folder rename copies file by file, so
+        after a kill both exist; then the files not yet at ``dst`` move one by one (a file's copy is
+        whole or absent) and ``src`` goes."""
+        fs, source = self._fs(src)
+        if not fs.exists(source):
+            return
+        if not self.exists(dst):
+            self.rename(src, dst)
+            return
+        prefix = fs.makeQualified(source).toString()
+        files = fs.listFiles(source, True)
+        while files.hasNext():
+            path = files.next().getPath().toString()
+            target = dst + path[len(prefix) :]
+            if not self.exists(target):
+                self.rename(path, target)
+        self.delete(src)
 
     def size(self, uri: str) -> int:
         fs, path = self._fs(uri)
@@ -132,10 +153,12 @@ class Publisher:
         """What is published: ``partitions`` {day: folder relative to the table}, and ``superseded``
         {folder: when it was replaced, epoch seconds}. A table written before versions existed has
         its partitions directly under the table folder, and is taken as it is."""
-        uri = f"{self.root}/{CURRENT}"
-        if self.hdfs.exists(uri):
-            state = json.loads(self.hdfs.read_text(uri))
-            return {"partitions": state["partitions"], "superseded": state["superseded"]}
+        for uri in (f"{self.root}/{CURRENT}", f"{self.root}/{CURRENT}.partial"):
+            # The .partial only when the object is missing: a file system whose rename does not
+            # replace deletes the object after writing the .partial whole, then renames it.
+            if self.hdfs.exists(uri):
+                state = json.loads(self.hdfs.read_text(uri))
+                return {"partitions": state["partitions"], "superseded": state["superseded"]}
         prefix = f"{self.pc}="
         legacy = [n for n in self.hdfs.list_names(self.root) if n.startswith(prefix)]
         return {"partitions": {n.removeprefix(prefix): n for n in legacy}, "superseded": {}}
@@ -186,27 +209,45 @@ class Publisher:
         return json.loads(self.hdfs.read_text(path)) if self.hdfs.exists(path) else None
 
     def publish(
-        self, run: str, days: list[str], catalog: CatalogSwitch | None = None, from_rejected: bool = False
+        self,
+        run: str,
+        days: list[str],
+        catalog: CatalogSwitch | None = None,
+        from_rejected: bool = False,
+        beside: list[Publisher] | None = None,
     ) -> None:
         """Point ``days`` at ``run``'s version (a day with no rows in it is no longer published), in
-        the lake and then in the catalog. ``from_rejected``: the version is the one the run's checks
-        held back, published by a reviewed override."""
-        journal = f"{self.root}/_publish/{run}.json"
-        self.hdfs.write_text(journal, json.dumps({"run": run, "days": days, "from_rejected": from_rejected}))
+        the lake and then in the catalog; the ``beside`` zones (the table's quarantine) switch under
+        the same journal, first, so a crash leaves all of them old or all new once recovered.
+        ``from_rejected``: the version is the one the run's checks held back, published by a
+        reviewed override."""
+        zones = [b.root for b in beside or []]
+        entry = {"run": run, "days": days, "from_rejected": from_rejected, "zones": zones}
+        journal = f"{self.root}/{JOURNALS}/{run}.json"
+        self.hdfs.replace_text(journal, json.dumps(entry))  # never read half-written
         fault_point("journal_written")
-        self._apply(run, days, from_rejected, catalog)
+        self._finish(entry, catalog)
         self.hdfs.delete(journal)
 
     def recover(self, catalog: CatalogSwitch | None = None) -> list[str]:
-        """Finish every publish a killed job left behind, and delete the versions nobody published
-        (their runs died writing them); return the runs whose publish it completed. Safe because a job
-        runs only while its orchestrator holds the table's lock in the lake (taken over only from a
-        holder that provably died): whatever other runs left here, they are dead."""
+        """Finish every publish a killed job left behind (its quarantine's switch included), and
+        delete the versions nobody published (their runs died writing them); return the runs whose
+        publish it completed. Call it on a table before its quarantine. Safe because a job runs only
+        while its orchestrator holds the table's lock in the lake (taken over only from a holder that
+        provably died): whatever other runs left here, they are dead."""
         finished = []
-        for name in sorted(self.hdfs.list_names(f"{self.root}/_publish")):
-            journal = f"{self.root}/_publish/{name}"
+        for name in sorted(self.hdfs.list_names(f"{self.root}/{JOURNALS}")):
+            journal = f"{self.root}/{JOURNALS}/{name}"
+            if not name.endswith(".json"):  # a journal the kill cut while writing: nothing applied
+                self.hdfs.delete(journal)
+                continue
             entry = json.loads(self.hdfs.read_text(journal))
-            self._apply(entry["run"], entry["days"], entry["from_rejected"], catalog)
+            if "days" not in entry:
+                raise RuntimeError(
+                    f"{journal} is a publish journal of a dp release before versioned partitions; "
+                    "finish it by running that release once over this table, then upgrade"
+                )
+            self._finish(entry, catalog)
             self.hdfs.delete(journal)
             finished.append(entry["run"])
         kept = referenced_versions(self.state())
@@ -234,9 +275,15 @@ class Publisher:
             self.hdfs.delete(self.version(run))  # nothing of it is left: drop the empty folder
         return sorted(expired)
 
+    def _finish(self, entry: dict[str, Any], catalog: CatalogSwitch | None) -> None:
+        run, days, restore = entry["run"], entry["days"], entry["from_rejected"]
+        for root in entry.get("zones", []):
+            Publisher(self.hdfs, root, self.pc)._apply(run, days, restore, None)
+        self._apply(run, days, restore, catalog)
+
     def _apply(self, run: str, days: list[str], from_rejected: bool, catalog: CatalogSwitch | None) -> None:
-        if from_rejected and self.hdfs.exists(self.rejected(run)):
-            self.hdfs.rename(self.rejected(run), self.version(run))  # back among the versions
+        if from_rejected:  # the reviewed version returns among the versions, resumably on S3
+            self.hdfs.move_tree(self.rejected(run), self.version(run))
         state = self.state()
         partitions, superseded = state["partitions"], state["superseded"]
         now, switched = time.time(), {}

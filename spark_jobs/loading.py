@@ -348,7 +348,7 @@ def load_table(
     hdfs = Hdfs(spark)
     zones = Zones(Publisher(hdfs, spec["table_uri"], pc), Publisher(hdfs, spec["quarantine_uri"], pc))
     catalog = catalog_switch(spark, spec["catalog_table"], spec["table_uri"], pc)
-    recovered = zones.table.recover(catalog) + zones.quarantine.recover()
+    recovered = zones.table.recover(catalog) + zones.quarantine.recover()  # the table's journal first
     phases.done("recover")
     override = spec["publish_rejected"]
     if override:
@@ -372,8 +372,7 @@ def load_table(
             pipes, spec["asset_key"], spec["table"], checks, [zones.table, zones.quarantine], record
         )
     version = override or run
-    zones.quarantine.publish(version, days, from_rejected=bool(override))  # first: the table's switch
-    zones.table.publish(version, days, catalog, from_rejected=bool(override))  # is what readers see
+    zones.table.publish(version, days, catalog, from_rejected=bool(override), beside=[zones.quarantine])
     phases.done("publish (lake and catalog)")
     superseded = zones.table.drop_superseded(days) + zones.quarantine.drop_superseded(days)
     if superseded:

@@ -78,12 +78,15 @@ def plan_catch_up(
     table: str,
     today: dt.date,
     reads: tuple[str, ...] = (),
+    reload_between: bool = True,
 ) -> CatchUpPlan:
     """The days ``table`` is missing as of ``today`` (in the schedule's time zone) and what to run:
     as few runs as ``processing.max_partitions`` allows, each one spanning the days between missing
     ones (reloading a loaded day costs less than another Spark application) but never a day another
     run covers, one the source no longer holds, or one a table it ``reads`` (a derived table's
-    upstream) does not have yet."""
+    upstream) does not have yet. A derived table is computed from the lake, so the source's
+    retention does not bound it. Without ``reload_between`` (a source that only has today's
+    snapshot) a run never spans a loaded day: reloading it would rewrite its history."""
     latest = latest_complete_day(config, today)
     if latest is None:
         return CatchUpPlan(table, None, None, [], [], [], [], [], [])
@@ -93,7 +96,7 @@ def plan_catch_up(
     done = [d for d in days if state[d] == dg.AssetPartitionStatus.MATERIALIZED]
     missing = [d for d in days if state[d] != dg.AssetPartitionStatus.MATERIALIZED]
     failed = [d for d in missing if state[d] == dg.AssetPartitionStatus.FAILED]
-    oldest_held = today - dt.timedelta(days=config.processing.retention_days)
+    oldest_held = start if reads else today - dt.timedelta(days=config.processing.retention_days)
     unrecoverable = [d for d in missing if d < oldest_held]
     flying = days_in_flight(instance, table) | {
         d for d in days if state[d] == dg.AssetPartitionStatus.IN_PROGRESS
@@ -103,6 +106,7 @@ def plan_catch_up(
     upstream = [partition_status(instance, config, u, todo) for u in reads]
     waiting = [d for d in todo if any(s[d] != dg.AssetPartitionStatus.MATERIALIZED for s in upstream)]
     todo = [d for d in todo if d not in set(waiting)]
-    ranges = covering_ranges(todo, avoid=flying | set(waiting), max_days=config.processing.max_partitions)
+    avoid = flying | set(waiting) | (set() if reload_between else set(done))
+    ranges = covering_ranges(todo, avoid=avoid, max_days=config.processing.max_partitions)
     last = max(done, default=None)
     return CatchUpPlan(table, latest, last, missing, failed, unrecoverable, in_flight, waiting, ranges)

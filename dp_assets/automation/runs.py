@@ -65,14 +65,17 @@ def ready_derived(
 ) -> list[str]:
     """The derived tables a run of ``table`` over [start, end] builds too, in dependency order: those
     reading it (or a derived table the run builds) once every other table they read has each of
-    those days materialized, its blocking checks passed. The others wait for the run that completes
-    what they read, or for their own nightly catch-up."""
+    those days materialized, its blocking checks passed, and no queued or running run already builds
+    it for one of them. The others wait for the run that completes what they read, or for their own
+    nightly catch-up."""
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     built: list[str] = []
     for d in derived:
         reads = set(d.transform.upstream)
         written = {table, *built}
-        if reads & written and all(complete(instance, config, u, days) for u in sorted(reads - written)):
+        if not reads & written or days_in_flight(instance, d.name) & set(days):
+            continue
+        if all(complete(instance, config, u, days) for u in sorted(reads - written)):
             built.append(d.name)
     return built
 

@@ -19,6 +19,7 @@ import dagster as dg
 from dp_assets.automation.catchup import plan_catch_up
 from dp_assets.automation.runs import range_run_request, ready_derived, table_assets
 from dp_assets.config.loader import LoadedConfig
+from dp_assets.config.model import PostgresSource
 from dp_assets.stages.derive import DerivedTable
 
 
@@ -30,6 +31,8 @@ def build_nightly_schedule(
     tz = zoneinfo.ZoneInfo(auto.timezone)
     own = next((d for d in derived if d.name == table), None)  # None: a loaded table
     reads = tuple(own.transform.upstream) if own else ()
+    source = None if own else config.tables[table].source
+    snapshot = isinstance(source, PostgresSource) and source.date_column is None
     what = (
         f"{table} for the latest complete day and every day not materialized since the partitions "
         f"start (within processing.retention_days)"
@@ -49,7 +52,8 @@ def build_nightly_schedule(
     )
     def nightly(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
         now = context.scheduled_execution_time or dt.datetime.now(tz)
-        plan = plan_catch_up(context.instance, config, table, now.astimezone(tz).date(), reads)
+        today = now.astimezone(tz).date()
+        plan = plan_catch_up(context.instance, config, table, today, reads, reload_between=not snapshot)
         if plan.unrecoverable:
             context.log.warning(plan.unrecoverable_message(config.processing.retention_days))
         if not plan.ranges:
