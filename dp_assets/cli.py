@@ -79,6 +79,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Submit a range to the deployed instance as a backfill; with --wait, follow it to its end."""
+    from dp_assets.backfill import daemon_warning, follow, submit_backfill
+    from dp_assets.runner import RangeError
+
+    if not os.environ.get("DAGSTER_HOME"):
+        print(
+            "dp: DAGSTER_HOME is not set: dp backfill submits to the instance it configures (the one "
+            "your dagster-daemon runs); `dp run` runs a range in this process instead",
+            file=sys.stderr,
+        )
+        return 2
+    import dagster as dg
+
+    loaded = load_config(args.config_s3)
+    ui_url = args.ui_url or loaded.config.notify.dagster_url
+    instance = dg.DagsterInstance.get()
+    tables = [t.strip() for t in args.tables.split(",")] if args.tables else None
+    try:
+        submitted = submit_backfill(loaded, instance, args.start, args.end, tables, ui_url)
+    except RangeError as e:
+        print(f"dp: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"backfill {submitted.backfill_id}: {', '.join(submitted.names)} over {args.start}..{args.end} "
+        f"submitted to {os.environ['DAGSTER_HOME']}\n  {submitted.url}"
+    )
+    if warning := daemon_warning(instance):
+        print(f"dp: warning: {warning}", file=sys.stderr)
+    if not args.wait:
+        return 0
+    summaries = follow(instance, submitted)
+    for summary in summaries:
+        print(summary.render())
+    return 0 if summaries and all(s.ok for s in summaries) else 1
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     """Publish the versions a run's blocking checks held back, after review: the deliberate override."""
     from dp_assets.lake import Lake
@@ -248,6 +285,26 @@ def parser() -> argparse.ArgumentParser:
         help="read deliveries from general.e2e_input_path; refused in integration, preprod, prod",
     )
     run.set_defaults(func=cmd_run)
+
+    backfill = sub.add_parser(
+        "backfill",
+        parents=[s3],
+        help="submit a range to the instance $DAGSTER_HOME configures, as a backfill its daemon runs "
+        "through the run queue",
+    )
+    backfill.add_argument("--start", type=_date, required=True)
+    backfill.add_argument("--end", type=_date, required=True)
+    backfill.add_argument("--tables", help="comma-separated table names (default: all)")
+    backfill.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow it: progress, then the summary; exit 1 unless it all passed",
+    )
+    backfill.add_argument(
+        "--ui-url",
+        help="the Dagster UI the printed link points at (default: [notify] dagster_url)",
+    )
+    backfill.set_defaults(func=cmd_backfill)
 
     publish = sub.add_parser(
         "publish",

@@ -13,6 +13,7 @@ import sys
 import time
 
 import dagster as dg
+from dagster import EventLogEntry
 
 from spark_jobs.contract import PROGRESS
 
@@ -25,31 +26,53 @@ def _message(record: logging.LogRecord) -> str:
     return _meta(record).get("orig_message") or record.getMessage()
 
 
-def worth_printing(record: logging.LogRecord) -> bool:
+def worth(level: int, message: str) -> bool:
     """Progress, warnings and errors; not Dagster's events and debug messages."""
-    return record.levelno >= logging.WARNING or _message(record).startswith(PROGRESS)
+    return level >= logging.WARNING or message.startswith(PROGRESS)
+
+
+def worth_printing(record: logging.LogRecord) -> bool:
+    return worth(record.levelno, _message(record))
+
+
+def readable(created: float, level: str, message: str, error: str | None) -> str:
+    """``HH:MM:SS  text``: progress without its mark; a failure with its error's message (the stack
+    trace is in the log file)."""
+    at = time.strftime("%H:%M:%S", time.localtime(created))
+    if message.startswith(PROGRESS):
+        return f"{at}  {message.removeprefix(PROGRESS)}"
+    if error is not None:
+        return f"{at}  {level}  {message}\n{error.rstrip()}"
+    return f"{at}  {level}  {message}"
+
+
+def _error(event: object) -> str | None:
+    error = getattr(getattr(event, "event_specific_data", None), "error", None)
+    return None if error is None else error.message
+
+
+def readable_entry(entry: EventLogEntry) -> str | None:
+    """A stored event as the terminal shows it live, or None when it is not worth printing: how
+    `dp backfill --wait` follows a run another process executes."""
+    if not worth(entry.level, entry.user_message):
+        return None
+    return readable(
+        entry.timestamp, logging.getLevelName(entry.level), entry.user_message, _error(entry.dagster_event)
+    )
 
 
 class Readable(logging.Formatter):
-    """``HH:MM:SS  text``: progress without its mark, a failure as its error's message (the stack
-    trace is in the log file), everything else as Dagster words it when verbose."""
+    """:func:`readable`, and with --verbose every event as Dagster words it."""
 
     def __init__(self, verbose: bool) -> None:
         super().__init__()
         self.verbose = verbose
 
     def format(self, record: logging.LogRecord) -> str:
-        at = time.strftime("%H:%M:%S", time.localtime(record.created))
-        message = _message(record)
-        if message.startswith(PROGRESS):
-            return f"{at}  {message.removeprefix(PROGRESS)}"
-        event = _meta(record).get("dagster_event")
-        error = getattr(getattr(event, "event_specific_data", None), "error", None)
-        if error is not None:
-            return f"{at}  {record.levelname}  {message}\n{error.message.rstrip()}"
-        if self.verbose:
-            return f"{at}  {record.levelname}  {record.getMessage()}"
-        return f"{at}  {record.levelname}  {message}"
+        message, error = _message(record), _error(_meta(record).get("dagster_event"))
+        if self.verbose and error is None and not message.startswith(PROGRESS):
+            message = record.getMessage()
+        return readable(record.created, record.levelname, message, error)
 
 
 @dg.logger(

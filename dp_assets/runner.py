@@ -143,6 +143,23 @@ def check_range(loaded: LoadedConfig, start: dt.date, end: dt.date) -> int:
     return days
 
 
+def selected_tables(loaded: LoadedConfig, tables: list[str] | None) -> list[str]:
+    """The tables named (default: every table the config defines, derived ones included)."""
+    known = loaded.table_names
+    names = tables or known
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise RangeError(f"unknown table(s) {unknown}; the config declares {sorted(known)}")
+    return names
+
+
+def table_selection(loaded: LoadedConfig, names: list[str], dumps: bool = True) -> list[dg.AssetKey]:
+    """The assets a run of ``names`` materializes: each configured table's dump (``raw/<t>``) and
+    load, and each derived table; their checks come with them."""
+    raw = [dg.AssetKey(["raw", n]) for n in names if n in loaded.config.tables] if dumps else []
+    return [*raw, *(dg.AssetKey(n) for n in names)]
+
+
 def run_range(
     loaded: LoadedConfig,
     start: dt.date,
@@ -161,16 +178,10 @@ def run_range(
     tables only: each publishes the version that run's checks held back. With ``log_file``, the
     terminal shows progress, warnings and errors, and the file every event (``console``)."""
     days = check_range(loaded, start, end)
-    configured = list(loaded.config.tables)
-    known = loaded.table_names
-    names = tables or known
-    unknown = sorted(set(names) - set(known))
-    if unknown:
-        raise RangeError(f"unknown table(s) {unknown}; the config declares {sorted(known)}")
+    names = selected_tables(loaded, tables)
     defs = defs or build_definitions(loaded)
     job = defs.resolve_job_def(PIPELINE_JOB)
-    dumps = [] if publish_rejected else [dg.AssetKey(["raw", n]) for n in names if n in configured]
-    selection = [*dumps, *(dg.AssetKey(n) for n in names)]
+    selection = table_selection(loaded, names, dumps=not publish_rejected)
     flags = {"clean_up": clean_up, "e2e_test": e2e_test, "publish_rejected": publish_rejected}
     released = release_dead_runs(instance)  # a killed run's slot would block this one forever
     run_config: dict[str, Any] = {"ops": {TABLES_OP: {"config": flags}}}

@@ -225,11 +225,9 @@ def run_spark(
         "keep_superseded_seconds": loaded.config.processing.keep_superseded_hours * 3600,
     }
     written = sorted({s["table"] for s in loads} | {d.name for d in derives})
-    context.log.info(
-        f"{PROGRESS}spark: starting one application for {len(loads)} load(s) "
-        f"{', '.join(s['table'] for s in loads) or '-'} and {len(derives)} derived table(s) "
-        f"{', '.join(d.name for d in derives) or '-'}"
-    )
+    work = [f"load {', '.join(s['table'] for s in loads)}"] if loads else []
+    work += [f"derive {', '.join(d.name for d in derives)}"] if derives else []
+    context.log.info(f"{PROGRESS}spark: starting one application to {' and '.join(work)}")
     by_name = {d.name: d for d in derives}
     with ExitStack() as locks:
         for name in written:  # in name order, so two runs over overlapping tables cannot deadlock
