@@ -166,3 +166,23 @@ def test_design_errors_are_named(old: str, new: str, expected: str) -> None:
 def test_missing_local_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config_from(str(tmp_path / "nope.toml"))
+
+
+def test_a_secondary_environment_gets_its_own_lake_and_catalog_database(isolated_home: Path) -> None:
+    body = packaged_text() + '\n[secondary]\nname = "preprod"\noutput_path = "lake_preprod"\n'
+    (isolated_home / "config.toml").write_text(body)
+    loaded = load_config_from(str(isolated_home / "config.toml"), home=isolated_home)
+    second = loaded.secondary_environment()
+    assert second is not None and second.secondary_environment() is None
+    assert (second.output_path, second.config.catalog_database) == (
+        str(isolated_home / "lake_preprod"),
+        "nycflights13_preprod",
+    )
+    assert (second.input_path, loaded.config.catalog_database) == (loaded.input_path, "nycflights13")
+
+    for section, named in (
+        ('output_path = "lake"', "secondary.output_path 'lake' is general.output_path"),
+        ('output_path = "other"\ncatalog_database = "nycflights13"', "the primary's catalog database"),
+    ):
+        with pytest.raises(ConfigError, match=named):
+            parse_config(f'{packaged_text()}\n[secondary]\nname = "preprod"\n{section}\n'.encode(), "x.toml")

@@ -19,7 +19,9 @@ from dp_assets.automation.runs import TABLE_TAG, range_run_request, table_assets
 from dp_assets_tests.automation_support import queued_run
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-PG_ENV = {"DAGSTER_PG_URL": "postgresql://dagster:not-a-real-password@db.internal:5432/dagster?sslmode=require"}
+PG_ENV = {
+    "DAGSTER_PG_URL": "postgresql://dagster:not-a-real-password@db.internal:5432/dagster?sslmode=require"
+}
 
 
 def prod_config(monkeypatch: pytest.MonkeyPatch) -> Mapping[str, Any]:
@@ -35,7 +37,7 @@ def test_production_instance_config_validates_against_dagsters_schema(
 ) -> None:
     config = prod_config(monkeypatch)
     assert set(config["storage"]) == {"postgres"}
-    assert config["storage"]["postgres"] == {"postgres_url": {"env": "DAGSTER_PG_URL"}}  # no secret in the file
+    assert config["storage"]["postgres"] == {"postgres_url": {"env": "DAGSTER_PG_URL"}}  # no secret here
     coordinator = config["run_coordinator"]
     assert coordinator["class"] == "QueuedRunCoordinator"
     (limit,) = coordinator["config"]["tag_concurrency_limits"]

@@ -42,6 +42,10 @@ DERIVED_CHECKS = {
     "row_accounting": "Rows the SQL produced = rows published + rows outside the run's days.",
 }
 
+# With [secondary], every loaded and derived table has this non-blocking check: whether the run also
+# published it into the secondary environment. Failing there warns; the primary's outcome stands.
+SECONDARY_CHECK = "published_to_secondary"
+
 # Metadata the job reports that the orchestrator reads (the rest is shown as it comes).
 PARTITION_STATS = "partition_stats"  # {day: {rows, nulls, min, max, [rows_in, ...]}}: moved onto partitions
 ROW_COUNT = "dagster/row_count"
@@ -120,12 +124,22 @@ class DeriveSpec(TypedDict):
     publish_rejected: str | None  # a run id: publish the version its checks held back (`dp publish`)
 
 
+class SecondarySpec(TypedDict):
+    """The same tables again, published into the secondary environment's lake and catalog: the same
+    staged rows and columns, other ``table_uri``, ``quarantine_uri``, ``catalog_table`` and upstream."""
+
+    name: str
+    loads: list[LoadSpec]
+    derives: list[DeriveSpec]
+
+
 class RunSpec(TypedDict):
     """A run's Pipes extras: every table it covers, loads first, derived tables in dependency order."""
 
     partition_key_range: PartitionKeyRange
     loads: list[LoadSpec]
     derives: list[DeriveSpec]
+    secondary: SecondarySpec | None  # published after the primary, when [secondary] is configured
     s3_credentials: dict[str, dict[str, str]]  # bucket -> temporary keys: never logged or shown
     keep_superseded_seconds: float  # how long a replaced version stays readable ([processing])
 

@@ -22,7 +22,17 @@ from pyspark.sql import SparkSession
 
 from spark_jobs.audit import TableOutcome, warm_catalog
 from spark_jobs.common import days_between, use_s3_credentials
-from spark_jobs.contract import OUTCOME_MESSAGE, PROGRESS, DeriveSpec, LoadSpec, RunOutcome, RunSpec
+from spark_jobs.contract import (
+    OUTCOME_MESSAGE,
+    PROGRESS,
+    ROW_COUNT,
+    SECONDARY_CHECK,
+    DeriveSpec,
+    LoadSpec,
+    RunOutcome,
+    RunSpec,
+    SecondarySpec,
+)
 from spark_jobs.deriving import derive_table
 from spark_jobs.loading import load_table
 from spark_jobs.pipes_bootstrap import open_pipes
@@ -56,6 +66,44 @@ class OneAtATime:
                 return attr(*args, **kwargs)
 
         return serialized
+
+
+class InSecondary:
+    """The Pipes context as the secondary environment's tables see it: log lines go through, named
+    with the environment; materializations and checks are kept, because the assets are the primary's
+    and the secondary reports only as each table's ``SECONDARY_CHECK``."""
+
+    def __init__(self, pipes: Any, name: str) -> None:
+        self._pipes, self.name = pipes, name
+        self.rows: dict[str, int] = {}  # asset key -> rows published there
+
+    @property
+    def log(self) -> InSecondary:
+        return self
+
+    def _named(self, message: str) -> str:
+        if message.startswith(PROGRESS):
+            return f"{PROGRESS}{self.name}: {message.removeprefix(PROGRESS)}"
+        return f"{self.name}: {message}"
+
+    def debug(self, message: str) -> None:
+        self._pipes.log.debug(self._named(message))
+
+    def info(self, message: str) -> None:
+        self._pipes.log.info(self._named(message))
+
+    def warning(self, message: str) -> None:
+        self._pipes.log.warning(self._named(message))
+
+    def error(self, message: str) -> None:
+        self._pipes.log.error(self._named(message))
+
+    def report_asset_materialization(self, asset_key: str, metadata: dict[str, Any], **_: Any) -> None:
+        count = metadata.get(ROW_COUNT)
+        self.rows[asset_key] = int(count["raw_value"] if isinstance(count, dict) else count or 0)
+
+    def report_asset_check(self, *_: Any, **__: Any) -> None:
+        pass  # its checks decide whether it publishes there, as they do in the primary
 
 
 class Tables:
@@ -126,6 +174,48 @@ class Tables:
             task.result()  # surfaces a bug in this scheduling itself; table errors are in the outcome
         return self.outcome
 
+    def publish_secondary(self, spec: RunSpec, target: SecondarySpec) -> None:
+        """After the primary, the same dump into the secondary environment: each table the primary
+        published, written, audited and published there the same way. Each outcome is reported as the
+        table's SECONDARY_CHECK, a warning when it failed; the primary's outcome never changes."""
+        tables = [
+            s for s in (*target["loads"], *target["derives"]) if s["asset_key"] not in self.outcome_keys
+        ]
+        if not tables:
+            return
+        self.pipes.log.info(f"{PROGRESS}{target['name']}: publishing {', '.join(s['table'] for s in tables)}")
+        quiet = InSecondary(self.pipes, target["name"])
+        there = Tables(self.spark, quiet, spec, self.run)  # type: ignore[arg-type]
+        published = {s["table"] for s in tables}
+        there.run_all(
+            {
+                **spec,
+                "loads": [s for s in target["loads"] if s["table"] in published],
+                "derives": [s for s in target["derives"] if s["table"] in published],
+            }
+        )
+        for s in tables:
+            key = s["asset_key"]
+            error = there.outcome["failed"].get(key) or there.outcome["not_run"].get(key)
+            where = {
+                "environment": target["name"],
+                "table_uri": {"raw_value": s["table_uri"], "type": "path"},
+            }
+            if s["catalog_table"]:
+                where["catalog_table"] = s["catalog_table"]
+            self.pipes.report_asset_check(
+                SECONDARY_CHECK,
+                passed=error is None,
+                severity="WARN",
+                asset_key=key,
+                metadata={**where, **({"error": error} if error else {"rows": quiet.rows.get(key, 0)})},
+            )
+
+    @property
+    def outcome_keys(self) -> set[str]:
+        """Tables that failed or did not run in this environment."""
+        return {*self.outcome["failed"], *self.outcome["not_run"]}
+
 
 def main() -> None:
     # pyspark checks for pandas while converting rows, and warns about a pandas the job never uses.
@@ -146,6 +236,8 @@ def main() -> None:
             f"{len(spec['loads'])} load(s) and {len(spec['derives'])} derived table(s)"
         )
         outcome = tables.run_all(spec)
+        if secondary := spec.get("secondary"):
+            tables.publish_secondary(spec, secondary)
         pipes.report_custom_message({OUTCOME_MESSAGE: outcome})
         spark.stop()
 

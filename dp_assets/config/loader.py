@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -67,6 +67,12 @@ class LoadedConfig:
             return path.rstrip("/")
         p = Path(path).expanduser()
         return str(p if p.is_absolute() else (self.dp_home / p).resolve())
+
+    def secondary_environment(self) -> LoadedConfig | None:
+        """The config as the secondary environment's tables are published with it (see
+        ``PipelineConfig.secondary_environment``); None without [secondary]."""
+        config = self.config.secondary_environment()
+        return None if config is None else replace(self, config=config)
 
     @property
     def input_path(self) -> str:

@@ -206,6 +206,17 @@ class Catalog(_Strict):
     database: str | None = None  # default: general.pipeline_name
 
 
+class Secondary(_Strict):
+    """A second environment every run also publishes the same dump into, after the primary: its own
+    lake and catalog database (a pre-production copy fed by production's deliveries, say). What fails
+    there is a warning on the table's ``published_to_secondary`` check; the primary is never failed
+    or rolled back for it."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="names it in messages and check results")
+    output_path: str  # its lake: an S3 URI or a local folder, never the primary's
+    catalog_database: str | None = None  # default: <the primary's database>_<name>
+
+
 class Automation(_Strict):
     """When the nightly schedule ticks and how the new-data sensors look at the landing zone."""
 
@@ -632,12 +643,47 @@ class PipelineConfig(_Strict):
     derived: dict[str, Derived] = Field(default_factory=dict)
     deploy: Deploy = Field(default_factory=Deploy)
     aws: Aws = Field(default_factory=Aws)
+    secondary: Secondary | None = None
 
     @property
     def catalog_database(self) -> str | None:
         if not self.catalog.enabled:
             return None
         return self.catalog.database or re.sub(r"[^a-z0-9_]", "_", self.general.pipeline_name.lower())
+
+    def secondary_environment(self) -> PipelineConfig | None:
+        """This config publishing into [secondary]'s lake and catalog database instead (the landing
+        zone, the raw zone and the staged rows stay the primary's); None without [secondary]."""
+        s = self.secondary
+        if s is None:
+            return None
+        database = s.catalog_database or (
+            f"{self.catalog_database}_{s.name}" if self.catalog_database else None
+        )
+        return self.model_copy(
+            update={
+                "general": self.general.model_copy(update={"output_path": s.output_path}),
+                "catalog": self.catalog.model_copy(update={"database": database}),
+                "secondary": None,
+            }
+        )
+
+    @model_validator(mode="after")
+    def _secondary_is_elsewhere(self) -> PipelineConfig:
+        s = self.secondary
+        if s is None:
+            return self
+        if s.output_path.rstrip("/") == self.general.output_path.rstrip("/"):
+            raise ValueError(
+                f"secondary.output_path {s.output_path!r} is general.output_path: the secondary "
+                "environment needs a lake of its own"
+            )
+        if s.catalog_database is not None and s.catalog_database == self.catalog_database:
+            raise ValueError(
+                f"secondary.catalog_database {s.catalog_database!r} is the primary's catalog database: "
+                "the secondary environment needs a database of its own"
+            )
+        return self
 
     @field_validator("tables")
     @classmethod

@@ -105,7 +105,6 @@ def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[LoadSpe
     schema = evolve(name, table, read_json_if_exists(lake.store, lake.schema_path(name)), manifests)
     nullable = {c.name: c.nullable for c in table.columns}
     descriptions = {c.name: c.description for c in table.columns}
-    database = loaded.config.catalog_database
     spec: LoadSpec = {
         "table": name,
         "asset_key": dg.AssetKey(name).to_user_string(),
@@ -124,14 +123,28 @@ def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[LoadSpe
         "quarantine": table.quarantine.model_dump(),
         "staged_uri": lake.uri(lake.staged_root(name)),
         "staged_days": [d for d, m in manifests.items() if any(f.get("columns") for f in m["files"])],
-        "table_uri": lake.uri(name),
-        "quarantine_uri": lake.uri(lake.quarantine_root(name)),
         "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
         "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
-        "catalog_table": f"{database}.{name}" if database else None,
         "publish_rejected": None,
+        **published_at(loaded, name),  # type: ignore[typeddict-item]
     }
     return spec, schema
+
+
+def published_at(loaded: LoadedConfig, name: str) -> dict[str, str | None]:
+    """Where a load publishes the table in ``loaded``'s environment: its lake folder, its
+    quarantine's, and its catalog table."""
+    lake, database = Lake(loaded), loaded.config.catalog_database
+    return {
+        "table_uri": lake.uri(name),
+        "quarantine_uri": lake.uri(lake.quarantine_root(name)),
+        "catalog_table": f"{database}.{name}" if database else None,
+    }
+
+
+def retarget(spec: LoadSpec, environment: LoadedConfig) -> LoadSpec:
+    """The same load (the same staged rows and columns) published into another environment."""
+    return {**spec, **published_at(environment, spec["table"]), "publish_rejected": None}  # type: ignore[typeddict-item]
 
 
 def partition_metadata(stats: dict[str, Any]) -> dict[str, Any]:

@@ -39,9 +39,18 @@ from dp_assets.stages.load import (
     load_asset_spec,
     load_check_specs,
     load_spec,
+    retarget,
     warn_evolution,
 )
-from spark_jobs.contract import PROGRESS, RANGE_TOTALS, RUN_SCRIPT, LoadSpec, RunSpec
+from spark_jobs.contract import (
+    PROGRESS,
+    RANGE_TOTALS,
+    RUN_SCRIPT,
+    SECONDARY_CHECK,
+    LoadSpec,
+    RunSpec,
+    SecondarySpec,
+)
 
 TABLES_OP = "tables"
 Event = dg.MaterializeResult | dg.AssetCheckResult
@@ -107,6 +116,7 @@ def build_tables_asset(loaded: LoadedConfig, partitions: dg.PartitionsDefinition
         checks += dump_check_specs(name, table) + load_check_specs(name)
     specs += [d.asset_spec() for d in derived]
     checks += [c for d in derived for c in d.check_specs()]
+    checks += secondary_check_specs(loaded, [*config.tables, *(d.name for d in derived)])
 
     @dg.multi_asset(
         name=TABLES_OP,
@@ -132,6 +142,19 @@ def build_tables_asset(loaded: LoadedConfig, partitions: dg.PartitionsDefinition
         failures.raise_if_any()
 
     return tables
+
+
+def secondary_check_specs(loaded: LoadedConfig, names: list[str]) -> list[dg.AssetCheckSpec]:
+    """With [secondary], one non-blocking check per table: it was published there too."""
+    second = loaded.secondary_environment()
+    if second is None:
+        return []
+    text = (
+        f"This run also published the table's days into the secondary environment "
+        f"{loaded.config.secondary.name} ({second.output_path}, catalog database "  # type: ignore[union-attr]
+        f"{second.config.catalog_database or 'none'}). Failing there warns; the primary stands."
+    )
+    return [dg.AssetCheckSpec(SECONDARY_CHECK, asset=n, description=text, blocking=False) for n in names]
 
 
 def refuse_dumps_when_publishing(context: dg.AssetExecutionContext) -> None:
@@ -217,17 +240,30 @@ def run_spark(
         derives.append(table)
     if not loads and not derives:
         return
+    # A reviewed override publishes what the primary held back; the secondary gets the next run.
+    second = None if publish_rejected else loaded.secondary_environment()
+    secondary: SecondarySpec | None = None
+    credentials = lake.spark_credentials()  # Pipes context only: never logged or shown
+    if second is not None:
+        secondary = {
+            "name": loaded.config.secondary.name,  # type: ignore[union-attr]
+            "loads": [retarget(s, second) for s in loads],
+            "derives": [d.spec(Lake(second)) for d in derives],
+        }
+        credentials = {**credentials, **Lake(second).spark_credentials()}
     run_spec: RunSpec = {
         "partition_key_range": {"start": context.partition_keys[0], "end": context.partition_keys[-1]},
         "loads": loads,
         "derives": [{**d.spec(lake), "publish_rejected": publish_rejected} for d in derives],
-        "s3_credentials": lake.spark_credentials(),  # Pipes context only: never logged or shown
+        "secondary": secondary,
+        "s3_credentials": credentials,
         "keep_superseded_seconds": loaded.config.processing.keep_superseded_hours * 3600,
     }
     written = sorted({s["table"] for s in loads} | {d.name for d in derives})
     work = [f"load {', '.join(s['table'] for s in loads)}"] if loads else []
     work += [f"derive {', '.join(d.name for d in derives)}"] if derives else []
-    context.log.info(f"{PROGRESS}spark: starting one application to {' and '.join(work)}")
+    then = f", then the same into {secondary['name']}" if secondary else ""
+    context.log.info(f"{PROGRESS}spark: starting one application to {' and '.join(work)}{then}")
     by_name = {d.name: d for d in derives}
     with ExitStack() as locks:
         for name in written:  # in name order, so two runs over overlapping tables cannot deadlock
