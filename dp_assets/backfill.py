@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from dagster._core.execution.backfill import (
     BulkActionStatus,
     PartitionBackfill,
 )
+from dagster._core.utils import make_new_backfill_id
 
 from dp_assets.automation.runs import DERIVED_TAG, TABLE_TAG, TRIGGER_TAG, describe_days, run_days
 from dp_assets.config.loader import LoadedConfig
@@ -34,6 +34,7 @@ class Submitted:
     names: list[str]  # the tables it materializes
     days: int
     url: str  # the backfill's page in the UI
+    tags: dict[str, str]  # what its runs are tagged with
 
 
 def submit_backfill(
@@ -56,7 +57,7 @@ def submit_backfill(
         **({TABLE_TAG: loads[0]} if len(loads) == 1 else {}),
         **({DERIVED_TAG: ",".join(derived)} if derived else {}),
     }
-    backfill_id = uuid.uuid4().hex[:8]
+    backfill_id = make_new_backfill_id()
     partitions = [(start + dt.timedelta(days=i)).isoformat() for i in range(days)]
     instance.add_backfill(
         PartitionBackfill.from_asset_partitions(
@@ -73,7 +74,7 @@ def submit_backfill(
             run_config=None,
         )
     )
-    return Submitted(backfill_id, names, days, f"{ui_url.rstrip('/')}/runs/b/{backfill_id}")
+    return Submitted(backfill_id, names, days, f"{ui_url.rstrip('/')}/runs/b/{backfill_id}", tags)
 
 
 def daemon_warning(instance: dg.DagsterInstance) -> str | None:
@@ -96,6 +97,7 @@ def follow(
     """Print each of the backfill's runs' progress, warnings and errors as they are stored, until the
     backfill and its runs have ended; then each run's summary."""
     cursors: dict[str, str | None] = {}
+    waiting_since = time.monotonic()
     while True:
         backfill = instance.get_backfill(submitted.backfill_id)
         if backfill is None:
@@ -110,6 +112,10 @@ def follow(
             for record in conn.records:
                 if (line := readable_entry(record.event_log_entry)) is not None:
                     say(line)
+        if not runs and time.monotonic() - waiting_since > DAEMON_STALE_SECONDS:
+            why = daemon_warning(instance) or "it is still queued"
+            say(f"backfill {submitted.backfill_id}: no run launched yet; {why}")
+            waiting_since = time.monotonic()
         # Statuses were read before the records: a run seen ended has had all of its events printed.
         if backfill.status in BULK_ACTION_TERMINAL_STATUSES and all(r.status in _ENDED for r in runs):
             break

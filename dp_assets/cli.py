@@ -81,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     """Submit a range to the deployed instance as a backfill; with --wait, follow it to its end."""
+    from dp_assets.automation.runs import TABLE_TAG
     from dp_assets.backfill import daemon_warning, follow, submit_backfill
     from dp_assets.runner import RangeError
 
@@ -106,11 +107,20 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         f"backfill {submitted.backfill_id}: {', '.join(submitted.names)} over {args.start}..{args.end} "
         f"submitted to {os.environ['DAGSTER_HOME']}\n  {submitted.url}"
     )
+    if TABLE_TAG not in submitted.tags:
+        print(
+            "  several tables in one run: the queue's one-run-per-table limit does not apply to it; "
+            "the lake's per-table lock still keeps it from writing a table another run is writing"
+        )
     if warning := daemon_warning(instance):
         print(f"dp: warning: {warning}", file=sys.stderr)
     if not args.wait:
         return 0
-    summaries = follow(instance, submitted)
+    try:
+        summaries = follow(instance, submitted)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; the backfill goes on: {submitted.url}")
+        return 130
     for summary in summaries:
         print(summary.render())
     return 0 if summaries and all(s.ok for s in summaries) else 1

@@ -131,9 +131,12 @@ def policies(loaded: LoadedConfig, launcher: str, release_uri: str) -> dict[str,
     config, emr = loaded.config, loaded.config.spark.emr
     assert emr is not None, "the EMR launchers need [spark.emr]"
     messages, logs = [emr.messages_uri], [emr.log_uri] if emr.log_uri else []
+    second = loaded.secondary_environment()  # [secondary]: its lake and database are written too
+    lakes = [loaded.output_path, *([second.output_path] if second else [])]
+    databases = [d for d in (config.catalog_database, second and second.config.catalog_database) if d]
     data = [
         *s3_statements("Landing", [loaded.input_path], write=False),
-        *s3_statements("Lake", [loaded.output_path], write=True),
+        *s3_statements("Lake", lakes, write=True),
     ]
     chain = config.aws.role_chain
     orchestrator = [
@@ -150,8 +153,8 @@ def policies(loaded: LoadedConfig, launcher: str, release_uri: str) -> dict[str,
     ]
     if launcher == "emr-serverless":
         job += s3_statements("Logs", logs, write=True)  # Serverless writes logs as the job's role
-    if config.catalog_database:
-        job.append(glue_statement(config.catalog_database))
+    if databases:
+        job.append(glue_statement(databases))
     documents: dict[str, dict[str, Any]] = {}
     if chain:  # data access goes through the chain: each hop may assume the next, the last reads data
         orchestrator.append(_assume(chain[0]))
@@ -160,7 +163,7 @@ def policies(loaded: LoadedConfig, launcher: str, release_uri: str) -> dict[str,
         documents[f"role_chain {chain[-1]}"] = _document(data)
     else:
         orchestrator += data
-        job += s3_statements("Lake", [loaded.output_path], write=True)
+        job += s3_statements("Lake", lakes, write=True)
     return {"orchestrator": _document(orchestrator), "job": _document(job), **documents}
 
 
@@ -173,8 +176,9 @@ def _assume(role_arn: str) -> Statement:
     }
 
 
-def glue_statement(database: str) -> Statement:
-    """What the load's catalog registration needs when the cluster's metastore is Glue."""
+def glue_statement(databases: list[str]) -> Statement:
+    """What the load's catalog registration needs when the cluster's metastore is Glue: creating
+    tables and partitions, and switching a partition's location when a day is republished."""
     return {
         "Sid": "GlueCatalog",
         "Effect": "Allow",
@@ -184,13 +188,16 @@ def glue_statement(database: str) -> Statement:
             "glue:GetTable",
             "glue:CreateTable",
             "glue:UpdateTable",
+            "glue:GetPartition",
             "glue:GetPartitions",
             "glue:BatchCreatePartition",
+            "glue:UpdatePartition",
+            "glue:BatchUpdatePartition",
             "glue:BatchDeletePartition",
         ],
         "Resource": [
             "arn:aws:glue:*:*:catalog",
-            f"arn:aws:glue:*:*:database/{database}",
-            f"arn:aws:glue:*:*:table/{database}/*",
+            *(f"arn:aws:glue:*:*:database/{d}" for d in databases),
+            *(f"arn:aws:glue:*:*:table/{d}/*" for d in databases),
         ],
     }

@@ -180,9 +180,10 @@ def test_a_secondary_environment_gets_its_own_lake_and_catalog_database(isolated
     )
     assert (second.input_path, loaded.config.catalog_database) == (loaded.input_path, "nycflights13")
 
-    for section, named in (
-        ('output_path = "lake"', "secondary.output_path 'lake' is general.output_path"),
-        ('output_path = "other"\ncatalog_database = "nycflights13"', "the primary's catalog database"),
-    ):
-        with pytest.raises(ConfigError, match=named):
-            parse_config(f'{packaged_text()}\n[secondary]\nname = "preprod"\n{section}\n'.encode(), "x.toml")
+    with pytest.raises(ConfigError, match="the primary's catalog database"):
+        parse_config(f'{body}catalog_database = "nycflights13"\n'.encode(), "x.toml")
+    for inside in ("./lake", "lake/preprod", str(isolated_home)):  # resolved: the primary's lake, or nested
+        (isolated_home / "config.toml").write_text(body.replace('"lake_preprod"', f'"{inside}"'))
+        overlapping = load_config_from(str(isolated_home / "config.toml"), home=isolated_home)
+        with pytest.raises(ConfigError, match="give the secondary a lake of its own"):
+            overlapping.secondary_environment()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zipfile
 from io import BytesIO
+from pathlib import Path
 
 import boto3
 import pytest
@@ -185,3 +186,17 @@ def test_iam_policies_with_a_role_chain_move_data_access_to_its_last_role(aws: s
 def test_iam_policy_for_local_is_refused(capsys) -> None:
     assert main(["deploy", "--env", "prod", "--bucket", "b", "--print-iam-policy"]) == 1
     assert "the local launcher needs no IAM policy" in capsys.readouterr().err
+
+
+def test_iam_policies_cover_the_secondary_lake_and_catalog_database(aws: str, tmp_path, capsys) -> None:
+    config = Path(emr_config(tmp_path))
+    config.write_text(
+        config.read_text() + '\n[secondary]\nname = "preprod"\noutput_path = "s3://dp-preprod-lake/flights"\n'
+    )
+    job = iam_policies(str(config), "emr", capsys)["job"]
+    lake = statement(job, "LakeObjects")["Resource"]
+    assert any(r.startswith("arn:aws:s3:::dp-preprod-lake/flights") for r in lake), lake
+    glue = statement(job, "GlueCatalog")
+    assert {"glue:UpdatePartition", "glue:BatchUpdatePartition"} <= set(glue["Action"])  # SET LOCATION
+    assert "arn:aws:glue:*:*:table/nycflights13_preprod/*" in glue["Resource"]
+    assert "arn:aws:glue:*:*:table/nycflights13/*" in glue["Resource"]

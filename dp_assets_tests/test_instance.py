@@ -20,7 +20,7 @@ from dp_assets_tests.automation_support import queued_run
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PG_ENV = {
-    "DAGSTER_PG_URL": "postgresql://dagster:not-a-real-password@db.internal:5432/dagster?sslmode=require"
+    "DAGSTER_PG_URL": "postgresql+psycopg2://dagster:not-a-real-password@db.internal:5432/dagster?sslmode=require"
 }
 
 

@@ -20,7 +20,7 @@ DAY = "2013-01-02"
 DERIVED = "flights_by_origin"
 
 
-def with_secondary(home: Path, output_path: str) -> LoadedConfig:
+def with_secondary(home: Path, output_path: str, key: str = '["flight_date", "origin"]') -> LoadedConfig:
     """The packaged config with a derived table over flights and a secondary environment."""
     loaded, _ = demo_lake(home, DAY, DAY)
     (home / "transforms").mkdir()
@@ -30,7 +30,7 @@ def with_secondary(home: Path, output_path: str) -> LoadedConfig:
     config = home / "config.toml"
     text = Path(loaded.provenance.uri).read_text().split("\n[derived.")[0]
     config.write_text(
-        text + f'\n[derived.{DERIVED}]\nkey = ["flight_date", "origin"]\n'
+        text + f"\n[derived.{DERIVED}]\nkey = {key}\n"
         f'\n[secondary]\nname = "preprod"\noutput_path = "{output_path}"\n'
     )
     return load_config_from(str(config), home=home)
@@ -44,9 +44,19 @@ def secondary_checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetChe
     }
 
 
-def run(loaded: LoadedConfig) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:
+def run(
+    loaded: LoadedConfig, tables: tuple[str, ...] = ("flights",), publish_rejected: str | None = None
+) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance]:
     instance = dg.DagsterInstance.ephemeral()
-    result = materialize_range(loaded, DAY, DAY, tables=("flights",), derived=(DERIVED,), instance=instance)
+    result = materialize_range(
+        loaded,
+        DAY,
+        DAY,
+        tables=tables,
+        derived=(DERIVED,),
+        instance=instance,
+        publish_rejected=publish_rejected,
+    )
     return result, instance
 
 
@@ -93,3 +103,28 @@ def test_a_failure_in_the_secondary_warns_and_the_primary_stands(tmp_path: Path)
     summary = summarize(instance, result.run_id, result.success, ["flights", DERIVED], 1)
     assert summary.ok, summary.render()
     assert f"warned: {SECONDARY_CHECK}" in summary.tables["flights"].outcome()
+
+    # A derived table alone, later: built in the primary, and not in the secondary, which lacks the day.
+    derived, _ = run(loaded, tables=())
+    assert derived.success
+    (check,) = secondary_checks(derived).values()
+    assert not check.passed and "upstream flights has no published partition for 2013-01-02" in (
+        check.metadata["error"].value
+    )
+
+
+def test_an_override_publishes_the_primary_only_and_says_how_to_bring_the_secondary_up(
+    tmp_path: Path,
+) -> None:
+    loaded = with_secondary(tmp_path, "lake_preprod", key='["flight_date"]')  # repeats: held back
+    held, _ = run(loaded)
+    assert not held.success and set(secondary_checks(held)) == {"flights"}  # held back: not published there
+
+    published, instance = run(loaded, tables=(), publish_rejected=held.run_id)
+    assert published.success
+    (check,) = secondary_checks(published).values()
+    assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert f"dp run --start {DAY} --end {DAY} --tables {DERIVED}" in (check.description or "")
+    summary = summarize(instance, published.run_id, True, [DERIVED], 1)
+    assert summary.ok, summary.render()  # warned (key_unique by override, the secondary), not failed
+    assert not (tmp_path / "lake_preprod" / DERIVED).exists()

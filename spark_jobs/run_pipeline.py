@@ -34,6 +34,7 @@ from spark_jobs.contract import (
     SecondarySpec,
 )
 from spark_jobs.deriving import derive_table
+from spark_jobs.lake_io import Hdfs, Publisher
 from spark_jobs.loading import load_table
 from spark_jobs.pipes_bootstrap import open_pipes
 
@@ -96,7 +97,7 @@ class InSecondary:
         self._pipes.log.warning(self._named(message))
 
     def error(self, message: str) -> None:
-        self._pipes.log.error(self._named(message))
+        self._pipes.log.warning(self._named(message))  # a failure there warns: the primary stands
 
     def report_asset_materialization(self, asset_key: str, metadata: dict[str, Any], **_: Any) -> None:
         count = metadata.get(ROW_COUNT)
@@ -111,8 +112,15 @@ class Tables:
     cores between their jobs, and one table's driver-side work overlaps another's tasks), each
     derived table once what it reads is done. A table whose upstream failed is not run."""
 
-    def __init__(self, spark: SparkSession, pipes: PipesContext, spec: RunSpec, run: str) -> None:
-        self.spark, self.pipes, self.run = spark, pipes, run
+    def __init__(
+        self,
+        spark: SparkSession,
+        pipes: PipesContext,
+        spec: RunSpec,
+        run: str,
+        environment: str | None = None,
+    ) -> None:
+        self.spark, self.pipes, self.run, self.environment = spark, pipes, run, environment
         key_range = spec["partition_key_range"]
         self.days = days_between(key_range["start"], key_range["end"])
         self.credentialed = use_s3_credentials(spark, spec["s3_credentials"])
@@ -127,7 +135,15 @@ class Tables:
 
     def settle(self, spec: LoadSpec | DeriveSpec, done: TableOutcome) -> None:
         """A table held back by its checks fails, saying where its version is and how to publish it."""
-        if done.held_back:
+        if done.held_back and self.environment:
+            checks = ", ".join(done.failed_checks)
+            self.outcome["failed"][spec["asset_key"]] = (
+                f"held back in {self.environment}: blocking check(s) {checks} failed on the version about "
+                f"to be published there (kept at {done.held_back}); `dp run --start {self.days[0]} --end "
+                f"{self.days[-1]} --tables {spec['table']}` publishes the days into both environments again"
+            )
+            self.blocked[spec["table"]] = f"{spec['table']} failed check(s) {checks}"
+        elif done.held_back:
             checks = ", ".join(done.failed_checks)
             self.outcome["failed"][spec["asset_key"]] = (
                 f"held back: blocking check(s) {checks} failed on the version about to be published, so "
@@ -176,31 +192,35 @@ class Tables:
 
     def publish_secondary(self, spec: RunSpec, target: SecondarySpec) -> None:
         """After the primary, the same dump into the secondary environment: each table the primary
-        published, written, audited and published there the same way. Each outcome is reported as the
-        table's SECONDARY_CHECK, a warning when it failed; the primary's outcome never changes."""
+        published, written, audited and published there the same way; a derived table only when what
+        it reads there has the run's days. Each outcome is reported as the table's SECONDARY_CHECK, a
+        warning when it failed: the primary's outcome never changes for it."""
+        name = target["name"]
         tables = [
             s for s in (*target["loads"], *target["derives"]) if s["asset_key"] not in self.outcome_keys
         ]
         if not tables:
             return
-        self.pipes.log.info(f"{PROGRESS}{target['name']}: publishing {', '.join(s['table'] for s in tables)}")
-        quiet = InSecondary(self.pipes, target["name"])
-        there = Tables(self.spark, quiet, spec, self.run)  # type: ignore[arg-type]
-        published = {s["table"] for s in tables}
-        there.run_all(
-            {
-                **spec,
-                "loads": [s for s in target["loads"] if s["table"] in published],
-                "derives": [s for s in target["derives"] if s["table"] in published],
-            }
-        )
+        self.pipes.log.info(f"{PROGRESS}{name}: publishing {', '.join(s['table'] for s in tables)}")
+        quiet = InSecondary(self.pipes, name)
+        there = Tables(self.spark, quiet, spec, self.run, environment=name)  # type: ignore[arg-type]
+        loads = [s for s in target["loads"] if s in tables]
+        derives = []
+        for d in (s for s in target["derives"] if s in tables):
+            if missing := self.missing_upstream(d, {s["table"] for s in (*loads, *derives)}):
+                there.outcome["not_run"][d["asset_key"]] = f"in {name}, {missing}"
+            else:
+                derives.append(d)
+        try:
+            there.run_all({**spec, "loads": loads, "derives": derives})  # type: ignore[typeddict-item]
+        except Exception as exc:  # whatever went wrong there, the primary's outcome is reported as it is
+            quiet.warning(f"publishing into it stopped:\n{traceback.format_exc()}")
+            unreported = {s["asset_key"] for s in tables} - there.outcome_keys - set(quiet.rows)
+            there.outcome["failed"].update(dict.fromkeys(unreported, error_text(exc)))
         for s in tables:
             key = s["asset_key"]
             error = there.outcome["failed"].get(key) or there.outcome["not_run"].get(key)
-            where = {
-                "environment": target["name"],
-                "table_uri": {"raw_value": s["table_uri"], "type": "path"},
-            }
+            where = {"environment": name, "table_uri": {"raw_value": s["table_uri"], "type": "path"}}
             if s["catalog_table"]:
                 where["catalog_table"] = s["catalog_table"]
             self.pipes.report_asset_check(
@@ -210,6 +230,21 @@ class Tables:
                 asset_key=key,
                 metadata={**where, **({"error": error} if error else {"rows": quiet.rows.get(key, 0)})},
             )
+
+    def missing_upstream(self, spec: DeriveSpec, built: set[str]) -> str | None:
+        """Why a derived table cannot be built from what its environment has: an upstream table that
+        is neither built before it in this pass nor published there for every one of the run's days."""
+        hdfs = Hdfs(self.spark)
+        for table, upstream in spec["upstream"].items():
+            if table in built:
+                continue
+            have = Publisher(hdfs, upstream["uri"], upstream["partition_column"]).published(self.days)
+            if lacking := [d for d in self.days if d not in have]:
+                return (
+                    f"upstream {table} has no published partition for {', '.join(lacking)}: run {table} "
+                    f"over those days first"
+                )
+        return None
 
     @property
     def outcome_keys(self) -> set[str]:

@@ -72,7 +72,17 @@ class LoadedConfig:
         """The config as the secondary environment's tables are published with it (see
         ``PipelineConfig.secondary_environment``); None without [secondary]."""
         config = self.config.secondary_environment()
-        return None if config is None else replace(self, config=config)
+        if config is None:
+            return None
+        second = replace(self, config=config)
+        ours, theirs = self.output_path.rstrip("/") + "/", second.output_path.rstrip("/") + "/"
+        if ours.startswith(theirs) or theirs.startswith(ours):
+            raise ConfigError(
+                f"secondary.output_path {config.general.output_path!r} is {second.output_path}, which "
+                f"{'is' if ours == theirs else 'overlaps'} the primary lake {self.output_path} "
+                f"(general.output_path) in {self.provenance.uri}: give the secondary a lake of its own"
+            )
+        return second
 
     @property
     def input_path(self) -> str:

@@ -670,14 +670,10 @@ class PipelineConfig(_Strict):
 
     @model_validator(mode="after")
     def _secondary_is_elsewhere(self) -> PipelineConfig:
+        """Its database; its lake is compared once resolved (``LoadedConfig.secondary_environment``)."""
         s = self.secondary
         if s is None:
             return self
-        if s.output_path.rstrip("/") == self.general.output_path.rstrip("/"):
-            raise ValueError(
-                f"secondary.output_path {s.output_path!r} is general.output_path: the secondary "
-                "environment needs a lake of its own"
-            )
         if s.catalog_database is not None and s.catalog_database == self.catalog_database:
             raise ValueError(
                 f"secondary.catalog_database {s.catalog_database!r} is the primary's catalog database: "

@@ -126,15 +126,15 @@ def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[LoadSpe
         "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
         "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
         "publish_rejected": None,
-        **published_at(loaded, name),  # type: ignore[typeddict-item]
+        **published_at(lake, name),  # type: ignore[typeddict-item]
     }
     return spec, schema
 
 
-def published_at(loaded: LoadedConfig, name: str) -> dict[str, str | None]:
-    """Where a load publishes the table in ``loaded``'s environment: its lake folder, its
+def published_at(lake: Lake, name: str) -> dict[str, str | None]:
+    """Where a load publishes the table in ``lake``'s environment: its lake folder, its
     quarantine's, and its catalog table."""
-    lake, database = Lake(loaded), loaded.config.catalog_database
+    database = lake.loaded.config.catalog_database
     return {
         "table_uri": lake.uri(name),
         "quarantine_uri": lake.uri(lake.quarantine_root(name)),
@@ -142,7 +142,7 @@ def published_at(loaded: LoadedConfig, name: str) -> dict[str, str | None]:
     }
 
 
-def retarget(spec: LoadSpec, environment: LoadedConfig) -> LoadSpec:
+def retarget(spec: LoadSpec, environment: Lake) -> LoadSpec:
     """The same load (the same staged rows and columns) published into another environment."""
     return {**spec, **published_at(environment, spec["table"]), "publish_rejected": None}  # type: ignore[typeddict-item]
 

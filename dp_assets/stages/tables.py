@@ -245,12 +245,13 @@ def run_spark(
     secondary: SecondarySpec | None = None
     credentials = lake.spark_credentials()  # Pipes context only: never logged or shown
     if second is not None:
+        there = Lake(second)
         secondary = {
             "name": loaded.config.secondary.name,  # type: ignore[union-attr]
-            "loads": [retarget(s, second) for s in loads],
-            "derives": [d.spec(Lake(second)) for d in derives],
+            "loads": [retarget(s, there) for s in loads],
+            "derives": [d.spec(there) for d in derives],
         }
-        credentials = {**credentials, **Lake(second).spark_credentials()}
+        credentials = {**credentials, **there.spark_credentials()}
     run_spec: RunSpec = {
         "partition_key_range": {"start": context.partition_keys[0], "end": context.partition_keys[-1]},
         "loads": loads,
@@ -293,3 +294,17 @@ def run_spark(
     for name in written:
         if name not in materialized and name not in outcome["failed"] and name not in outcome["not_run"]:
             failures.fail(context, dg.AssetKey(name), "the Spark job reported nothing for it")
+    if publish_rejected and loaded.config.secondary:
+        days = f"--start {context.partition_keys[0]} --end {context.partition_keys[-1]}"
+        for name in sorted(materialized):
+            yield dg.AssetCheckResult(
+                asset_key=name,
+                check_name=SECONDARY_CHECK,
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=(
+                    f"not published to {loaded.config.secondary.name}: an override publishes the reviewed "
+                    f"version into the primary only; `dp run {days} --tables {name}` publishes the days "
+                    "into both"
+                ),
+            )
