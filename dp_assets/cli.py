@@ -30,7 +30,7 @@ def _run(
 
     instance = default_instance(loaded.dp_home)
     began = time.monotonic()
-    log_file = loaded.dp_home / "logs" / f"run-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
+    log_file = loaded.dp_home / "logs" / f"run-{dt.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     print(
         f"{start}..{end}: every event of the run goes to {log_file}"

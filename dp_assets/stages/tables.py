@@ -134,11 +134,16 @@ def build_tables_asset(loaded: LoadedConfig, partitions: dg.PartitionsDefinition
         spark: SparkLauncher,
     ) -> Iterator[Event]:
         failures = RunFailures()
-        if config.publish_rejected:
-            refuse_dumps_when_publishing(context)
-        else:
-            yield from dump_selected(context, config, pipeline, failures)
-        yield from run_spark(context, pipeline, spark, derived, failures, config.publish_rejected)
+        with ExitStack() as locks:
+            # Each table the run writes, from its dump to its publish (a run re-dumping a day replaces
+            # its raw files), in name order so two runs over overlapping tables cannot deadlock.
+            for name in sorted({key.path[-1] for key in context.selected_asset_keys}):
+                locks.enter_context(table_writer(context, pipeline.loaded, name))
+            if config.publish_rejected:
+                refuse_dumps_when_publishing(context)
+            else:
+                yield from dump_selected(context, config, pipeline, failures)
+            yield from run_spark(context, pipeline, spark, derived, failures, config.publish_rejected)
         failures.raise_if_any()
 
     return tables
@@ -266,26 +271,23 @@ def run_spark(
     then = f", then the same into {secondary['name']}" if secondary else ""
     context.log.info(f"{PROGRESS}spark: starting one application to {' and '.join(work)}{then}")
     by_name = {d.name: d for d in derives}
-    with ExitStack() as locks:
-        for name in written:  # in name order, so two runs over overlapping tables cannot deadlock
-            locks.enter_context(table_writer(context, loaded, name))
-        try:
-            report = spark.run_job(context, RUN_SCRIPT, run_spec)
-        except Exception as exc:  # the application failed as a whole: each of its tables did
-            for name in written:
-                failures.fail(context, dg.AssetKey(name), f"the Spark application failed: {error_text(exc)}")
-            return
-        materialized = set()
-        for result in report.results:
-            if isinstance(result, dg.MaterializeResult) and result.asset_key is not None:
-                name = result.asset_key.to_user_string()
-                materialized.add(name)
-                result = (
-                    finish_load(context, pipeline, name, schemas[name], result)
-                    if name in schemas
-                    else by_name[name].finish(context, pipeline, result)
-                )
-            yield result
+    try:
+        report = spark.run_job(context, RUN_SCRIPT, run_spec)
+    except Exception as exc:  # the application failed as a whole: each of its tables did
+        for name in written:
+            failures.fail(context, dg.AssetKey(name), f"the Spark application failed: {error_text(exc)}")
+        return
+    materialized = set()
+    for result in report.results:
+        if isinstance(result, dg.MaterializeResult) and result.asset_key is not None:
+            name = result.asset_key.to_user_string()
+            materialized.add(name)
+            result = (
+                finish_load(context, pipeline, name, schemas[name], result)
+                if name in schemas
+                else by_name[name].finish(context, pipeline, result)
+            )
+        yield result
     outcome = report.outcome or {"failed": {}, "not_run": {}}
     for key, cause in outcome["failed"].items():
         failures.fail(context, dg.AssetKey.from_user_string(key), cause)
