@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import gzip
 import io
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
@@ -24,6 +23,8 @@ from dp_assets.config.loader import ConfigError, LoadedConfig
 from dp_assets.config.model import FileSource, PostgresSource, Table
 from dp_assets.lake import Lake
 from dp_assets.launchers.runtime import sql_conf
+from dp_assets.stages.sniff import decompressed, sniff
+from dp_assets.stages.staging import normalize_header
 from dp_assets.storage import read_json_if_exists
 
 Severity = Literal["error", "warning"]
@@ -147,15 +148,17 @@ def check_newest_delivery(lake: Lake, name: str, table: Table, source: FileSourc
             )
         ]
     newest = max(files, key=lambda f: f.path)
-    with lake.landing.open_read(newest.path) as raw:
-        head = raw.read(1 << 16)
-    if newest.path.endswith(".gz"):
-        with contextlib.suppress(OSError, EOFError):  # a cut stream: compare what decompresses
-            head = gzip.GzipFile(fileobj=io.BytesIO(head)).read(1 << 16)
-    text = head.decode(source.csv.encoding, errors="replace").lstrip("\ufeff")
-    header = next(csv.reader(io.StringIO(text), delimiter=source.csv.delimiter), [])
-    columns = {h.strip().lower().replace(" ", "_"): "" for h in header}
     where = f"the newest delivery {lake.landing.uri(newest.path)}"
+    sniffed = sniff(lambda: lake.landing.open_read(newest.path), newest.path, source.csv.encoding)
+    if sniffed.not_text:
+        message = f"{where} looks like {sniffed.not_text}, not CSV text: the dump will not stage it"
+        return [Finding("upstream_columns", "warning", name, message, file=newest.path)]
+    head = b""
+    with lake.landing.open_read(newest.path) as raw, contextlib.suppress(OSError, EOFError):
+        head = decompressed(raw, sniffed.compression).read(1 << 16)  # a cut stream: what decompresses
+    text = head.decode(sniffed.encoding or source.csv.encoding, errors="replace").lstrip("\ufeff")
+    header = next(csv.reader(io.StringIO(text), delimiter=source.csv.delimiter), [])
+    columns = {c: "" for h, c in zip(header, normalize_header(header), strict=True) if h.strip()}
     return [
         Finding(**{**asdict(f), "file": newest.path})
         for f in _compare_columns(name, table, columns, where, types=False)
