@@ -15,15 +15,19 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dp_assets.config.loader import ConfigError, LoadedConfig
 from dp_assets.config.model import FileSource, PostgresSource, Table
 from dp_assets.lake import Lake
 from dp_assets.launchers.runtime import sql_conf
-from dp_assets.stages.sniff import decompressed, sniff
+from dp_assets.stages.sniff import Sniffed, decompressed, sniff
 from dp_assets.stages.staging import normalize_header
 from dp_assets.storage import read_json_if_exists
 
@@ -149,20 +153,45 @@ def check_newest_delivery(lake: Lake, name: str, table: Table, source: FileSourc
         ]
     newest = max(files, key=lambda f: f.path)
     where = f"the newest delivery {lake.landing.uri(newest.path)}"
-    sniffed = sniff(lambda: lake.landing.open_read(newest.path), newest.path, source.csv.encoding)
-    if sniffed.not_text:
-        message = f"{where} looks like {sniffed.not_text}, not CSV text: the dump will not stage it"
-        return [Finding("upstream_columns", "warning", name, message, file=newest.path)]
-    head = b""
-    with lake.landing.open_read(newest.path) as raw, contextlib.suppress(OSError, EOFError):
-        head = decompressed(raw, sniffed.compression).read(1 << 16)  # a cut stream: what decompresses
-    text = head.decode(sniffed.encoding or source.csv.encoding, errors="replace").lstrip("\ufeff")
-    header = next(csv.reader(io.StringIO(text), delimiter=source.csv.delimiter), [])
+    sniffed = sniff(
+        lambda: lake.landing.open_read(newest.path), newest.path, source.csv.encoding, source.format
+    )
+    notes = [
+        Finding("upstream_columns", "warning", name, f"{where}: {w}", file=newest.path)
+        for w in sniffed.warnings
+    ]
+    expected = "a Parquet file" if source.format == "parquet" else None
+    if sniffed.not_text != expected:
+        return notes  # no fields to compare: the dump will not stage it as the design expects
+    header = delivered_fields(lake, newest.path, source, sniffed)
     columns = {c: "" for h, c in zip(header, normalize_header(header), strict=True) if h.strip()}
-    return [
+    return notes + [
         Finding(**{**asdict(f), "file": newest.path})
         for f in _compare_columns(name, table, columns, where, types=False)
     ]
+
+
+def delivered_fields(lake: Lake, path: str, source: FileSource, sniffed: Sniffed) -> list[str]:
+    """The field names of a delivery as its format gives them: a CSV header, the keys of the first
+    JSON object, a Parquet file's columns."""
+    if source.format == "parquet":
+        with lake.landing.open_read(path) as raw:
+            data = raw.read()
+        try:
+            return pq.read_schema(io.BytesIO(data)).names
+        except (pa.ArrowInvalid, OSError):
+            return []
+    head = b""
+    with lake.landing.open_read(path) as raw, contextlib.suppress(OSError, EOFError):
+        head = decompressed(raw, sniffed.compression).read(1 << 16)  # a cut stream: what decompresses
+    text = head.decode(sniffed.encoding or source.csv.encoding, errors="replace").lstrip("\ufeff")
+    if source.format == "jsonl":
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                if isinstance(first := json.loads(line), dict):
+                    return list(first)
+        return []
+    return next(csv.reader(io.StringIO(text), delimiter=source.csv.delimiter), [])
 
 
 def check_published_schema(lake: Lake, name: str, table: Table) -> list[Finding]:

@@ -106,3 +106,114 @@ def test_dp_validate_reads_the_newest_delivery_by_its_bytes(tmp_path: Path) -> N
     (finding,) = validate(loaded, None)
     assert (finding.severity, finding.file) == ("warning", "events/2024-01-01/b.csv")
     assert "looks like a Parquet file, not CSV text" in finding.message
+
+
+JSONL = (
+    b'{"id": 1, "name": "ann", "amount": 1.5, "ts": "2024-01-01 10:00:00", "tags": ["a", "b"]}\n'
+    b'{"id": 2, "Name": "bob", "amount": null, "extra": {"k": true}}\n'
+    b"\n"
+    b'{"id": 3, "name": "cy"\n'
+    b"[1, 2]\n"
+    b'{"id": "twelve", "name": "caf\xe9"}\n'
+)
+
+
+def test_json_lines_become_rows_and_every_bad_line_a_rejected_record() -> None:
+    staged, rows = stage_as("jsonl", JSONL, "d.jsonl")
+    assert staged.columns == ["id", "name", "amount", "ts", "tags", "name_2", "extra"]
+    assert (staged.rows, staged.rejected) == (5, 3)  # the blank line is no record
+    by_line = {r["_line"]: r for r in rows}
+    assert by_line[1]["tags"] == '["a","b"]' and by_line[1]["amount"] == "1.5"  # nested: JSON text
+    assert (
+        by_line[2]["name_2"] == "bob" and by_line[2]["extra"] == '{"k":true}' and by_line[2]["amount"] is None
+    )
+    assert (
+        by_line[4]["_reject_reason"].startswith("not valid JSON")
+        and by_line[4]["_raw_text"] == '{"id": 3, "name": "cy"'
+    )
+    assert by_line[5]["_reject_reason"] == "not a JSON object but list"
+    assert by_line[6]["_reject_reason"] == "bytes that are not valid in the file's encoding"
+    assert by_line[6]["_raw_text"] == '{"id": "twelve", "name": "caf\\xe9"}'
+
+
+def test_json_lines_compressed_with_a_lying_suffix() -> None:
+    staged, _ = stage_as("jsonl", bz2.compress(JSONL), "d.jsonl.gz")
+    assert staged.rows == 5 and staged.warnings == [
+        "its suffix says gzip, but its bytes are bzip2: read as such"
+    ]
+
+
+def test_parquet_columns_become_text_with_row_numbers() -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, None], pa.int64()),
+            "Dep Time": pa.array([1.5, None, 3.0]),
+            "ts": pa.array(
+                [dt.datetime(2024, 1, 1, 10), None, dt.datetime(2024, 1, 1, 12)], pa.timestamp("us")
+            ),
+            "point": pa.array([{"x": 1, "y": 2}, None, {"x": 3, "y": 4}]),
+        }
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    staged, rows = stage_as("parquet", buffer.getvalue(), "d.parquet")
+    assert (staged.columns, staged.rows, staged.rejected, staged.warnings) == (
+        ["id", "dep_time", "ts", "point"],
+        3,
+        0,
+        [],
+    )
+    assert [r["_line"] for r in rows] == [1, 2, 3]  # a Parquet file has no lines: row numbers
+    assert rows[0]["point"] == '{"x":1,"y":2}' and rows[0]["dep_time"] == "1.5" and rows[2]["id"] is None
+    assert rows[0]["ts"].startswith("2024-01-01 10:00:00")
+
+
+def test_a_file_that_is_not_parquet_is_one_rejected_record() -> None:
+    staged, rows = stage_as("parquet", CLEAN, "d.parquet")
+    assert (staged.rows, staged.rejected, staged.columns) == (1, 1, [])
+    (row,) = rows
+    assert row["_reject_reason"].startswith("not a valid Parquet file") and row["_source_file"] == "d.parquet"
+    assert staged.warnings == ["looks like text, not a Parquet file: one rejected record"]
+
+
+def stage_as(file_format: str, content: bytes, name: str) -> tuple[StagedFile, list[dict]]:
+    sink = io.BytesIO()
+    staged = stage_file(lambda: io.BytesIO(content), name, CsvFormat(), DESIGN, sink, file_format)
+    rows = pq.read_table(io.BytesIO(sink.getvalue())).to_pylist() if sink.getvalue() else []
+    return staged, rows
+
+
+@pytest.mark.parametrize(
+    ("file_format", "name", "content"),
+    [
+        ("jsonl", "a.jsonl", b'\n{"id": 1, "name": "a", "amount": 1, "ts": "x", "note": "n"}\n'),
+        ("parquet", "a.parquet", None),
+    ],
+)
+def test_dp_validate_compares_each_formats_fields(
+    tmp_path: Path, file_format: str, name: str, content
+) -> None:
+    import pyarrow as pa
+
+    from dp_assets.config.loader import load_config_from
+    from dp_assets.validate import validate
+
+    config = write_config(tmp_path / "config.toml")
+    config.write_text(
+        config.read_text().replace('prefix = "events"', f'prefix = "events", format = "{file_format}"')
+    )
+    loaded = load_config_from(str(config), home=tmp_path)
+    folder = tmp_path / "landing" / "events" / "2024-01-01"
+    folder.mkdir(parents=True)
+    if content is None:
+        buffer = io.BytesIO()
+        pq.write_table(pa.table({"id": [1], "name": ["a"], "amount": [1.0], "note": ["n"]}), buffer)
+        content = buffer.getvalue()
+    (folder / name).write_bytes(content)
+    findings = {(f.severity, f.column) for f in validate(loaded, None)}
+    expected = {("warning", "note")} | ({("error", "ts")} if file_format == "parquet" else set())
+    assert findings == expected

@@ -202,7 +202,12 @@ def dump_partition(lake: Lake, name: str, day: str, policy: ScanPolicy | None = 
             staged_path = f"{staged_prefix}/{rel.replace('/', '__')}.parquet"
             with lake.store.open_write(staged_path) as sink:
                 staged = stage_file(
-                    lambda p=raw_path: lake.store.open_read(p), rel, table.source.csv, design, sink
+                    lambda p=raw_path: lake.store.open_read(p),
+                    rel,
+                    table.source.csv,
+                    design,
+                    sink,
+                    getattr(table.source, "format", "csv"),  # an extract is CSV
                 )
             entry.update(
                 rows=staged.rows,
@@ -213,8 +218,8 @@ def dump_partition(lake: Lake, name: str, day: str, policy: ScanPolicy | None = 
                 notes=[redact(n) for n in staged.notes],  # a parser message may quote the data
                 warnings=staged.warnings,  # about the file (its bytes, header names), never its values
             )
-            if not staged.columns:
-                lake.store.delete(staged_path)  # nothing to stage: empty or header-less file
+            if not staged.columns and not staged.rows:
+                lake.store.delete(staged_path)  # nothing to stage: empty, header-less or not text
             elif policy is not None:
                 entry["scan"] = scan_staged_file(lake.store, staged_path, policy, rel).as_dict()
         entries.append(entry)
@@ -303,10 +308,10 @@ def dump_check_specs(name: str, table: Table) -> list[dg.AssetCheckSpec]:
                 dg.AssetCheckSpec(
                     FORMAT_CHECK,
                     asset=dump_key(name),
-                    description="Every delivered file is what the table's source declares: CSV text in "
-                    "csv.encoding, compressed as its suffix says, a name for every column that holds "
-                    "values. A file that is not CSV text (Parquet, binary) is named and not staged; its "
-                    "bytes stay in the raw zone.",
+                    description="Every delivered file is what the table's source declares: its format "
+                    f"({table.source.format}), in csv.encoding, compressed as its suffix says, a name for "
+                    "every column that holds values. A text format's file that is not text (Parquet, "
+                    "binary) is named and not staged; its bytes stay in the raw zone.",
                 )
             ]
             if isinstance(table.source, FileSource)

@@ -60,7 +60,10 @@ def is_wide(encoding: str) -> bool:
 
 
 def sniff(
-    open_source: Callable[[], AbstractContextManager[IO[bytes]]], name: str, configured_encoding: str
+    open_source: Callable[[], AbstractContextManager[IO[bytes]]],
+    name: str,
+    configured_encoding: str,
+    declared: str = "csv",
 ) -> Sniffed:
     """Read the first bytes of the file (and of its content, decompressed) to say what it is."""
     with open_source() as raw:
@@ -87,6 +90,10 @@ def sniff(
         not_text = "a Parquet file"
     elif encoding is None and not is_wide(configured_encoding) and b"\x00" in head:
         not_text = "binary data (NUL bytes)"
-    if not_text:
-        warnings.append(f"looks like {not_text}, not CSV text: not staged, its bytes stay in the raw zone")
+    if declared == "parquet":
+        if not_text != "a Parquet file":
+            warnings.append(f"looks like {not_text or 'text'}, not a Parquet file: one rejected record")
+    elif not_text:
+        what = {"csv": "CSV", "jsonl": "JSON Lines"}.get(declared, declared)
+        warnings.append(f"looks like {not_text}, not {what} text: not staged, its bytes stay in the raw zone")
     return Sniffed(compression, encoding, not_text, warnings)

@@ -19,6 +19,7 @@ import io
 import re
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -98,16 +99,39 @@ def _schema(columns: list[str]) -> pa.Schema:
 
 
 def stage_file(
-    open_source: Any, name: str, fmt: CsvFormat, design_columns: list[str], sink: IO[bytes]
+    open_source: Any,
+    name: str,
+    fmt: CsvFormat,
+    design_columns: list[str],
+    sink: IO[bytes],
+    file_format: str = "csv",
 ) -> StagedFile:
     """Stage one delivered file (``open_source()`` opens its bytes) into Parquet written to ``sink``.
-    Its compression and text encoding come from its bytes (``sniff``); a file that is not text
-    stages nothing."""
-    sniffed = sniff(open_source, name, fmt.encoding)
+    Its compression and text encoding come from its bytes (``sniff``); a CSV or JSON Lines file that
+    is not text stages nothing. JSON Lines and Parquet are staged by ``records``."""
+    from dp_assets.stages.records import stage_jsonl, stage_parquet
+
+    sniffed = sniff(open_source, name, fmt.encoding, file_format)
+    if file_format == "parquet":
+        staged = stage_parquet(open_source, name, sink)
+        staged.warnings = sniffed.warnings + staged.warnings
+        return staged
     if sniffed.not_text:
         return StagedFile(notes=[f"looks like {sniffed.not_text}"], warnings=sniffed.warnings)
     if sniffed.encoding:
         fmt = fmt.model_copy(update={"encoding": sniffed.encoding})
+    if file_format == "jsonl":
+
+        @contextmanager
+        def open_text() -> Iterator[IO[str]]:
+            with open_source() as raw:
+                yield io.TextIOWrapper(
+                    decompressed(raw, sniffed.compression), encoding=fmt.encoding, errors="surrogateescape"
+                )
+
+        staged = stage_jsonl(open_text, name, sink)
+        staged.warnings = sniffed.warnings + staged.warnings
+        return staged
     try:
         if sniffed.encoding:  # the fast path watches bytes for quotes and blank lines: one byte each
             raise NeedsExactPath(f"{sniffed.encoding.upper()} text")
