@@ -16,6 +16,9 @@ import contextlib
 import csv
 import io
 import json
+import shutil
+import tempfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -164,6 +167,9 @@ def check_newest_delivery(lake: Lake, name: str, table: Table, source: FileSourc
     if sniffed.not_text != expected:
         return notes  # no fields to compare: the dump will not stage it as the design expects
     header = delivered_fields(lake, newest.path, source, sniffed)
+    if header is None:
+        message = f"could not read the fields of {where} as {source.format}: compare it by hand"
+        return [*notes, Finding("upstream_columns", "warning", name, message, file=newest.path)]
     columns = {c: "" for h, c in zip(header, normalize_header(header), strict=True) if h.strip()}
     return notes + [
         Finding(**{**asdict(f), "file": newest.path})
@@ -171,26 +177,30 @@ def check_newest_delivery(lake: Lake, name: str, table: Table, source: FileSourc
     ]
 
 
-def delivered_fields(lake: Lake, path: str, source: FileSource, sniffed: Sniffed) -> list[str]:
-    """The field names of a delivery as its format gives them: a CSV header, the keys of the first
-    JSON object, a Parquet file's columns."""
+def delivered_fields(lake: Lake, path: str, source: FileSource, sniffed: Sniffed) -> list[str] | None:
+    """The field names of a delivery as its format gives them: a CSV header, the keys of the JSON
+    objects in its first 64 KiB, a Parquet file's columns; None when they cannot be read."""
+    unreadable = (OSError, EOFError, zlib.error, pa.ArrowInvalid)
     if source.format == "parquet":
-        with lake.landing.open_read(path) as raw:
-            data = raw.read()
-        try:
-            return pq.read_schema(io.BytesIO(data)).names
-        except (pa.ArrowInvalid, OSError):
-            return []
+        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as local:
+            try:
+                with lake.landing.open_read(path) as raw:
+                    shutil.copyfileobj(decompressed(raw, sniffed.compression), local)
+                local.seek(0)
+                return pq.read_schema(local).names
+            except unreadable:
+                return None
     head = b""
-    with lake.landing.open_read(path) as raw, contextlib.suppress(OSError, EOFError):
+    with lake.landing.open_read(path) as raw, contextlib.suppress(*unreadable):
         head = decompressed(raw, sniffed.compression).read(1 << 16)  # a cut stream: what decompresses
     text = head.decode(sniffed.encoding or source.csv.encoding, errors="replace").lstrip("\ufeff")
     if source.format == "jsonl":
-        for line in text.splitlines():
-            with contextlib.suppress(ValueError):
-                if isinstance(first := json.loads(line), dict):
-                    return list(first)
-        return []
+        keys: dict[str, None] = {}
+        for line in text.splitlines():  # writers that omit null fields: the union of a few objects
+            with contextlib.suppress(ValueError, RecursionError):
+                if isinstance(value := json.loads(line), dict):
+                    keys.update(dict.fromkeys(value))
+        return list(keys) or None
     return next(csv.reader(io.StringIO(text), delimiter=source.csv.delimiter), [])
 
 

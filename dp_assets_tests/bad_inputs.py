@@ -231,7 +231,7 @@ KINDS = [
     Kind(
         "lying suffix",
         "d.csv.gz",
-        CLEAN,
+        HEADER + ROWS.replace(b"ann", b"ada").replace(b"bob", b"ben"),  # not the clean day's bytes
         3,
         3,
         0,

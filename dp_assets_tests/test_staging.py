@@ -217,3 +217,70 @@ def test_dp_validate_compares_each_formats_fields(
     findings = {(f.severity, f.column) for f in validate(loaded, None)}
     expected = {("warning", "note")} | ({("error", "ts")} if file_format == "parquet" else set())
     assert findings == expected
+
+
+def test_a_compressed_parquet_file_is_read() -> None:
+    staged, rows = stage_as("parquet", zstd_bytes(parquet_bytes()), "d.parquet.zst")
+    assert (staged.rows, staged.rejected, staged.warnings) == (2, 0, [])
+    assert [r["name"] for r in rows] == ["ann", "bob"]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"id": 1, "name": "\\ud83d"}', "an unpaired UTF-16 surrogate escape"),
+        (b'{"id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not valid JSON"),
+    ],
+    ids=["lone surrogate", "deep nesting"],
+)
+def test_json_that_cannot_become_text_is_a_rejected_line(line: bytes, reason: str) -> None:
+    staged, rows = stage_as("jsonl", b'{"id": 2, "name": "ok"}\n' + line + b"\n", "d.jsonl")
+    assert (staged.rows, staged.rejected) == (2, 1)
+    assert rows[1]["_reject_reason"].startswith(reason) and rows[1]["_line"] == 2
+
+
+def test_broken_streams_and_encodings_end_the_file_with_one_rejected_record() -> None:
+    whole = bytearray(
+        gzip.compress(CLEAN + b"".join(b"%d,x,1.0,2024-01-01 10:00:00\n" % i for i in range(9, 3000)))
+    )
+    whole[len(whole) // 2 : len(whole) // 2 + 8] = b"\xff" * 8  # a damaged deflate stream (zlib.error)
+    staged, rows = stage(bytes(whole), "d.csv.gz")
+    assert staged.rows > 3 and staged.rejected >= 1  # no crash: what decompresses wrong is quarantined
+    odd = CLEAN.decode().encode("utf-16") + b"\x00\xd8"  # an unpaired high surrogate at the end
+    staged, rows = stage(odd)
+    assert staged.rows == 4 and "not valid utf-16 after line" in rows[-1]["_reject_reason"]
+    staged, rows = stage_as("jsonl", "\n".join(['{"id": 1}'] * 3).encode("utf-16") + b"\x00\xd8", "d.jsonl")
+    assert staged.rejected == 1 and rows[-1]["_reject_reason"].startswith("unreadable after line")
+
+
+def test_a_file_whose_names_match_nothing_is_rejected_whole_in_every_format() -> None:
+    staged, rows = stage_as("jsonl", b'{"foo": 1}\n{"bar": 2}\n', "d.jsonl")
+    assert (staged.rows, staged.rejected, staged.header_matches) == (2, 2, False)
+    assert rows[0]["_reject_reason"].startswith("the file's fields share no name with the design")
+    staged, _ = stage_as(
+        "parquet", parquet_bytes().replace(b"name", b"nome").replace(b"id", b"xx"), "d.parquet"
+    )
+    assert staged.rejected == staged.rows
+
+
+def test_parquet_with_repeated_column_names_and_odd_types_stages() -> None:
+    import pyarrow as pa
+
+    table = pa.Table.from_arrays(
+        [pa.array([1, 2]), pa.array(["a", "b"]), pa.array([b"\x00" * 16, None], pa.binary(16))],
+        names=["id", "id", "uuid"],
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    staged, rows = stage_as("parquet", buffer.getvalue(), "d.parquet")
+    assert staged.columns == ["id", "id_2", "uuid"] and staged.rejected == 0
+    assert rows[0]["id_2"] == "a" and rows[0]["uuid"] == "\x00" * 16
+
+
+def test_text_details_that_are_not_what_they_seem() -> None:
+    staged, rows = stage_as("jsonl", b'\xef\xbb\xbf{"id": 1, "name": "bom"}\n', "d.jsonl")
+    assert (staged.rows, staged.rejected, rows[0]["name"]) == (1, 0, "bom")  # a UTF-8 BOM is no error
+    staged, _ = stage(HEADER + b"1,a\x00b,1,2024-01-01 10:00:00\n")  # one NUL is not a binary file
+    assert staged.rows == 1 and staged.warnings == []
+    staged, _ = stage(b"id,name,amount,ts,#\n1,a,1,2024-01-01 10:00:00,x\n")
+    assert staged.columns == [*DESIGN, "unnamed_5"]  # never `column`

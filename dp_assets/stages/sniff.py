@@ -8,6 +8,7 @@ import bz2
 import codecs
 import gzip
 import io
+import zlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import pyarrow as pa
 # name -> (magic bytes, suffix)
 COMPRESSIONS = {
     "gzip": (b"\x1f\x8b", ".gz"),
-    "bzip2": (b"BZh", ".bz2"),
+    "bzip2": (b"BZh", ".bz2"),  # and a block size digit, 1-9
     "zstd": (b"\x28\xb5\x2f\xfd", ".zst"),
 }
 # UTF-32's marks first: UTF-32LE's starts with UTF-16LE's.
@@ -69,6 +70,8 @@ def sniff(
     with open_source() as raw:
         magic = raw.read(4)
     compression = next((c for c, (m, _) in COMPRESSIONS.items() if magic.startswith(m)), None)
+    if compression == "bzip2" and not magic[3:4].isdigit():
+        compression = None  # text that happens to start with "BZh"
     warnings = []
     by_suffix = compression_by_suffix(name)
     if by_suffix != compression:
@@ -77,7 +80,7 @@ def sniff(
     try:
         with open_source() as raw:
             head = decompressed(raw, compression).read(HEAD_BYTES)
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         return Sniffed(compression, None, None, warnings)  # the parser names the corrupt stream
     encoding = next((e for bom, e in BYTE_ORDER_MARKS if head.startswith(bom)), None)
     if encoding and not is_wide(configured_encoding):
@@ -88,8 +91,13 @@ def sniff(
     not_text = None
     if head.startswith(b"PAR1"):
         not_text = "a Parquet file"
-    elif encoding is None and not is_wide(configured_encoding) and b"\x00" in head:
-        not_text = "binary data (NUL bytes)"
+    elif encoding is None and not is_wide(configured_encoding) and head.count(0) * 10 > len(head):
+        halves = max(head[0::2].count(0), head[1::2].count(0))
+        not_text = (
+            'UTF-16 text without a byte-order mark (set csv.encoding = "utf-16-le" or "utf-16-be")'
+            if halves * 10 > len(head) * 4
+            else "binary data (NUL bytes)"
+        )
     if declared == "parquet":
         if not_text != "a Parquet file":
             warnings.append(f"looks like {not_text or 'text'}, not a Parquet file: one rejected record")

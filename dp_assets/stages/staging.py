@@ -67,7 +67,9 @@ def snake_case(name: str) -> str:
 def normalize_header(names: list[str]) -> list[str]:
     out: list[str] = []
     for i, n in enumerate(names):
-        base = snake_case(n) if not _blank(n) else f"unnamed_{i + 1}"
+        base = snake_case(n)
+        if _blank(n) or (base == "column" and n.strip().lower() != "column"):
+            base = f"unnamed_{i + 1}"  # no name, or nothing of it left (`#`, `%`)
         candidate, i = base, 2
         while candidate in out:
             candidate, i = f"{base}_{i}", i + 1
@@ -98,6 +100,12 @@ def _schema(columns: list[str]) -> pa.Schema:
     )
 
 
+@contextmanager
+def decompressed_source(open_source: Any, compression: str | None) -> Iterator[IO[bytes]]:
+    with open_source() as raw:
+        yield decompressed(raw, compression)
+
+
 def stage_file(
     open_source: Any,
     name: str,
@@ -113,7 +121,9 @@ def stage_file(
 
     sniffed = sniff(open_source, name, fmt.encoding, file_format)
     if file_format == "parquet":
-        staged = stage_parquet(open_source, name, sink)
+        staged = stage_parquet(
+            lambda: decompressed_source(open_source, sniffed.compression), name, design_columns, sink
+        )
         staged.warnings = sniffed.warnings + staged.warnings
         return staged
     if sniffed.not_text:
@@ -121,15 +131,14 @@ def stage_file(
     if sniffed.encoding:
         fmt = fmt.model_copy(update={"encoding": sniffed.encoding})
     if file_format == "jsonl":
+        encoding = "utf-8-sig" if _is_utf8(fmt.encoding) else fmt.encoding
 
         @contextmanager
         def open_text() -> Iterator[IO[str]]:
-            with open_source() as raw:
-                yield io.TextIOWrapper(
-                    decompressed(raw, sniffed.compression), encoding=fmt.encoding, errors="surrogateescape"
-                )
+            with decompressed_source(open_source, sniffed.compression) as content:
+                yield io.TextIOWrapper(content, encoding=encoding, errors="surrogateescape")
 
-        staged = stage_jsonl(open_text, name, sink)
+        staged = stage_jsonl(open_text, name, design_columns, sink)
         staged.warnings = sniffed.warnings + staged.warnings
         return staged
     try:
@@ -271,10 +280,15 @@ class _Prefixed(io.RawIOBase):
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
-def _raw_text(fields: list[str], fmt: CsvFormat, encoding: str) -> str:
+def _raw_text(fields: list[str], fmt: CsvFormat) -> str:
+    """The record as text; bytes that did not decode (kept as surrogate escapes) as ``\\xNN``."""
     buf = io.StringIO()
     csv.writer(buf, delimiter=fmt.delimiter, lineterminator="").writerow(fields)
-    return buf.getvalue().encode(encoding, "surrogateescape").decode("utf-8", "backslashreplace")
+    return escaped(buf.getvalue())
+
+
+def escaped(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _records(stream: IO[bytes], fmt: CsvFormat) -> Iterator[tuple[int, list[str] | None, str | None]]:
@@ -298,6 +312,9 @@ def _records(stream: IO[bytes], fmt: CsvFormat) -> Iterator[tuple[int, list[str]
                 None,
                 f"corrupt compressed stream after line {start - 1}: {e}; the rest is unreadable",
             )
+            return
+        except UnicodeDecodeError as e:  # a wide encoding has bytes no escape can keep
+            yield start, None, f"not valid {fmt.encoding} after line {start - 1}: {e}; the rest is unreadable"
             return
         yield start, fields, None
         start = reader.line_num + 1
@@ -355,7 +372,7 @@ def _stage_exact(
             buffers[LINE].append(line)
             buffers[SOURCE].append(name)
             buffers[REASON].append(reason)
-            buffers[RAW].append(None if ok else _raw_text(fields or [], fmt, encoding) if fields else "")
+            buffers[RAW].append(None if ok else _raw_text(fields or [], fmt) if fields else "")
             staged.rows += 1
             staged.rejected += 0 if ok else 1
             if len(buffers[LINE]) >= BATCH_ROWS:
