@@ -14,16 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import gzip
 import io
+import json
+import shutil
+import tempfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dp_assets.config.loader import ConfigError, LoadedConfig
 from dp_assets.config.model import FileSource, PostgresSource, Table
 from dp_assets.lake import Lake
 from dp_assets.launchers.runtime import sql_conf
+from dp_assets.stages.sniff import Sniffed, decompressed, sniff
+from dp_assets.stages.staging import normalize_header
 from dp_assets.storage import read_json_if_exists
 
 Severity = Literal["error", "warning"]
@@ -147,19 +155,53 @@ def check_newest_delivery(lake: Lake, name: str, table: Table, source: FileSourc
             )
         ]
     newest = max(files, key=lambda f: f.path)
-    with lake.landing.open_read(newest.path) as raw:
-        head = raw.read(1 << 16)
-    if newest.path.endswith(".gz"):
-        with contextlib.suppress(OSError, EOFError):  # a cut stream: compare what decompresses
-            head = gzip.GzipFile(fileobj=io.BytesIO(head)).read(1 << 16)
-    text = head.decode(source.csv.encoding, errors="replace").lstrip("\ufeff")
-    header = next(csv.reader(io.StringIO(text), delimiter=source.csv.delimiter), [])
-    columns = {h.strip().lower().replace(" ", "_"): "" for h in header}
     where = f"the newest delivery {lake.landing.uri(newest.path)}"
-    return [
+    sniffed = sniff(
+        lambda: lake.landing.open_read(newest.path), newest.path, source.csv.encoding, source.format
+    )
+    notes = [
+        Finding("upstream_columns", "warning", name, f"{where}: {w}", file=newest.path)
+        for w in sniffed.warnings
+    ]
+    expected = "a Parquet file" if source.format == "parquet" else None
+    if sniffed.not_text != expected:
+        return notes  # no fields to compare: the dump will not stage it as the design expects
+    header = delivered_fields(lake, newest.path, source, sniffed)
+    if header is None:
+        message = f"could not read the fields of {where} as {source.format}: compare it by hand"
+        return [*notes, Finding("upstream_columns", "warning", name, message, file=newest.path)]
+    columns = {c: "" for h, c in zip(header, normalize_header(header), strict=True) if h.strip()}
+    return notes + [
         Finding(**{**asdict(f), "file": newest.path})
         for f in _compare_columns(name, table, columns, where, types=False)
     ]
+
+
+def delivered_fields(lake: Lake, path: str, source: FileSource, sniffed: Sniffed) -> list[str] | None:
+    """The field names of a delivery as its format gives them: a CSV header, the keys of the JSON
+    objects in its first 64 KiB, a Parquet file's columns; None when they cannot be read."""
+    unreadable = (OSError, EOFError, zlib.error, pa.ArrowInvalid)
+    if source.format == "parquet":
+        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as local:
+            try:
+                with lake.landing.open_read(path) as raw:
+                    shutil.copyfileobj(decompressed(raw, sniffed.compression), local)
+                local.seek(0)
+                return pq.read_schema(local).names
+            except unreadable:
+                return None
+    head = b""
+    with lake.landing.open_read(path) as raw, contextlib.suppress(*unreadable):
+        head = decompressed(raw, sniffed.compression).read(1 << 16)  # a cut stream: what decompresses
+    text = head.decode(sniffed.encoding or source.csv.encoding, errors="replace").lstrip("\ufeff")
+    if source.format == "jsonl":
+        keys: dict[str, None] = {}
+        for line in text.splitlines():  # writers that omit null fields: the union of a few objects
+            with contextlib.suppress(ValueError, RecursionError):
+                if isinstance(value := json.loads(line), dict):
+                    keys.update(dict.fromkeys(value))
+        return list(keys) or None
+    return next(csv.reader(io.StringIO(text), delimiter=source.csv.delimiter), [])
 
 
 def check_published_schema(lake: Lake, name: str, table: Table) -> list[Finding]:

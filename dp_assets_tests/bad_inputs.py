@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
 import datetime as dt
 import gzip
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,24 @@ class Kind:
     loaded: int
     quarantined: int
     what_happens: str
+
+
+def zstd_bytes(data: bytes) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(sink, "zstd") as out:
+        out.write(data)
+    return sink.getvalue().to_pybytes()
+
+
+def parquet_bytes() -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": [1, 2], "name": ["ann", "bob"]}), buffer)
+    return buffer.getvalue()
 
 
 def _gzip_truncated() -> bytes:
@@ -205,6 +225,44 @@ KINDS = [
         2,
         0,
         "loaded; blank lines are not records",
+    ),
+    Kind("bzip2", "d.csv.bz2", bz2.compress(CLEAN), 3, 3, 0, "loaded"),
+    Kind("zstd", "d.csv.zst", zstd_bytes(CLEAN), 3, 3, 0, "loaded"),
+    Kind(
+        "lying suffix",
+        "d.csv.gz",
+        HEADER + ROWS.replace(b"ann", b"ada").replace(b"bob", b"ben"),  # not the clean day's bytes
+        3,
+        3,
+        0,
+        "loaded as the plain text its bytes are; files_as_declared warns, naming the suffix",
+    ),
+    Kind(
+        "UTF-16 with a byte-order mark",
+        "d.csv",
+        CLEAN.decode().encode("utf-16"),
+        3,
+        3,
+        0,
+        'decoded as UTF-16; files_as_declared warns: set csv.encoding = "utf-16"',
+    ),
+    Kind(
+        "Parquet under a CSV table",
+        "d.csv",
+        parquet_bytes(),
+        0,
+        0,
+        0,
+        "not staged, its bytes kept in raw; files_as_declared warns: looks like a Parquet file",
+    ),
+    Kind(
+        "trailing delimiter",
+        "d.csv",
+        b"id,name,amount,ts,\n" + ROWS.replace(b"\n", b",\n"),
+        3,
+        3,
+        0,
+        "loaded; the empty unnamed last column is dropped, never added as a column",
     ),
     Kind(
         "messy header",

@@ -79,6 +79,7 @@ def test_checks_fail_exactly_where_the_data_is_wrong(corpus) -> None:
         "row_accounting": True,
         "quarantine_within_threshold": False,  # 11 of ~300 rows, over max_ratio 0.02
         "no_duplicate_delivery": False,  # the copied file (WARN: does not block)
+        "files_as_declared": False,  # the Parquet file, the lying suffix, UTF-16 (WARN)
         "no_undeclared_sensitive_data": True,
     }
 
@@ -117,6 +118,9 @@ def test_values_survive_standardisation(corpus, corpus_published) -> None:
     assert rows("reordered columns")[0]["name"] == "a" and rows("reordered columns")[0]["amount"] == 1.5
     assert rows("extra column")[0]["note"] == "hi"
     assert rows("BOM")[0]["id"] == 1 and rows("messy header")[0]["amount"] == 1.0
+    assert [r["name"] for r in rows("UTF-16 with a byte-order mark")] == ["ann", "bob", "cy"]
+    assert [r["amount"] for r in rows("trailing delimiter")] == [1.5, 2.5, 3.5]
+    assert not {"column", "unnamed_5"} & set(t.column_names)  # the unnamed empty column was dropped
     assert pc.all(pc.equal(pc.utf8_length(t["row_hash"]), 64)).as_py()
     md = materializations(result, "events")[0].metadata
     assert [c["name"] for c in md["schema_after"].value][-1] == "note"

@@ -55,7 +55,11 @@ def test_dump_and_load_carry_owners_tags_and_glossary_terms_from_config() -> Non
             "Classification.Sensitive",
         ]
     dump_checks = [s for s in asset.check_specs if s.asset_key == DUMP]
-    assert {s.key.name for s in dump_checks} == {"no_duplicate_delivery", SENSITIVE_CHECK}
+    assert {s.key.name for s in dump_checks} == {
+        "no_duplicate_delivery",
+        "files_as_declared",
+        SENSITIVE_CHECK,
+    }
     assert next(s for s in dump_checks if s.key.name == SENSITIVE_CHECK).blocking
 
 

@@ -71,6 +71,7 @@ def test_every_check_passes_and_reports_through_pipes(three_days) -> None:
         "row_accounting": True,
         "quarantine_within_threshold": True,
         "no_duplicate_delivery": True,
+        "files_as_declared": True,
         "no_undeclared_sensitive_data": True,
     }
 

@@ -245,7 +245,7 @@ def test_new_files_in_s3_become_sensor_runs_that_the_queue_admits_one_per_table(
         (asset, day) for asset in ASSETS for day in ("2013-01-01", "2013-01-03")
     }
     outcomes = check_outcomes(deployment, ids)
-    assert len(outcomes) == 10 and all(s == {"SUCCEEDED"} for s in outcomes.values()), outcomes  # 2 + 5 + 3
+    assert len(outcomes) == 11 and all(s == {"SUCCEEDED"} for s in outcomes.values()), outcomes  # 3 + 5 + 3
     assert {t for (t,) in deployment.query("SELECT value FROM run_tags WHERE key = 'dp/derived'")} == {
         DERIVED
     }
@@ -301,7 +301,7 @@ def test_a_backfill_launched_through_graphql_is_one_run(deployment: Deployment) 
     days = ("2013-01-01", "2013-01-02", "2013-01-03")
     assert materialized(deployment, [run["run_id"]]) == {(a, d) for a in ASSETS for d in days}
     outcomes = check_outcomes(deployment, [run["run_id"]])
-    assert len(outcomes) == 10 and all(s == {"SUCCEEDED"} for s in outcomes.values()), outcomes
+    assert len(outcomes) == 11 and all(s == {"SUCCEEDED"} for s in outcomes.values()), outcomes
 
 
 def dp_backfill(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:

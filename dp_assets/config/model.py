@@ -372,8 +372,10 @@ class FileSource(_Strict):
 
     kind: Literal["files"] = "files"
     prefix: str
-    format: Literal["csv"] = "csv"
-    csv: CsvFormat = Field(default_factory=CsvFormat)
+    # csv; jsonl (one JSON object per line; nested values kept as JSON text); parquet. Any of them
+    # compressed with gzip, bzip2 or zstd: read from the bytes, whatever the suffix says.
+    format: Literal["csv", "jsonl", "parquet"] = "csv"
+    csv: CsvFormat = Field(default_factory=CsvFormat)  # jsonl reads its encoding only
 
 
 _SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")

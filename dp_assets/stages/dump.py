@@ -16,7 +16,7 @@ import dagster as dg
 
 from dp_assets.catalog import asset_tags, catalog_metadata
 from dp_assets.config.loader import LoadedConfig
-from dp_assets.config.model import ENVS, PROTECTED_ENVS, PostgresSource, Table
+from dp_assets.config.model import ENVS, PROTECTED_ENVS, FileSource, PostgresSource, Table
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.lineage import dataset, emit, table_facets
@@ -202,7 +202,12 @@ def dump_partition(lake: Lake, name: str, day: str, policy: ScanPolicy | None = 
             staged_path = f"{staged_prefix}/{rel.replace('/', '__')}.parquet"
             with lake.store.open_write(staged_path) as sink:
                 staged = stage_file(
-                    lambda p=raw_path: lake.store.open_read(p), rel, table.source.csv, design, sink
+                    lambda p=raw_path: lake.store.open_read(p),
+                    rel,
+                    table.source.csv,
+                    design,
+                    sink,
+                    getattr(table.source, "format", "csv"),  # an extract is CSV
                 )
             entry.update(
                 rows=staged.rows,
@@ -211,9 +216,10 @@ def dump_partition(lake: Lake, name: str, day: str, policy: ScanPolicy | None = 
                 header_matches=staged.header_matches,
                 parser=staged.parser,
                 notes=[redact(n) for n in staged.notes],  # a parser message may quote the data
+                warnings=staged.warnings,  # about the file (its bytes, header names), never its values
             )
-            if not staged.columns:
-                lake.store.delete(staged_path)  # nothing to stage: empty or header-less file
+            if not staged.columns and not staged.rows:
+                lake.store.delete(staged_path)  # nothing to stage: empty, header-less or not text
             elif policy is not None:
                 entry["scan"] = scan_staged_file(lake.store, staged_path, policy, rel).as_dict()
         entries.append(entry)
@@ -244,6 +250,7 @@ def dump_partition(lake: Lake, name: str, day: str, policy: ScanPolicy | None = 
 
 
 DUPLICATE_CHECK = "no_duplicate_delivery"
+FORMAT_CHECK = "files_as_declared"
 
 
 def source_metadata(table: Table) -> dict[str, Any]:
@@ -299,6 +306,20 @@ def dump_check_specs(name: str, table: Table) -> list[dg.AssetCheckSpec]:
         *(
             [
                 dg.AssetCheckSpec(
+                    FORMAT_CHECK,
+                    asset=dump_key(name),
+                    description="Every delivered file is what the table's source declares: its format "
+                    f"({table.source.format}), in csv.encoding, compressed as its suffix says, a name for "
+                    "every column that holds values. A text format's file that is not text (Parquet, "
+                    "binary) is named and not staged; its bytes stay in the raw zone.",
+                )
+            ]
+            if isinstance(table.source, FileSource)
+            else []
+        ),
+        *(
+            [
+                dg.AssetCheckSpec(
                     SENSITIVE_CHECK,
                     asset=dump_key(name),
                     blocking=True,
@@ -345,6 +366,8 @@ def dump_table(
         for f in m["files"]:
             for note in f.get("notes", []):
                 context.log.warning(f"{name} {day} {f['file']}: {note}")
+            for warning in f.get("warnings", []):
+                context.log.warning(f"{name} {day} {f['file']}: {warning}")
         if m["late_files"]:
             context.log.warning(f"{name} {day}: late files {m['late_files']}; the day is reloaded whole")
         if m.get("isolated"):
@@ -360,6 +383,12 @@ def dump_table(
         for d, m in manifests.items()
     }
     duplicates = {d: v for d, v in duplicates.items() if v}
+    misdeclared = {
+        f"{d}/{f['file']}": f["warnings"]
+        for d, m in manifests.items()
+        for f in m["files"]
+        if f.get("warnings")
+    }
     for day, m in manifests.items():  # each partition's materialization carries its own counts
         context.add_asset_metadata(
             {
@@ -406,5 +435,14 @@ def dump_table(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"duplicates": dg.MetadataValue.json(duplicates)},
     )
+    if isinstance(table.source, FileSource):
+        yield dg.AssetCheckResult(
+            check_name=FORMAT_CHECK,
+            asset_key=key,
+            passed=not misdeclared,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"files": dg.MetadataValue.json(misdeclared)},
+            description="; ".join(f"{f}: {', '.join(w)}" for f, w in misdeclared.items())[:2000] or None,
+        )
     if policy is not None:
         yield sensitive_check(name, table, manifests)

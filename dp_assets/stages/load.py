@@ -122,7 +122,9 @@ def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[LoadSpe
         "dedup": {"enabled": loaded.config.processing.enable_deduplication, "order_by": table.dedup_order_by},
         "quarantine": table.quarantine.model_dump(),
         "staged_uri": lake.uri(lake.staged_root(name)),
-        "staged_days": [d for d, m in manifests.items() if any(f.get("columns") for f in m["files"])],
+        "staged_days": [
+            d for d, m in manifests.items() if any(f.get("columns") or f.get("rows") for f in m["files"])
+        ],
         "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
         "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
         "publish_rejected": None,

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import io
 import re
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -30,6 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from dp_assets.config.model import CsvFormat
+from dp_assets.stages.sniff import decompressed, sniff
 from spark_jobs.contract import LINE, RAW, REASON, SOURCE  # the staged columns the load reads
 
 csv.field_size_limit(2**31 - 1)
@@ -51,6 +52,9 @@ class StagedFile:
     parser: str = "arrow"
     notes: list[str] = field(default_factory=list)
     header_matches: bool = True  # False: no header column is in the design (every row rejected)
+    warnings: list[str] = field(
+        default_factory=list
+    )  # what the file is, where its name or config said otherwise
 
 
 def snake_case(name: str) -> str:
@@ -62,13 +66,31 @@ def snake_case(name: str) -> str:
 
 def normalize_header(names: list[str]) -> list[str]:
     out: list[str] = []
-    for n in names:
+    for i, n in enumerate(names):
         base = snake_case(n)
+        if _blank(n) or (base == "column" and n.strip().lower() != "column"):
+            base = f"unnamed_{i + 1}"  # no name, or nothing of it left (`#`, `%`)
         candidate, i = base, 2
         while candidate in out:
             candidate, i = f"{base}_{i}", i + 1
         out.append(candidate)
     return out
+
+
+def _blank(name: str) -> bool:
+    return not name.strip().lstrip("\ufeff")
+
+
+def _settle_unnamed(staged: StagedFile, header: list[str], filled: set[str]) -> None:
+    """A column without a header name (a trailing delimiter on every line) is dropped when it is
+    empty in every row; one that holds values stays, as ``unnamed_<position>``, and is named."""
+    unnamed = {c for n, c in zip(header, staged.columns, strict=True) if _blank(n)}
+    for position, c in enumerate(staged.columns, 1):
+        if c in unnamed and c in filled:
+            staged.warnings.append(f"column {position} has no header name but holds values: staged as {c}")
+        elif c in unnamed:
+            staged.notes.append(f"column {position} has no header name and no value in any row: dropped")
+    staged.columns = [c for c in staged.columns if c not in unnamed or c in filled]
 
 
 def _schema(columns: list[str]) -> pa.Schema:
@@ -78,24 +100,60 @@ def _schema(columns: list[str]) -> pa.Schema:
     )
 
 
-def _open(raw: IO[bytes], name: str) -> IO[bytes]:
-    return gzip.GzipFile(fileobj=raw, mode="rb") if name.endswith(".gz") else raw  # type: ignore[return-value]
+@contextmanager
+def decompressed_source(open_source: Any, compression: str | None) -> Iterator[IO[bytes]]:
+    with open_source() as raw:
+        yield decompressed(raw, compression)
 
 
 def stage_file(
-    open_source: Any, name: str, fmt: CsvFormat, design_columns: list[str], sink: IO[bytes]
+    open_source: Any,
+    name: str,
+    fmt: CsvFormat,
+    design_columns: list[str],
+    sink: IO[bytes],
+    file_format: str = "csv",
 ) -> StagedFile:
-    """Stage one delivered file (``open_source()`` opens its bytes) into Parquet written to ``sink``."""
+    """Stage one delivered file (``open_source()`` opens its bytes) into Parquet written to ``sink``.
+    Its compression and text encoding come from its bytes (``sniff``); a CSV or JSON Lines file that
+    is not text stages nothing. JSON Lines and Parquet are staged by ``records``."""
+    from dp_assets.stages.records import stage_jsonl, stage_parquet
+
+    sniffed = sniff(open_source, name, fmt.encoding, file_format)
+    if file_format == "parquet":
+        staged = stage_parquet(
+            lambda: decompressed_source(open_source, sniffed.compression), name, design_columns, sink
+        )
+        staged.warnings = sniffed.warnings + staged.warnings
+        return staged
+    if sniffed.not_text:
+        return StagedFile(notes=[f"looks like {sniffed.not_text}"], warnings=sniffed.warnings)
+    if sniffed.encoding:
+        fmt = fmt.model_copy(update={"encoding": sniffed.encoding})
+    if file_format == "jsonl":
+        encoding = "utf-8-sig" if _is_utf8(fmt.encoding) else fmt.encoding
+
+        @contextmanager
+        def open_text() -> Iterator[IO[str]]:
+            with decompressed_source(open_source, sniffed.compression) as content:
+                yield io.TextIOWrapper(content, encoding=encoding, errors="surrogateescape")
+
+        staged = stage_jsonl(open_text, name, design_columns, sink)
+        staged.warnings = sniffed.warnings + staged.warnings
+        return staged
     try:
+        if sniffed.encoding:  # the fast path watches bytes for quotes and blank lines: one byte each
+            raise NeedsExactPath(f"{sniffed.encoding.upper()} text")
         with open_source() as raw:
-            return _stage_fast(_open(raw, name), name, fmt, design_columns, sink)
+            staged = _stage_fast(decompressed(raw, sniffed.compression), name, fmt, design_columns, sink)
     except NeedsExactPath as why:
         sink.seek(0)
         sink.truncate()
         with open_source() as raw:
-            staged = _stage_exact(_open(raw, name), name, fmt, design_columns, sink)
+            staged = _stage_exact(decompressed(raw, sniffed.compression), name, fmt, design_columns, sink)
         staged.notes.insert(0, str(why))
-        return staged
+    staged.warnings = sniffed.warnings + staged.warnings
+    return staged
 
 
 def _stage_fast(
@@ -146,6 +204,8 @@ def _stage_fast(
             ),
         )
         staged = StagedFile(columns=columns)
+        unnamed = [i for i, n in enumerate(first) if fmt.header and _blank(n)]
+        filled: set[str] = set()
         line = 2 if fmt.header else 1
         schema = _schema(columns)
         with pq.ParquetWriter(sink, schema) as writer:
@@ -154,6 +214,7 @@ def _stage_fast(
                     raise NeedsExactPath(bad[0] if bad else source.suspect)
                 n = batch.num_rows
                 cols = list(batch.columns)
+                filled.update(columns[i] for i in unnamed if cols[i].null_count < n)
                 spans = pa.array(np.ones(n, dtype=np.int64))
                 for col in cols:
                     spans = pc.add(spans, pc.fill_null(pc.count_substring(col, "\n"), 0))
@@ -168,6 +229,8 @@ def _stage_fast(
                 staged.rows += n
         if bad or source.suspect:
             raise NeedsExactPath(bad[0] if bad else source.suspect)
+        if fmt.header:
+            _settle_unnamed(staged, first, filled)
         return staged
     except NeedsExactPath:
         raise
@@ -217,10 +280,15 @@ class _Prefixed(io.RawIOBase):
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
-def _raw_text(fields: list[str], fmt: CsvFormat, encoding: str) -> str:
+def _raw_text(fields: list[str], fmt: CsvFormat) -> str:
+    """The record as text; bytes that did not decode (kept as surrogate escapes) as ``\\xNN``."""
     buf = io.StringIO()
     csv.writer(buf, delimiter=fmt.delimiter, lineterminator="").writerow(fields)
-    return buf.getvalue().encode(encoding, "surrogateescape").decode("utf-8", "backslashreplace")
+    return escaped(buf.getvalue())
+
+
+def escaped(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _records(stream: IO[bytes], fmt: CsvFormat) -> Iterator[tuple[int, list[str] | None, str | None]]:
@@ -245,6 +313,9 @@ def _records(stream: IO[bytes], fmt: CsvFormat) -> Iterator[tuple[int, list[str]
                 f"corrupt compressed stream after line {start - 1}: {e}; the rest is unreadable",
             )
             return
+        except UnicodeDecodeError as e:  # a wide encoding has bytes no escape can keep
+            yield start, None, f"not valid {fmt.encoding} after line {start - 1}: {e}; the rest is unreadable"
+            return
         yield start, fields, None
         start = reader.line_num + 1
 
@@ -256,6 +327,7 @@ def _stage_exact(
     records = _records(stream, fmt)
     staged = StagedFile(parser="exact")
     columns: list[str] | None = None
+    header: list[str] = []
     width = 0
     if not fmt.header:
         first = next(records, None)
@@ -268,7 +340,7 @@ def _stage_exact(
     else:
         for line, fields, error in records:
             if error is None and fields:
-                columns, width = normalize_header(fields), len(fields)
+                header, columns, width = fields, normalize_header(fields), len(fields)
                 break
             if error is not None:  # nothing usable before the header
                 staged.notes.append(f"line {line}: {error} before the header")
@@ -276,6 +348,8 @@ def _stage_exact(
             staged.notes.append("no header: empty or header-less file")
             return staged
     header_matches = bool(set(columns) & set(design)) or not fmt.header
+    unnamed = [i for i, n in enumerate(header) if _blank(n)] if fmt.header else []
+    filled: set[str] = set()
     staged.header_matches = header_matches
     buffers: dict[str, list[Any]] = {c: [] for c in [*columns, *META_COLUMNS]}
     with pq.ParquetWriter(sink, _schema(columns)) as writer:
@@ -290,19 +364,23 @@ def _stage_exact(
             elif reason is None and any(_SURROGATE.search(v) for v in fields or []):
                 reason = f"bytes that are not valid {encoding}"
             ok = reason is None
+            if ok and fields:
+                filled.update(columns[i] for i in unnamed if fields[i] not in ("", fmt.null_value))
             for i, c in enumerate(columns):
                 value = fields[i] if ok and fields else None
                 buffers[c].append(None if value in (None, "", fmt.null_value) else value)
             buffers[LINE].append(line)
             buffers[SOURCE].append(name)
             buffers[REASON].append(reason)
-            buffers[RAW].append(None if ok else _raw_text(fields or [], fmt, encoding) if fields else "")
+            buffers[RAW].append(None if ok else _raw_text(fields or [], fmt) if fields else "")
             staged.rows += 1
             staged.rejected += 0 if ok else 1
             if len(buffers[LINE]) >= BATCH_ROWS:
                 _flush(writer, buffers, columns)
         _flush(writer, buffers, columns)
     staged.columns = columns
+    if fmt.header:
+        _settle_unnamed(staged, header, filled)
     return staged
 
 
