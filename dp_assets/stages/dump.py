@@ -20,7 +20,6 @@ from dp_assets.config.model import ENVS, PROTECTED_ENVS, FileSource, PostgresSou
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.lineage import dataset, emit, table_facets
-from dp_assets.liveness import table_writer
 from dp_assets.stages.postgres import extract_partition
 from dp_assets.stages.sensitive import (
     SENSITIVE_CHECK,
@@ -351,13 +350,11 @@ def dump_table(
         refuse_e2e_test(loaded.env)
     lake = Lake(loaded, e2e_test=flags.e2e_test)
     policy = scan_policy(loaded, table)
-    with table_writer(context, loaded, name):  # the raw and staged zones are the table's too
-        if flags.clean_up:
-            purged = clean_up(lake, name, context.partition_keys)
-            context.log.warning(
-                f"{name}: clean-up removed {purged} file(s) for {context.partition_key_range}"
-            )
-        manifests = {day: dump_partition(lake, name, day, policy) for day in context.partition_keys}
+    # The caller holds the table's lock (the raw and staged zones are the table's too) through the load.
+    if flags.clean_up:
+        purged = clean_up(lake, name, context.partition_keys)
+        context.log.warning(f"{name}: clean-up removed {purged} file(s) for {context.partition_key_range}")
+    manifests = {day: dump_partition(lake, name, day, policy) for day in context.partition_keys}
     for day, m in manifests.items():
         context.log.info(
             f"{name} {day}: {len(m['files'])} file(s), {m['rows']} rows "
