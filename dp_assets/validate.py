@@ -31,7 +31,7 @@ from dp_assets.config.model import FileSource, PostgresSource, Table
 from dp_assets.lake import Lake
 from dp_assets.launchers.runtime import sql_conf
 from dp_assets.stages.sniff import Sniffed, decompressed, sniff
-from dp_assets.stages.staging import normalize_header
+from dp_assets.stages.staged import normalize_header
 from dp_assets.storage import read_json_if_exists
 
 Severity = Literal["error", "warning"]

@@ -23,14 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dp_assets.stages.staging import (
-    _SURROGATE,
+from dp_assets.stages.staged import (
     BATCH_ROWS,
+    UNDECODED,
     StagedFile,
-    _flush,
-    _schema,
     escaped,
+    flush,
     normalize_header,
+    staged_schema,
 )
 from spark_jobs.contract import LINE, RAW, REASON, SOURCE
 
@@ -67,7 +67,7 @@ def _json_records(text: IO[str]) -> Iterator[tuple[int, dict | None, str | None,
         raw = line.rstrip("\r\n")
         if not raw.strip():
             continue  # a blank line is not a record
-        if _SURROGATE.search(raw):
+        if UNDECODED.search(raw):
             yield number, None, "bytes that are not valid in the file's encoding", escaped(raw)
             continue
         try:
@@ -113,7 +113,7 @@ def stage_jsonl(open_text: TextOpener, name: str, design: list[str], sink: IO[by
     )
     staged.header_matches = everything is None
     buffers: dict[str, list[Any]] = {c: [] for c in [*columns, LINE, SOURCE, REASON, RAW]}
-    with open_text() as text, pq.ParquetWriter(sink, _schema(columns)) as writer:
+    with open_text() as text, pq.ParquetWriter(sink, staged_schema(columns)) as writer:
         for number, value, reason, raw in _json_records(text):
             reason = reason or everything
             row = {column_of[k]: as_text(v) for k, v in (value or {}).items() if reason is None}
@@ -126,8 +126,8 @@ def stage_jsonl(open_text: TextOpener, name: str, design: list[str], sink: IO[by
             staged.rows += 1
             staged.rejected += reason is not None
             if len(buffers[LINE]) >= BATCH_ROWS:
-                _flush(writer, buffers, columns)
-        _flush(writer, buffers, columns)
+                flush(writer, buffers, columns)
+        flush(writer, buffers, columns)
     staged.columns = columns
     return staged
 
@@ -164,7 +164,7 @@ def stage_parquet(open_content: Opener, name: str, design: list[str], sink: IO[b
         columns = normalize_header(parquet.schema_arrow.names)
         everything = _why_all_rejected(columns, design, "the file's columns")
         staged = StagedFile(parser="parquet", columns=columns, header_matches=everything is None)
-        schema = _schema(columns)
+        schema = staged_schema(columns)
         with pq.ParquetWriter(sink, schema) as writer:
             try:
                 for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
@@ -198,7 +198,7 @@ def stage_parquet(open_content: Opener, name: str, design: list[str], sink: IO[b
 
 def _rejected_record(columns: list[str], name: str, reason: str) -> pa.Table:
     row = {c: [None] for c in columns} | {LINE: [None], SOURCE: [name], REASON: [reason], RAW: [""]}
-    return pa.table(row, schema=_schema(columns))
+    return pa.table(row, schema=staged_schema(columns))
 
 
 def _unreadable(name: str, sink: IO[bytes], reason: str) -> StagedFile:

@@ -44,8 +44,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dp_assets.config.model import MANAGED_IDENTIFIERS, Governance, Severity, Table
-from dp_assets.stages.staging import LINE, RAW, REASON, SOURCE
 from dp_assets.storage import Store
+from spark_jobs.contract import LINE, RAW, REASON, SOURCE
 
 MASK = "*****"
 BATCH_ROWS = 65_536

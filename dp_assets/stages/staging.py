@@ -20,7 +20,6 @@ import re
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
@@ -30,13 +29,23 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from dp_assets.config.model import CsvFormat
+from dp_assets.stages.records import stage_jsonl, stage_parquet
 from dp_assets.stages.sniff import decompressed, sniff
+from dp_assets.stages.staged import (
+    BATCH_ROWS,
+    META_COLUMNS,
+    UNDECODED,
+    StagedFile,
+    escaped,
+    flush,
+    is_blank,
+    normalize_header,
+    staged_schema,
+)
 from spark_jobs.contract import LINE, RAW, REASON, SOURCE  # the staged columns the load reads
 
 csv.field_size_limit(2**31 - 1)
 
-META_COLUMNS = (LINE, SOURCE, REASON, RAW)
-BATCH_ROWS = 65_536
 _BLOCK = 16 << 20
 
 
@@ -44,60 +53,16 @@ class NeedsExactPath(Exception):
     """The fast reader met something only the exact path can describe row by row."""
 
 
-@dataclass
-class StagedFile:
-    columns: list[str] = field(default_factory=list)  # normalized header
-    rows: int = 0  # records staged, rejected ones included
-    rejected: int = 0
-    parser: str = "arrow"
-    notes: list[str] = field(default_factory=list)
-    header_matches: bool = True  # False: no header column is in the design (every row rejected)
-    warnings: list[str] = field(
-        default_factory=list
-    )  # what the file is, where its name or config said otherwise
-
-
-def snake_case(name: str) -> str:
-    """`Dep Time`, `depTime`, `DEP-TIME` -> `dep_time`."""
-    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip().lstrip("\ufeff"))
-    name = re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
-    return name or "column"
-
-
-def normalize_header(names: list[str]) -> list[str]:
-    out: list[str] = []
-    for i, n in enumerate(names):
-        base = snake_case(n)
-        if _blank(n) or (base == "column" and n.strip().lower() != "column"):
-            base = f"unnamed_{i + 1}"  # no name, or nothing of it left (`#`, `%`)
-        candidate, i = base, 2
-        while candidate in out:
-            candidate, i = f"{base}_{i}", i + 1
-        out.append(candidate)
-    return out
-
-
-def _blank(name: str) -> bool:
-    return not name.strip().lstrip("\ufeff")
-
-
 def _settle_unnamed(staged: StagedFile, header: list[str], filled: set[str]) -> None:
     """A column without a header name (a trailing delimiter on every line) is dropped when it is
     empty in every row; one that holds values stays, as ``unnamed_<position>``, and is named."""
-    unnamed = {c for n, c in zip(header, staged.columns, strict=True) if _blank(n)}
+    unnamed = {c for n, c in zip(header, staged.columns, strict=True) if is_blank(n)}
     for position, c in enumerate(staged.columns, 1):
         if c in unnamed and c in filled:
             staged.warnings.append(f"column {position} has no header name but holds values: staged as {c}")
         elif c in unnamed:
             staged.notes.append(f"column {position} has no header name and no value in any row: dropped")
     staged.columns = [c for c in staged.columns if c not in unnamed or c in filled]
-
-
-def _schema(columns: list[str]) -> pa.Schema:
-    return pa.schema(
-        [(c, pa.string()) for c in columns]
-        + [(LINE, pa.int64()), (SOURCE, pa.string()), (REASON, pa.string()), (RAW, pa.string())]
-    )
 
 
 @contextmanager
@@ -117,8 +82,6 @@ def stage_file(
     """Stage one delivered file (``open_source()`` opens its bytes) into Parquet written to ``sink``.
     Its compression and text encoding come from its bytes (``sniff``); a CSV or JSON Lines file that
     is not text stages nothing. JSON Lines and Parquet are staged by ``records``."""
-    from dp_assets.stages.records import stage_jsonl, stage_parquet
-
     sniffed = sniff(open_source, name, fmt.encoding, file_format)
     if file_format == "parquet":
         staged = stage_parquet(
@@ -204,10 +167,10 @@ def _stage_fast(
             ),
         )
         staged = StagedFile(columns=columns)
-        unnamed = [i for i, n in enumerate(first) if fmt.header and _blank(n)]
+        unnamed = [i for i, n in enumerate(first) if fmt.header and is_blank(n)]
         filled: set[str] = set()
         line = 2 if fmt.header else 1
-        schema = _schema(columns)
+        schema = staged_schema(columns)
         with pq.ParquetWriter(sink, schema) as writer:
             for batch in reader:
                 if bad or source.suspect:
@@ -277,18 +240,11 @@ class _Prefixed(io.RawIOBase):
         return n
 
 
-_SURROGATE = re.compile("[\udc80-\udcff]")
-
-
 def _raw_text(fields: list[str], fmt: CsvFormat) -> str:
     """The record as text; bytes that did not decode (kept as surrogate escapes) as ``\\xNN``."""
     buf = io.StringIO()
     csv.writer(buf, delimiter=fmt.delimiter, lineterminator="").writerow(fields)
     return escaped(buf.getvalue())
-
-
-def escaped(text: str) -> str:
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _records(stream: IO[bytes], fmt: CsvFormat) -> Iterator[tuple[int, list[str] | None, str | None]]:
@@ -348,11 +304,11 @@ def _stage_exact(
             staged.notes.append("no header: empty or header-less file")
             return staged
     header_matches = bool(set(columns) & set(design)) or not fmt.header
-    unnamed = [i for i, n in enumerate(header) if _blank(n)] if fmt.header else []
+    unnamed = [i for i, n in enumerate(header) if is_blank(n)] if fmt.header else []
     filled: set[str] = set()
     staged.header_matches = header_matches
     buffers: dict[str, list[Any]] = {c: [] for c in [*columns, *META_COLUMNS]}
-    with pq.ParquetWriter(sink, _schema(columns)) as writer:
+    with pq.ParquetWriter(sink, staged_schema(columns)) as writer:
         for line, fields, error in records:
             if fields == [] and error is None:
                 continue  # blank line: not a record
@@ -361,7 +317,7 @@ def _stage_exact(
                 reason = f"header shares no column with the design (is the delimiter {fmt.delimiter!r}?)"
             elif reason is None and len(fields or []) != width:
                 reason = f"expected {width} fields, got {len(fields or [])}"
-            elif reason is None and any(_SURROGATE.search(v) for v in fields or []):
+            elif reason is None and any(UNDECODED.search(v) for v in fields or []):
                 reason = f"bytes that are not valid {encoding}"
             ok = reason is None
             if ok and fields:
@@ -376,8 +332,8 @@ def _stage_exact(
             staged.rows += 1
             staged.rejected += 0 if ok else 1
             if len(buffers[LINE]) >= BATCH_ROWS:
-                _flush(writer, buffers, columns)
-        _flush(writer, buffers, columns)
+                flush(writer, buffers, columns)
+        flush(writer, buffers, columns)
     staged.columns = columns
     if fmt.header:
         _settle_unnamed(staged, header, filled)
@@ -387,11 +343,3 @@ def _stage_exact(
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield first
     yield from rest
-
-
-def _flush(writer: pq.ParquetWriter, buffers: dict[str, list[Any]], columns: list[str]) -> None:
-    if not buffers[LINE]:
-        return
-    writer.write_table(pa.table(buffers, schema=_schema(columns)))
-    for values in buffers.values():
-        values.clear()
