@@ -194,7 +194,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([f.__dict__ for f in findings], indent=2))
     else:
-        print(report(findings, loaded))
+        print(report(findings, loaded, with_spark=not args.no_spark))
     return 1 if any(f.severity == "error" for f in findings) else 0
 
 
@@ -342,7 +342,11 @@ def parser() -> argparse.ArgumentParser:
         "exit 1 on errors",
     )
     check.add_argument("--json", action="store_true", help="the findings as a JSON list")
-    check.add_argument("--no-spark", action="store_true", help="skip planning the SQL in Spark")
+    check.add_argument(
+        "--no-spark",
+        action="store_true",
+        help="skip what needs Spark: planning the SQL, casting delivered values to the declared types",
+    )
     check.set_defaults(func=cmd_validate)
 
     deploy = sub.add_parser(

@@ -3,8 +3,11 @@
 What a nightly load would trip over, found before it runs:
 
 - upstream columns still match each design: the PostgreSQL catalog (information_schema), or the
-  header of the newest delivered file; a missing column is an error, an extra one a warning, a
+  fields of the newest delivered file; a missing column is an error, an extra one a warning, a
   changed type (PostgreSQL) an error;
+- the newest delivery's first records, parsed by the dump's own parser, cast to the declared types
+  as the load casts them (in Spark): a column none of whose values cast is an error, one with some
+  that do not (rows the load would quarantine) a warning;
 - every SQL file parses, reads only known tables and columns, and the files form no cycle (sqlglot),
   then plans in Spark (`EXPLAIN` against empty tables of the declared schemas);
 - each design agrees with what is published: a column's type may not change under published data.
@@ -12,29 +15,26 @@ What a nightly load would trip over, found before it runs:
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import io
-import json
-import shutil
 import tempfile
-import zlib
 from dataclasses import asdict, dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dp_assets.config.loader import ConfigError, LoadedConfig
 from dp_assets.config.model import FileSource, PostgresSource, Table
 from dp_assets.lake import Lake
 from dp_assets.launchers.runtime import sql_conf
-from dp_assets.stages.sniff import Sniffed, decompressed, sniff
-from dp_assets.stages.staged import normalize_header
+from dp_assets.stages.sniff import sniff
+from dp_assets.stages.staging import stage_file
 from dp_assets.storage import read_json_if_exists
+from spark_jobs.contract import LINE, REASON
 
 Severity = Literal["error", "warning"]
+SAMPLE_BYTES = 1 << 20  # of a delivered text file: thousands of records, read in well under a second
 
 # PostgreSQL data types (information_schema) a declared Spark type reads without loss.
 PG_TYPES = {
@@ -138,8 +138,11 @@ def _compare_columns(
     return findings
 
 
-def check_newest_delivery(lake: Lake, name: str, table: Table, source: FileSource) -> list[Finding]:
-    """The header of the newest delivered file against the design (column names only)."""
+def check_newest_delivery(
+    lake: Lake, name: str, table: Table, source: FileSource, spark: Any | None
+) -> list[Finding]:
+    """The newest delivered file against the design: its fields, and its first records' values cast
+    to the declared types (with Spark; ``spark`` None skips the cast)."""
     files = [
         f
         for f in lake.landing.list(source.prefix.strip("/"))
@@ -166,42 +169,88 @@ def check_newest_delivery(lake: Lake, name: str, table: Table, source: FileSourc
     expected = "a Parquet file" if source.format == "parquet" else None
     if sniffed.not_text != expected:
         return notes  # no fields to compare: the dump will not stage it as the design expects
-    header = delivered_fields(lake, newest.path, source, sniffed)
-    if header is None:
-        message = f"could not read the fields of {where} as {source.format}: compare it by hand"
-        return [*notes, Finding("upstream_columns", "warning", name, message, file=newest.path)]
-    columns = {c: "" for h, c in zip(header, normalize_header(header), strict=True) if h.strip()}
-    return notes + [
-        Finding(**{**asdict(f), "file": newest.path})
-        for f in _compare_columns(name, table, columns, where, types=False)
+    with tempfile.TemporaryDirectory(prefix="dp-validate-") as folder:
+        sample = Path(folder) / "sample.parquet"
+        columns = stage_sample(lake, newest.path, table, source, sample)
+        if not columns:
+            message = (
+                f"no field could be read from {where} as {source.format} (an empty file, or see the dump's "
+                "files_as_declared check): compare it with the design by hand"
+            )
+            return [*notes, Finding("upstream_columns", "warning", name, message, file=newest.path)]
+        findings = _compare_columns(name, table, dict.fromkeys(columns, ""), where, types=False)
+        if spark is not None:
+            unit = "row" if source.format == "parquet" else "line"
+            findings += check_delivered_types(spark, name, table, sample, where, unit)
+    return notes + [Finding(**{**asdict(f), "file": newest.path}) for f in findings]
+
+
+def stage_sample(lake: Lake, path: str, table: Table, source: FileSource, into: Path) -> list[str]:
+    """The first records of a delivery, staged by the dump's own parser into ``into``; their fields
+    (none when the file has none the parser can read). A text file is cut after ``SAMPLE_BYTES``, and its
+    last record, which the cut may have broken, is left out; a Parquet file is read whole."""
+    with lake.landing.open_read(path) as raw:
+        head = raw.read() if source.format == "parquet" else raw.read(SAMPLE_BYTES + 1)
+    cut = len(head) > SAMPLE_BYTES and source.format != "parquet"
+    sink = io.BytesIO()
+    design = [c.name for c in table.columns]
+    content = head[:SAMPLE_BYTES] if cut else head
+    staged = stage_file(lambda: io.BytesIO(content), path, source.csv, design, sink, source.format)
+    if not sink.getvalue():
+        return []
+    records = pq.read_table(io.BytesIO(sink.getvalue()))
+    if cut:
+        records = records.filter(pc.less(records[LINE], pc.max(records[LINE])))
+    pq.write_table(records, into)
+    return staged.columns
+
+
+def check_delivered_types(
+    spark: Any, name: str, table: Table, sample: Path, where: str, unit: str
+) -> list[Finding]:
+    """Each declared column of the sample cast as the load casts it (``TRY_CAST``)."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.loading import spark_type, try_cast
+
+    frame = spark.read.parquet(str(sample)).where(F.col(REASON).isNull())
+    typed = [
+        (c.name, spark_type(c.type))
+        for c in table.columns
+        if c.name in frame.columns and spark_type(c.type) != "string"
     ]
-
-
-def delivered_fields(lake: Lake, path: str, source: FileSource, sniffed: Sniffed) -> list[str] | None:
-    """The field names of a delivery as its format gives them: a CSV header, the keys of the JSON
-    objects in its first 64 KiB, a Parquet file's columns; None when they cannot be read."""
-    unreadable = (OSError, EOFError, zlib.error, pa.ArrowInvalid)
-    if source.format == "parquet":
-        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as local:
-            try:
-                with lake.landing.open_read(path) as raw:
-                    shutil.copyfileobj(decompressed(raw, sniffed.compression), local)
-                local.seek(0)
-                return pq.read_schema(local).names
-            except unreadable:
-                return None
-    head = b""
-    with lake.landing.open_read(path) as raw, contextlib.suppress(*unreadable):
-        head = decompressed(raw, sniffed.compression).read(1 << 16)  # a cut stream: what decompresses
-    text = head.decode(sniffed.encoding or source.csv.encoding, errors="replace").lstrip("\ufeff")
-    if source.format == "jsonl":
-        keys: dict[str, None] = {}
-        for line in text.splitlines():  # writers that omit null fields: the union of a few objects
-            with contextlib.suppress(ValueError, RecursionError):
-                if isinstance(value := json.loads(line), dict):
-                    keys.update(dict.fromkeys(value))
-        return list(keys) or None
-    return next(csv.reader(io.StringIO(text), delimiter=source.csv.delimiter), [])
+    if not typed:
+        return []
+    aggregates = [F.count(F.lit(1)).alias("records")]
+    for i, (column, target) in enumerate(typed):
+        failed = F.col(column).isNotNull() & try_cast(column, target).isNull()
+        aggregates += [
+            F.count(column).alias(f"values{i}"),
+            F.sum(failed.cast("long")).alias(f"failed{i}"),
+            F.min(F.when(failed, F.struct(F.col(LINE), F.col(column)))).alias(f"first{i}"),
+        ]
+    counts = frame.agg(*aggregates).first()
+    findings = []
+    for i, (column, target) in enumerate(typed):
+        values, failed, first = counts[f"values{i}"], counts[f"failed{i}"] or 0, counts[f"first{i}"]
+        if not failed:
+            continue
+        example = f"{unit} {first[0]}: {first[1]!r}"
+        if failed == values:
+            message = (
+                f"column {column!r} is declared {target}, but none of its {values} value(s) in the first "
+                f"{counts['records']} record(s) of {where} is a valid {target} ({example}); the load would "
+                "quarantine every row. Declare the type the delivery holds, or have upstream fix it"
+            )
+        else:
+            message = (
+                f"{failed} of the {values} value(s) of column {column!r} in the first "
+                f"{counts['records']} record(s) of {where} are not a valid {target} (first at {example}); "
+                "the load will quarantine those rows"
+            )
+        severity: Severity = "error" if failed == values else "warning"
+        findings.append(Finding("delivered_types", severity, name, message, column=column))
+    return findings
 
 
 def check_published_schema(lake: Lake, name: str, table: Table) -> list[Finding]:
@@ -263,13 +312,13 @@ def validate(loaded: LoadedConfig, spark: Any | None = None) -> list[Finding]:
         if isinstance(table.source, PostgresSource):
             findings += check_postgres(name, table, table.source)
         else:
-            findings += check_newest_delivery(lake, name, table, table.source)
+            findings += check_newest_delivery(lake, name, table, table.source, spark)
         findings += check_published_schema(lake, name, table)
     findings += check_sql(loaded, spark)
     return findings
 
 
-def report(findings: list[Finding], loaded: LoadedConfig) -> str:
+def report(findings: list[Finding], loaded: LoadedConfig, *, with_spark: bool = True) -> str:
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
     tables = len(loaded.config.tables)
@@ -278,11 +327,13 @@ def report(findings: list[Finding], loaded: LoadedConfig) -> str:
         f"validated {tables} table(s) and {len(loaded.sql_files)} SQL file(s) of {loaded.provenance.uri}: "
         f"{errors} error(s), {warnings} warning(s)"
     )
+    if not with_spark:
+        lines.append("not checked (--no-spark): delivered values against declared types, SQL in Spark")
     return "\n".join(lines)
 
 
 def local_spark(ansi: bool) -> Any:
-    """A small in-process Spark session for planning SQL (nothing is read or written), with the SQL
+    """A small in-process Spark session for planning SQL and casting a delivery's sample, with the SQL
     settings every job runs with (``[spark] ansi``, UTC), so it plans what the target will run."""
     from pyspark.sql import SparkSession
 
@@ -290,6 +341,7 @@ def local_spark(ansi: bool) -> Any:
         SparkSession.builder.master("local[1]")
         .appName("dp-validate")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "1")
     )
     for key, value in sql_conf(ansi).items():

@@ -138,3 +138,103 @@ def test_validation_job_fails_with_the_findings(shop) -> None:
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     assert "orders status" in failure.step_failure_data.user_failure_data.description
+
+
+def _delivery(tmp_path: Path, file_format: str, name: str, content: bytes) -> list:
+    """The corpus table `events` (id int, name string, amount double, ts timestamp) in the given
+    format, with one delivered file."""
+    from dp_assets_tests.bad_inputs import write_config
+
+    config = write_config(tmp_path / "config.toml")
+    config.write_text(
+        config.read_text().replace('prefix = "events"', f'prefix = "events", format = "{file_format}"')
+    )
+    folder = tmp_path / "landing" / "events" / "2024-01-01"
+    folder.mkdir(parents=True)
+    (folder / name).write_bytes(content)
+    return config
+
+
+def _parquet(**columns: list) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("file_format", "name", "content", "severity", "column", "said"),
+    [
+        (
+            "csv",
+            "d.csv",
+            b"id,name,amount,ts\n1,a,1.5,2024-01-01 10:00:00\n2,b,2.5,yesterday\n3,c,,2024-01-01 11:00:00\n",
+            "warning",
+            "ts",
+            "1 of the 3 value(s) of column 'ts' in the first 3 record(s)",
+        ),
+        (
+            "csv",
+            "d.csv.gz",
+            __import__("gzip").compress(b"id,name,amount,ts\n1,a,cheap,2024-01-01 10:00:00\n2,b,dear,\n"),
+            "error",
+            "amount",
+            "none of its 2 value(s) in the first 2 record(s)",
+        ),
+        (
+            "jsonl",
+            "d.jsonl",
+            b'{"id": {"n": 1}, "name": "a"}\n{"id": 2.5, "name": "b"}\n',
+            "error",
+            "id",
+            "declared int, but none of its 2 value(s)",
+        ),
+        (
+            "parquet",
+            "d.parquet",
+            _parquet(id=[1, 2], name=["a", "b"], amount=[1.0, 2.0], ts=["2024-01-01", "soon"]),
+            "warning",
+            "ts",
+            "not a valid timestamp (first at row 2: 'soon')",
+        ),
+    ],
+    ids=["csv, some values", "gzip csv, every value", "jsonl, nested and fractional", "parquet row"],
+)
+def test_delivered_values_are_cast_to_the_declared_types(
+    tmp_path: Path, spark, file_format: str, name: str, content: bytes, severity: str, column: str, said: str
+) -> None:
+    config = _delivery(tmp_path, file_format, name, content)
+    findings = [f for f in _findings(config, spark) if f.check == "delivered_types"]
+    (finding,) = findings
+    assert (finding.severity, finding.column, finding.file) == (severity, column, f"events/2024-01-01/{name}")
+    assert said in finding.message, finding.message
+
+
+def test_a_large_delivery_is_sampled_without_its_cut_record(tmp_path: Path, spark) -> None:
+    """Only the first MiB is read; the record the cut breaks is left out of the count."""
+    from dp_assets.validate import SAMPLE_BYTES
+
+    header = b"id,name,amount,ts\n"
+    line = b"%07d,n,abc,2024-01-01 10:00:00\n"
+    whole = (SAMPLE_BYTES - len(header)) // len(line % 0)
+    assert (SAMPLE_BYTES - len(header)) % len(line % 0), "the cut must fall inside a record"
+    content = header + b"".join(line % i for i in range(whole + 100))
+    config = _delivery(tmp_path, "csv", "big.csv", content)
+    (finding,) = [f for f in _findings(config, spark) if f.check == "delivered_types"]
+    assert f"none of its {whole} value(s) in the first {whole} record(s)" in finding.message
+
+
+def test_without_spark_the_report_says_what_was_not_checked(tmp_path: Path) -> None:
+    from dp_assets.validate import report
+
+    config = _delivery(tmp_path, "csv", "d.csv", b"id,name,amount,ts\n1,a,cheap,x\n")
+    loaded = load_config_from(str(config), home=tmp_path)
+    findings = validate(loaded, None)
+    assert findings == []  # the fields match; the values were not cast
+    assert report(findings, loaded, with_spark=False).splitlines()[-1] == (
+        "not checked (--no-spark): delivered values against declared types, SQL in Spark"
+    )
