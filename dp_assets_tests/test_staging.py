@@ -284,3 +284,19 @@ def test_text_details_that_are_not_what_they_seem() -> None:
     assert staged.rows == 1 and staged.warnings == []
     staged, _ = stage(b"id,name,amount,ts,#\n1,a,1,2024-01-01 10:00:00,x\n")
     assert staged.columns == [*DESIGN, "unnamed_5"]  # never `column`
+
+
+def test_a_json_line_too_long_to_hold_is_rejected_and_the_next_one_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dp_assets.stages import records
+
+    monkeypatch.setattr(records, "MAX_LINE", 100)
+    monkeypatch.setattr(records, "RAW_KEPT", 10)
+    long = b'{"id": 2, "name": "' + b"x" * 5000 + b'"}'
+    body = b'{"id": 1, "name": "a"}\n' + long + b'\n{"id": 3, "name": "c"}\n'
+    staged, rows = stage_as("jsonl", body, "d.jsonl")
+    assert (staged.rows, staged.rejected) == (3, 1)
+    assert [(r["_line"], r["id"]) for r in rows] == [(1, "1"), (2, None), (3, "3")]
+    assert rows[1]["_reject_reason"] == "longer than 100 characters: its first 10 are kept here"
+    assert rows[1]["_raw_text"] == '{"id": 2, '

@@ -37,6 +37,8 @@ from spark_jobs.contract import LINE, RAW, REASON, SOURCE
 Opener = Callable[[], AbstractContextManager[IO[bytes]]]
 TextOpener = Callable[[], AbstractContextManager[IO[str]]]
 MAX_FIELDS = 1000  # distinct fields of one JSON Lines file; more are keys that are data (ids, emails)
+MAX_LINE = 16 << 20  # characters of one JSON Lines record; a longer line is rejected, not held whole
+RAW_KEPT = 64 << 10  # characters of an over-long line kept as its raw text (its bytes stay in raw)
 _SPOOL = 64 << 20  # a Parquet file is read from memory up to this size, from a temporary file beyond
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # "\ud83d" alone is valid JSON, but no text
 _UNSTREAMABLE = (OSError, EOFError, zlib.error, UnicodeDecodeError)
@@ -53,17 +55,26 @@ def as_text(value: Any) -> str | None:
 def _json_records(text: IO[str]) -> Iterator[tuple[int, dict | None, str | None, str]]:
     """(line, object or None, why it is rejected, raw line) for every line that is not blank. A
     corrupt compressed stream, or bytes the encoding cannot hold, end the file with one rejected
-    record, as in a CSV file."""
+    record, as in a CSV file. A line longer than ``MAX_LINE`` is read past in pieces and rejected, so
+    memory stays bounded whatever the file holds."""
     number = 0
     while True:
         try:
-            line = next(text)
-        except StopIteration:
-            return
+            line = text.readline(MAX_LINE + 1)
+            too_long = len(line) > MAX_LINE and not line.endswith("\n")
+            piece = line
+            while piece and not piece.endswith("\n") and too_long:
+                piece = text.readline(1 << 20)
         except _UNSTREAMABLE as e:
             yield number + 1, None, f"unreadable after line {number}: {e}; the rest is unreadable", ""
             return
+        if not line:
+            return
         number += 1
+        if too_long:
+            reason = f"longer than {MAX_LINE:,} characters: its first {RAW_KEPT:,} are kept here"
+            yield number, None, reason, escaped(line[:RAW_KEPT])
+            continue
         raw = line.rstrip("\r\n")
         if not raw.strip():
             continue  # a blank line is not a record
