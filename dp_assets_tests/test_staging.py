@@ -300,3 +300,15 @@ def test_a_json_line_too_long_to_hold_is_rejected_and_the_next_one_read(
     assert [(r["_line"], r["id"]) for r in rows] == [(1, "1"), (2, None), (3, "3")]
     assert rows[1]["_reject_reason"] == "longer than 100 characters: its first 10 are kept here"
     assert rows[1]["_raw_text"] == '{"id": 2, '
+
+
+@pytest.mark.parametrize(
+    "value",
+    [True, False, 0, -7, 2**70, 1.5, 1e-07, 1e300, -0.0, float("nan"), float("inf"), [1, {"a": None}]],
+)
+def test_a_json_value_becomes_the_text_json_writes(value: object) -> None:
+    import json
+
+    from dp_assets.stages.records import as_text
+
+    assert as_text(value) == json.dumps(value, separators=(",", ":"))

@@ -12,6 +12,7 @@ functions.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
 import zlib
@@ -41,6 +42,7 @@ MAX_LINE = 16 << 20  # characters of one JSON Lines record; a longer line is rej
 RAW_KEPT = 64 << 10  # characters of an over-long line kept as its raw text (its bytes stay in raw)
 _SPOOL = 64 << 20  # a Parquet file is read from memory up to this size, from a temporary file beyond
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # "\ud83d" alone is valid JSON, but no text
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # only a line with one can decode to a lone one
 _UNSTREAMABLE = (OSError, EOFError, zlib.error, UnicodeDecodeError)
 
 
@@ -49,6 +51,10 @@ def as_text(value: Any) -> str | None:
     writes them, objects and arrays as compact JSON."""
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return repr(value)  # what json.dumps writes, without its encoder's cost per value
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
@@ -89,7 +95,7 @@ def _json_records(text: IO[str]) -> Iterator[tuple[int, dict | None, str | None,
         if not isinstance(value, dict):
             yield number, None, f"not a JSON object but {type(value).__name__}", raw
             continue
-        if _LONE_SURROGATE.search(json.dumps(value, ensure_ascii=False)):
+        if _SURROGATE_ESCAPE.search(raw) and _LONE_SURROGATE.search(json.dumps(value, ensure_ascii=False)):
             yield number, None, "an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)", raw
             continue
         yield number, value, None, raw
