@@ -14,6 +14,7 @@ import time
 
 import dagster as dg
 from dagster import EventLogEntry
+from dagster._core.events import RunFailureReason
 
 from spark_jobs.contract import PROGRESS
 
@@ -46,9 +47,22 @@ def readable(created: float, level: str, message: str, error: str | None) -> str
     return f"{at}  {level}  {message}"
 
 
+# Metadata of the Failure that ends a run's step once each failure in it has been logged as it
+# happened: the terminal then shows the Failure's headline only, not every cause again.
+EACH_LOGGED = "failed"
+
+
 def _error(event: object) -> str | None:
-    error = getattr(getattr(event, "event_specific_data", None), "error", None)
-    return None if error is None else error.message
+    """The error text worth showing with a failure event, once: a run's failure that a step's
+    caused, or a step's whose causes were each logged already, does not repeat them."""
+    data = getattr(event, "event_specific_data", None)
+    error = getattr(data, "error", None)
+    if error is None or getattr(data, "failure_reason", None) == RunFailureReason.STEP_FAILURE:
+        return None
+    failure = getattr(data, "user_failure_data", None)
+    if failure is not None and EACH_LOGGED in (failure.metadata or {}):
+        return f"{(failure.description or '').splitlines()[0].rstrip(':')} (each above)"
+    return error.message
 
 
 def readable_entry(entry: EventLogEntry) -> str | None:

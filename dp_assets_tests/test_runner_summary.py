@@ -34,11 +34,13 @@ def lines_by_table(summary: RunSummary) -> dict[str, str]:
 
 
 def test_missing_delivery_fails_the_table_and_its_downstream_does_not_run(
-    isolated_home: Path, instance: dg.DagsterInstance
+    isolated_home: Path, instance: dg.DagsterInstance, capsys: pytest.CaptureFixture[str]
 ) -> None:
     loaded = load_config_from(PACKAGED, home=isolated_home)  # nothing delivered: the dump fails first
     start, end = (dt.date.fromisoformat(d) for d in DAYS)
-    summary = run_range(loaded, start, end, instance, ["flights", "daily_carrier_delays"])
+    summary = run_range(
+        loaded, start, end, instance, ["flights", "daily_carrier_delays"], log_file=isolated_home / "run.log"
+    )
     lines = lines_by_table(summary)
     assert (
         "FAILED in raw/flights: MissingDelivery: no delivery for table 'flights', partition 2013-01-01"
@@ -48,6 +50,9 @@ def test_missing_delivery_fails_the_table_and_its_downstream_does_not_run(
     assert lines["daily_carrier_delays"].endswith("not run: upstream flights was not run")
     assert "passed" not in summary.render()
     assert not summary.ok and lines["run"].endswith(": FAILED")
+    printed = capsys.readouterr().out  # the console: each cause once, where it happened
+    assert printed.count("no delivery for table 'flights'") == 1, printed
+    assert "1 failed, 2 not run (each above)\n" in printed, printed
 
 
 def _simple_tables() -> dg.AssetsDefinition:

@@ -21,6 +21,7 @@ import dagster as dg
 
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.resource import PipelineConfigResource
+from dp_assets.console import EACH_LOGGED
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import SparkLauncher
 from dp_assets.liveness import table_writer
@@ -93,7 +94,7 @@ class RunFailures:
         raise dg.Failure(
             description=f"{len(self.failed)} failed, {len(self.not_run)} not run:\n" + "\n".join(lines),
             metadata={
-                "failed": dg.MetadataValue.json(self.failed),
+                EACH_LOGGED: dg.MetadataValue.json(self.failed),
                 "not_run": dg.MetadataValue.json(self.not_run),
             },
         )
