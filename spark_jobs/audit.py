@@ -155,10 +155,11 @@ def warm_catalog(spark: SparkSession, catalog_tables: list[str | None]) -> None:
 
 def catalog_switch(spark: SparkSession, name: str | None, root: str, pc: str) -> CatalogSwitch | None:
     """How publishing points table ``name`` ("<database>.<table>") of Spark's catalog (Derby locally,
-    the cluster's metastore on EMR, e.g. Glue) at the published versions: each partition's location
-    is switched by one metastore call, so spark.table() and Hive/Athena see a partition old or new,
-    never mixed, and need no repair step. The table is created, and its new columns added, from the
-    version published. None when the run has no catalog."""
+    the cluster's metastore on EMR, e.g. Glue) at the published versions: the partitions it lists are
+    switched to their new locations together, by one metastore call, and the new ones added by
+    another, so spark.table() and Hive/Athena see a partition old or new, never mixed, and need no
+    repair step. The table is created, and its new columns added, from the version published. None
+    when the run has no catalog."""
     if not name or not uses_metastore(spark):
         return None
     database, table = name.split(".", 1)
@@ -173,13 +174,14 @@ def catalog_switch(spark: SparkSession, name: str | None, root: str, pc: str) ->
             _create_or_evolve(spark, database, table, root, pc, next(iter(published.values())))
         elif not spark.catalog.tableExists(f"{database}.{table}"):
             return
-        listed = _listed_days(spark, quoted)
+        listed = _partitions(spark, quoted, pc)
         new = [f"{spec(d)} LOCATION '{loc}'" for d, loc in published.items() if d not in listed]
         if new:
             spark.sql(f"ALTER TABLE {quoted} ADD IF NOT EXISTS {' '.join(new)}")
-        for i, (day, loc) in enumerate((d, loc) for d, loc in published.items() if d in listed):
-            spark.sql(f"ALTER TABLE {quoted} {spec(day)} SET LOCATION '{loc}'")
-            fault_point(f"catalog_switched_{i + 1}")
+        moved = {d: loc for d, loc in published.items() if d in listed}
+        if moved:
+            _relocate(spark, quoted, [listed[d] for d in moved], list(moved.values()))
+            fault_point("catalog_switched")
         gone = [spec(d) for d, loc in locations.items() if loc is None and d in listed]
         if gone:
             spark.sql(f"ALTER TABLE {quoted} DROP IF EXISTS {', '.join(gone)}")
@@ -208,13 +210,52 @@ def _create_or_evolve(
         spark.sql(f"ALTER TABLE {quoted} ADD COLUMNS ({', '.join(new)})")
 
 
-def _listed_days(spark: SparkSession, quoted: str) -> set[str]:
-    return {row[0].split("=", 1)[1] for row in spark.sql(f"SHOW PARTITIONS {quoted}").collect()}
+def _partitions(spark: SparkSession, quoted: str, pc: str) -> dict[str, Any]:
+    """The table's partitions as the metastore lists them (one call), by day: JVM objects
+    (``CatalogTablePartition``) for ``_relocate``."""
+    state = spark._jsparkSession.sessionState()  # type: ignore[attr-defined]
+    listing = state.catalog().listPartitions(
+        state.sqlParser().parseTableIdentifier(quoted),
+        spark._jvm.scala.Option.empty(),  # type: ignore[attr-defined]
+    )
+    partitions, each = {}, listing.iterator()
+    while each.hasNext():
+        partition = each.next()
+        partitions[partition.spec().apply(pc)] = partition
+    return partitions
 
 
-def catalog_partitions(spark: SparkSession, name: str | None, days: list[str]) -> list[str]:
+def _relocate(spark: SparkSession, quoted: str, partitions: list[Any], locations: list[str]) -> None:
+    """Point listed partitions at new locations in one metastore call (``alterPartitions``: Hive's
+    alter_partitions, Glue's BatchUpdatePartition): what ``ALTER TABLE … SET LOCATION`` does, one
+    partition and five metastore calls at a time, for all of them at once."""
+    jvm = spark._jvm  # type: ignore[attr-defined]
+    state = spark._jsparkSession.sessionState()  # type: ignore[attr-defined]
+    moved = jvm.java.util.ArrayList()
+    for partition, location in zip(partitions, locations, strict=True):
+        uri = jvm.org.apache.spark.sql.catalyst.catalog.CatalogUtils.stringToURI(location)
+        storage = _with_field(partition.storage(), 1, jvm.scala.Some(uri))  # locationUri
+        moved.add(_with_field(partition, 2, storage))  # storage
+    state.catalog().alterPartitions(
+        state.sqlParser().parseTableIdentifier(quoted),
+        jvm.scala.collection.JavaConverters.asScalaBuffer(moved).toList(),
+    )
+    spark.catalog.refreshTable(quoted)
+
+
+def _with_field(case: Any, position: int, value: Any) -> Any:
+    """A copy of a Scala case class instance (a JVM object) with the field at ``position`` (from 1)
+    replaced: its ``copy`` with every other field's default, which is the field itself, so it holds
+    whatever fields this Spark's version gives the class (4.3's storage format has one 3.5's lacks)."""
+    arity = next(len(m.getParameterTypes()) for m in case.getClass().getMethods() if m.getName() == "copy")
+    fields = [getattr(case, f"copy$default${i}")() for i in range(1, arity + 1)]
+    fields[position - 1] = value
+    return case.copy(*fields)
+
+
+def catalog_partitions(spark: SparkSession, name: str | None, pc: str, days: list[str]) -> list[str]:
     """Which of ``days`` the catalog lists for table ``name``, read back from the metastore."""
     if not name or not uses_metastore(spark) or not spark.catalog.tableExists(name):
         return []
-    listed = _listed_days(spark, ".".join(f"`{p}`" for p in name.split(".", 1)))
+    listed = _partitions(spark, ".".join(f"`{p}`" for p in name.split(".", 1)), pc)
     return [d for d in days if d in listed]

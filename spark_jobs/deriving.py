@@ -148,7 +148,7 @@ def derive_table(
         pipes.log.info(f"derive {spec['table']}: deleted {len(expired)} replaced partition version(s)")
     stats = audited["stats"]
     catalog_table = spec["catalog_table"] if catalog else None
-    listed = catalog_partitions(spark, catalog_table, days)
+    listed = catalog_partitions(spark, catalog_table, spec["partition_column"], days)
     phases.done("clean up")
     empty = {"rows": 0, "bytes": 0, "nulls": {}, "min": {}, "max": {}}
     pipes.report_asset_materialization(

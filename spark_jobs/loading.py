@@ -383,7 +383,7 @@ def load_table(
     if expired:
         pipes.log.info(f"load {spec['table']}: deleted {len(expired)} replaced partition version(s)")
     catalog_table = spec["catalog_table"] if catalog else None
-    listed = catalog_partitions(spark, catalog_table, days)
+    listed = catalog_partitions(spark, catalog_table, spec["partition_column"], days)
     phases.done("clean up")
     result = {
         **counts,
