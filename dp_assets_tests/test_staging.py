@@ -312,3 +312,26 @@ def test_a_json_value_becomes_the_text_json_writes(value: object) -> None:
     from dp_assets.stages.records import as_text
 
     assert as_text(value) == json.dumps(value, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    ("compress", "opens"),
+    [(lambda b: b, 1), (gzip.compress, 1), (zstd_bytes, 1), (bz2.compress, 2)],
+    ids=["plain", "gzip", "zstd", "bzip2 (a block is larger than the head)"],
+)
+def test_sniffing_reads_the_stored_head_once(compress, opens: int) -> None:
+    """One GET per file on S3: only a head too short to decompress from is read again."""
+    import random
+
+    from dp_assets.stages.sniff import sniff
+
+    rows = "".join(f"{i},{random.Random(i).random()},x\n" for i in range(30_000))
+    content = compress(("id,amount,name\n" + rows).encode("utf-16"))
+    opened = []
+
+    def open_source() -> io.BytesIO:
+        opened.append(1)
+        return io.BytesIO(content)
+
+    sniffed = sniff(open_source, "d.csv", "utf-8")
+    assert (sniffed.encoding, sniffed.not_text, len(opened)) == ("utf-16", None, opens)

@@ -30,6 +30,7 @@ BYTE_ORDER_MARKS = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 HEAD_BYTES = 4096  # of the decompressed content, enough to tell text from binary
+RAW_HEAD_BYTES = 64 << 10  # of the file as stored, read once: its compression and, mostly, HEAD_BYTES
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,12 @@ def sniff(
     configured_encoding: str,
     declared: str = "csv",
 ) -> Sniffed:
-    """Read the first bytes of the file (and of its content, decompressed) to say what it is."""
+    """Read the first bytes of the file (and of its content, decompressed) to say what it is: one
+    read of its first ``RAW_HEAD_BYTES`` (one GET on S3) unless its compressed head is too short to
+    decompress ``HEAD_BYTES`` from, as a bzip2 block can be."""
     with open_source() as raw:
-        magic = raw.read(4)
+        first = raw.read(RAW_HEAD_BYTES)
+    magic = first[:4]
     compression = next((c for c, (m, _) in COMPRESSIONS.items() if magic.startswith(m)), None)
     if compression == "bzip2" and not magic[3:4].isdigit():
         compression = None  # text that happens to start with "BZh"
@@ -77,10 +81,18 @@ def sniff(
     if by_suffix != compression:
         says = f"its suffix says {by_suffix}" if by_suffix else "its suffix names no compression"
         warnings.append(f"{says}, but its bytes are {compression or 'not compressed'}: read as such")
+    unreadable = (OSError, EOFError, zlib.error, pa.ArrowInvalid)
     try:
-        with open_source() as raw:
-            head = decompressed(raw, compression).read(HEAD_BYTES)
-    except (OSError, EOFError, zlib.error):
+        head = decompressed(io.BytesIO(first), compression).read(HEAD_BYTES)
+    except unreadable:
+        head = None
+    try:
+        if len(first) == RAW_HEAD_BYTES and (head is None or len(head) < HEAD_BYTES):
+            with open_source() as raw:  # the stored head was too short to decompress enough from
+                head = decompressed(raw, compression).read(HEAD_BYTES)
+    except unreadable:
+        head = None
+    if head is None:
         return Sniffed(compression, None, None, warnings)  # the parser names the corrupt stream
     encoding = next((e for bom, e in BYTE_ORDER_MARKS if head.startswith(bom)), None)
     if encoding and not is_wide(configured_encoding):
