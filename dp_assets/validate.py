@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import io
 import tempfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -28,13 +30,16 @@ from dp_assets.config.loader import ConfigError, LoadedConfig
 from dp_assets.config.model import FileSource, PostgresSource, Table
 from dp_assets.lake import Lake
 from dp_assets.launchers.runtime import sql_conf
-from dp_assets.stages.sniff import sniff
+from dp_assets.stages.sniff import Sniffed, decompressed, sniff
+from dp_assets.stages.staged import StagedFile, staged_schema
 from dp_assets.stages.staging import stage_file
 from dp_assets.storage import read_json_if_exists
 from spark_jobs.contract import LINE, REASON
 
 Severity = Literal["error", "warning"]
-SAMPLE_BYTES = 1 << 20  # of a delivered text file: thousands of records, read in well under a second
+SAMPLE_BYTES = 1 << 20  # of a delivered text file's content: thousands of records
+SAMPLE_ROWS = 10_000  # of a delivered Parquet file
+EXAMPLE_CHARS = 80  # of a value quoted in a finding
 
 # PostgreSQL data types (information_schema) a declared Spark type reads without loss.
 PG_TYPES = {
@@ -169,46 +174,83 @@ def check_newest_delivery(
     expected = "a Parquet file" if source.format == "parquet" else None
     if sniffed.not_text != expected:
         return notes  # no fields to compare: the dump will not stage it as the design expects
+    unit = "row" if source.format == "parquet" else "line"
     with tempfile.TemporaryDirectory(prefix="dp-validate-") as folder:
         sample = Path(folder) / "sample.parquet"
-        columns = stage_sample(lake, newest.path, table, source, sample)
-        if not columns:
-            message = (
-                f"no field could be read from {where} as {source.format} (an empty file, or see the dump's "
-                "files_as_declared check): compare it with the design by hand"
-            )
-            return [*notes, Finding("upstream_columns", "warning", name, message, file=newest.path)]
-        findings = _compare_columns(name, table, dict.fromkeys(columns, ""), where, types=False)
-        if spark is not None:
-            unit = "row" if source.format == "parquet" else "line"
-            findings += check_delivered_types(spark, name, table, sample, where, unit)
+        staged, records = stage_sample(lake, newest.path, table, source, sniffed, sample)
+        findings = _rejected_records(name, records, where, unit)
+        if not staged.columns:
+            why = "; ".join(staged.notes) or "an empty file"
+            message = f"no field could be read from {where} as {source.format} ({why}): compare it by hand"
+            findings.append(Finding("upstream_columns", "warning", name, message))
+        else:
+            findings += _compare_columns(name, table, dict.fromkeys(staged.columns, ""), where, types=False)
+        if spark is not None and records.num_rows and staged.columns:
+            sampled = f"{records.num_rows} record(s) of {where}"
+            findings += check_delivered_types(spark, name, table, sample, sampled, unit)
     return notes + [Finding(**{**asdict(f), "file": newest.path}) for f in findings]
 
 
-def stage_sample(lake: Lake, path: str, table: Table, source: FileSource, into: Path) -> list[str]:
-    """The first records of a delivery, staged by the dump's own parser into ``into``; their fields
-    (none when the file has none the parser can read). A text file is cut after ``SAMPLE_BYTES``, and its
-    last record, which the cut may have broken, is left out; a Parquet file is read whole."""
-    with lake.landing.open_read(path) as raw:
-        head = raw.read() if source.format == "parquet" else raw.read(SAMPLE_BYTES + 1)
-    cut = len(head) > SAMPLE_BYTES and source.format != "parquet"
-    sink = io.BytesIO()
+def stage_sample(
+    lake: Lake, path: str, table: Table, source: FileSource, sniffed: Sniffed, into: Path
+) -> tuple[StagedFile, pa.Table]:
+    """The first records of a delivery, staged by the dump's own parser, also written to ``into``. A
+    text file's content (decompressed) is cut after ``SAMPLE_BYTES`` and its last record, which the
+    cut may have broken, left out; a Parquet file gives its first ``SAMPLE_ROWS`` rows."""
     design = [c.name for c in table.columns]
-    content = head[:SAMPLE_BYTES] if cut else head
-    staged = stage_file(lambda: io.BytesIO(content), path, source.csv, design, sink, source.format)
-    if not sink.getvalue():
-        return []
-    records = pq.read_table(io.BytesIO(sink.getvalue()))
-    if cut:
+    sink = io.BytesIO()
+    cut = False
+    if source.format == "parquet":
+        opened = lambda: lake.landing.open_read(path)  # noqa: E731
+        staged = stage_file(opened, path, source.csv, design, sink, "parquet", sample_rows=SAMPLE_ROWS)
+    else:
+        content, cut = _content_head(lake, path, sniffed.compression)
+        staged = stage_file(lambda: io.BytesIO(content), path, source.csv, design, sink, source.format)
+    staged_bytes = sink.getvalue()
+    records = pq.read_table(io.BytesIO(staged_bytes)) if staged_bytes else staged_schema([]).empty_table()
+    if cut and records.num_rows:
         records = records.filter(pc.less(records[LINE], pc.max(records[LINE])))
     pq.write_table(records, into)
-    return staged.columns
+    return staged, records
+
+
+def _content_head(lake: Lake, path: str, compression: str | None) -> tuple[bytes, bool]:
+    """The first ``SAMPLE_BYTES`` of a file's content, decompressed, and whether it was cut there (or
+    its stream broke before)."""
+    chunks: list[bytes] = []
+    size = 0
+    with lake.landing.open_read(path) as raw:
+        content = decompressed(raw, compression)
+        try:
+            while size <= SAMPLE_BYTES and (chunk := content.read(min(1 << 16, SAMPLE_BYTES + 1 - size))):
+                chunks.append(chunk)
+                size += len(chunk)
+        except (OSError, EOFError, zlib.error, pa.ArrowInvalid):
+            return b"".join(chunks), True
+    head = b"".join(chunks)
+    return head[:SAMPLE_BYTES], size > SAMPLE_BYTES
+
+
+def _rejected_records(name: str, records: pa.Table, where: str, unit: str) -> list[Finding]:
+    """Records of the sample the parser rejects, as the dump would: the load quarantines them."""
+    rejected = records.filter(pc.is_valid(records[REASON]))
+    if not rejected.num_rows:
+        return []
+    first = rejected.slice(0, 1).to_pylist()[0]
+    at = f"{unit} {first[LINE]}: {first[REASON]}" if first[LINE] is not None else first[REASON]
+    every = rejected.num_rows == records.num_rows
+    message = (
+        f"{rejected.num_rows} of the first {records.num_rows} record(s) of {where} cannot be read "
+        f"(first at {at}); the load would quarantine {'every one' if every else 'them'}"
+    )
+    return [Finding("delivered_records", "error" if every else "warning", name, message)]
 
 
 def check_delivered_types(
-    spark: Any, name: str, table: Table, sample: Path, where: str, unit: str
+    spark: Any, name: str, table: Table, sample: Path, sampled: str, unit: str
 ) -> list[Finding]:
-    """Each declared column of the sample cast as the load casts it (``TRY_CAST``)."""
+    """Each declared column of the sample's readable records cast as the load casts it
+    (``TRY_CAST``); ``sampled`` says how many records of which file."""
     from pyspark.sql import functions as F
 
     from spark_jobs.loading import spark_type, try_cast
@@ -221,7 +263,7 @@ def check_delivered_types(
     ]
     if not typed:
         return []
-    aggregates = [F.count(F.lit(1)).alias("records")]
+    aggregates = []
     for i, (column, target) in enumerate(typed):
         failed = F.col(column).isNotNull() & try_cast(column, target).isNull()
         aggregates += [
@@ -235,18 +277,18 @@ def check_delivered_types(
         values, failed, first = counts[f"values{i}"], counts[f"failed{i}"] or 0, counts[f"first{i}"]
         if not failed:
             continue
-        example = f"{unit} {first[0]}: {first[1]!r}"
+        value = first[1] if len(first[1]) <= EXAMPLE_CHARS else first[1][:EXAMPLE_CHARS] + "…"
+        example = f"{unit} {first[0]}: {value!r}"
         if failed == values:
             message = (
                 f"column {column!r} is declared {target}, but none of its {values} value(s) in the first "
-                f"{counts['records']} record(s) of {where} is a valid {target} ({example}); the load would "
-                "quarantine every row. Declare the type the delivery holds, or have upstream fix it"
+                f"{sampled} is a valid {target} ({example}); the load would quarantine every row holding a "
+                "value. Declare the type the delivery holds, or have upstream fix it"
             )
         else:
             message = (
-                f"{failed} of the {values} value(s) of column {column!r} in the first "
-                f"{counts['records']} record(s) of {where} are not a valid {target} (first at {example}); "
-                "the load will quarantine those rows"
+                f"{failed} of the {values} value(s) of column {column!r} in the first {sampled} are not a "
+                f"valid {target} (first at {example}); the load will quarantine those rows"
             )
         severity: Severity = "error" if failed == values else "warning"
         findings.append(Finding("delivered_types", severity, name, message, column=column))

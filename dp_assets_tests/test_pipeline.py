@@ -363,7 +363,7 @@ def test_publishing_switches_a_days_location_and_deletes_the_replaced_version_af
     tmp_path: Path,
 ) -> None:
     """A rerun writes a version of its own and points the day at it, in the lake and in the catalog
-    (one metastore call): nothing a reader is reading is overwritten. The replaced version is deleted
+    (its partition's location): nothing a reader is reading is overwritten. The replaced version is deleted
     once keep_superseded_hours has passed (0 here: at the next publish)."""
     day = "2013-01-02"
     config = tmp_path / "config.toml"

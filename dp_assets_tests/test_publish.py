@@ -93,7 +93,7 @@ def test_killed_loads_never_leave_a_mixed_partition(tmp_path: Path, monkeypatch:
         "lake_switched#2": ["B", "B", "B"],  # the table's pointer (after its quarantine's) switched all days
     }
     # That kill left the catalog behind (the lake_switched journal). The next run finishes the switch
-    # first, and is killed right after the catalog's switch: one metastore call moved every day.
+    # first, and is killed right after the catalog's switch: one Hive (Derby) transaction moved every day.
     assert state(catalog_hashes(loaded)) == ["A", "A", "A"]
     assert not load(loaded, "catalog_switched", monkeypatch).success
     assert lake_state() == ["B", "B", "B"]

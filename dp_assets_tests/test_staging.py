@@ -335,3 +335,12 @@ def test_sniffing_reads_the_stored_head_once(compress, opens: int) -> None:
 
     sniffed = sniff(open_source, "d.csv", "utf-8")
     assert (sniffed.encoding, sniffed.not_text, len(opened)) == ("utf-16", None, opens)
+
+
+def test_a_lone_surrogate_decoded_from_the_encoding_itself_is_a_rejected_line() -> None:
+    """UTF-7's "+2D0-" decodes to a lone surrogate without any JSON escape."""
+    sink = io.BytesIO()
+    content = b'{"id": 1, "name": "a"}\n{"id": 2, "name": "+2D0-"}\n'
+    utf7 = CsvFormat(encoding="utf-7")
+    staged = stage_file(lambda: io.BytesIO(content), "d.jsonl", utf7, DESIGN, sink, "jsonl")
+    assert (staged.rows, staged.rejected) == (2, 1)

@@ -214,16 +214,20 @@ def test_delivered_values_are_cast_to_the_declared_types(
     assert said in finding.message, finding.message
 
 
-def test_a_large_delivery_is_sampled_without_its_cut_record(tmp_path: Path, spark) -> None:
-    """Only the first MiB is read; the record the cut breaks is left out of the count."""
+@pytest.mark.parametrize("name", ["big.csv", "big.csv.gz"])
+def test_a_large_delivery_is_sampled_without_its_cut_record(tmp_path: Path, spark, name: str) -> None:
+    """Only the first MiB of the content is read (of a compressed file, once decompressed); the
+    record the cut breaks is left out of the count."""
+    import gzip
+
     from dp_assets.validate import SAMPLE_BYTES
 
     header = b"id,name,amount,ts\n"
     line = b"%07d,n,abc,2024-01-01 10:00:00\n"
     whole = (SAMPLE_BYTES - len(header)) // len(line % 0)
     assert (SAMPLE_BYTES - len(header)) % len(line % 0), "the cut must fall inside a record"
-    content = header + b"".join(line % i for i in range(whole + 100))
-    config = _delivery(tmp_path, "csv", "big.csv", content)
+    content = header + b"".join(line % i for i in range(whole * 3))
+    config = _delivery(tmp_path, "csv", name, gzip.compress(content) if name.endswith(".gz") else content)
     (finding,) = [f for f in _findings(config, spark) if f.check == "delivered_types"]
     assert f"none of its {whole} value(s) in the first {whole} record(s)" in finding.message
 
@@ -238,3 +242,44 @@ def test_without_spark_the_report_says_what_was_not_checked(tmp_path: Path) -> N
     assert report(findings, loaded, with_spark=False).splitlines()[-1] == (
         "not checked (--no-spark): delivered values against declared types, SQL in Spark"
     )
+
+
+def test_a_parquet_delivery_is_sampled_by_rows(tmp_path: Path, spark) -> None:
+    from dp_assets.validate import SAMPLE_ROWS
+
+    rows = SAMPLE_ROWS * 3
+    content = _parquet(
+        id=list(range(rows)), name=["n"] * rows, amount=["cheap"] * rows, ts=["2024-01-01"] * rows
+    )
+    config = _delivery(tmp_path, "parquet", "d.parquet", content)
+    (finding,) = [f for f in _findings(config, spark) if f.check == "delivered_types"]
+    assert f"none of its {SAMPLE_ROWS} value(s) in the first {SAMPLE_ROWS} record(s)" in finding.message
+
+
+@pytest.mark.parametrize(
+    ("file_format", "content", "severity", "said", "first"),
+    [
+        (
+            "csv",
+            b"id,name,amount,ts\n1,a,1.5,2024-01-01 10:00:00\n2,b\n3,c,3.5,2024-01-01 11:00:00,extra\n",
+            "warning",
+            "2 of the first 3 record(s)",
+            "(first at line 3: expected 4 fields, got 2)",
+        ),
+        (
+            "jsonl",
+            b'{"id": 1, "name": "a"\n[1, 2]\n',
+            "error",
+            "2 of the first 2 record(s)",
+            "(first at line 1: not valid JSON",
+        ),
+    ],
+    ids=["csv field counts", "jsonl, nothing readable"],
+)
+def test_records_the_parser_rejects_are_named(
+    tmp_path: Path, file_format: str, content: bytes, severity: str, said: str, first: str
+) -> None:
+    config = _delivery(tmp_path, file_format, f"d.{file_format}", content)
+    (finding,) = [f for f in _findings(config, None) if f.check == "delivered_records"]
+    assert (finding.severity, finding.file) == (severity, f"events/2024-01-01/d.{file_format}")
+    assert said in finding.message and first in finding.message, finding.message

@@ -156,10 +156,12 @@ def warm_catalog(spark: SparkSession, catalog_tables: list[str | None]) -> None:
 def catalog_switch(spark: SparkSession, name: str | None, root: str, pc: str) -> CatalogSwitch | None:
     """How publishing points table ``name`` ("<database>.<table>") of Spark's catalog (Derby locally,
     the cluster's metastore on EMR, e.g. Glue) at the published versions: the partitions it lists are
-    switched to their new locations together, by one metastore call, and the new ones added by
-    another, so spark.table() and Hive/Athena see a partition old or new, never mixed, and need no
-    repair step. The table is created, and its new columns added, from the version published. None
-    when the run has no catalog."""
+    switched to their new locations by one call of the metastore client (one transaction in a Hive
+    metastore; Glue's client updates them one by one), and the new ones added by another, so
+    spark.table() and Hive/Athena see each partition old or new, never mixed, and need no repair
+    step. A crash midway leaves the publish journal, which the next run finishes first. The table is
+    created, and its new columns added, from the version published. None when the run has no
+    catalog."""
     if not name or not uses_metastore(spark):
         return None
     database, table = name.split(".", 1)
@@ -226,9 +228,9 @@ def _partitions(spark: SparkSession, quoted: str, pc: str) -> dict[str, Any]:
 
 
 def _relocate(spark: SparkSession, quoted: str, partitions: list[Any], locations: list[str]) -> None:
-    """Point listed partitions at new locations in one metastore call (``alterPartitions``: Hive's
-    alter_partitions, Glue's BatchUpdatePartition): what ``ALTER TABLE … SET LOCATION`` does, one
-    partition and five metastore calls at a time, for all of them at once."""
+    """Point listed partitions at new locations in one call of the metastore client
+    (``alterPartitions``): what ``ALTER TABLE … SET LOCATION`` does, one partition and five metastore
+    calls at a time, for all of them at once."""
     jvm = spark._jvm  # type: ignore[attr-defined]
     state = spark._jsparkSession.sessionState()  # type: ignore[attr-defined]
     moved = jvm.java.util.ArrayList()
@@ -247,8 +249,7 @@ def _with_field(case: Any, position: int, value: Any) -> Any:
     """A copy of a Scala case class instance (a JVM object) with the field at ``position`` (from 1)
     replaced: its ``copy`` with every other field's default, which is the field itself, so it holds
     whatever fields this Spark's version gives the class (4.3's storage format has one 3.5's lacks)."""
-    arity = next(len(m.getParameterTypes()) for m in case.getClass().getMethods() if m.getName() == "copy")
-    fields = [getattr(case, f"copy$default${i}")() for i in range(1, arity + 1)]
+    fields = [getattr(case, f"copy$default${i}")() for i in range(1, case.productArity() + 1)]
     fields[position - 1] = value
     return case.copy(*fields)
 

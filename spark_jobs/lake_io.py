@@ -5,7 +5,7 @@ overwriting the files a reader may be reading.
 Every run writes its rows once, to a version folder of its own (``<table>/_versions/<run>/``), where
 nobody reads them. Publishing a day then points it at that version: one object,
 ``<table>/_dp_current.json``, replaced whole (a single PUT on S3, a rename locally), for readers
-that go by the lake, and one metastore call per partition for readers that go through the catalog.
+that go by the lake, and the metastore's partitions for readers that go through the catalog.
 A partition is therefore old or new for every reader, on a local disk and on S3 alike, where a
 rename is a copy. A journal makes the switch crash-safe: the next run over the table rolls an
 unfinished one forward. A replaced version stays readable for queries that started before the

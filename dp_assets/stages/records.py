@@ -95,8 +95,10 @@ def _json_records(text: IO[str]) -> Iterator[tuple[int, dict | None, str | None,
         if not isinstance(value, dict):
             yield number, None, f"not a JSON object but {type(value).__name__}", raw
             continue
-        if _SURROGATE_ESCAPE.search(raw) and _LONE_SURROGATE.search(json.dumps(value, ensure_ascii=False)):
-            yield number, None, "an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)", raw
+        may_hold_one = _SURROGATE_ESCAPE.search(raw) or _LONE_SURROGATE.search(raw)  # e.g. UTF-7's "+2D0-"
+        if may_hold_one and _LONE_SURROGATE.search(json.dumps(value, ensure_ascii=False)):
+            why = "an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)"
+            yield number, None, why, raw.encode("utf-8", "backslashreplace").decode()
             continue
         yield number, value, None, raw
 
@@ -166,7 +168,9 @@ def _as_strings(column: pa.Array) -> pa.Array:
     return pa.array([as_text(v) for v in column.to_pylist()], pa.string())
 
 
-def stage_parquet(open_content: Opener, name: str, design: list[str], sink: IO[bytes]) -> StagedFile:
+def stage_parquet(
+    open_content: Opener, name: str, design: list[str], sink: IO[bytes], sample_rows: int | None = None
+) -> StagedFile:
     """Batch by batch. A file that is not valid Parquet is one rejected record naming the file; one
     that breaks midway keeps the rows read before, and the rest is one rejected record."""
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL) as local:
@@ -184,7 +188,9 @@ def stage_parquet(open_content: Opener, name: str, design: list[str], sink: IO[b
         schema = staged_schema(columns)
         with pq.ParquetWriter(sink, schema) as writer:
             try:
-                for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+                for batch in parquet.iter_batches(batch_size=min(BATCH_ROWS, sample_rows or BATCH_ROWS)):
+                    if sample_rows is not None and staged.rows >= sample_rows:
+                        break
                     n = batch.num_rows
                     lines = pa.array(range(staged.rows + 1, staged.rows + n + 1), pa.int64())
                     reasons = pa.array([everything] * n, pa.string())

@@ -78,14 +78,20 @@ def stage_file(
     design_columns: list[str],
     sink: IO[bytes],
     file_format: str = "csv",
+    sample_rows: int | None = None,
 ) -> StagedFile:
     """Stage one delivered file (``open_source()`` opens its bytes) into Parquet written to ``sink``.
     Its compression and text encoding come from its bytes (``sniff``); a CSV or JSON Lines file that
-    is not text stages nothing. JSON Lines and Parquet are staged by ``records``."""
+    is not text stages nothing. JSON Lines and Parquet are staged by ``records``; of a Parquet file,
+    only the first ``sample_rows`` rows, when given (validation's sample)."""
     sniffed = sniff(open_source, name, fmt.encoding, file_format)
     if file_format == "parquet":
         staged = stage_parquet(
-            lambda: decompressed_source(open_source, sniffed.compression), name, design_columns, sink
+            lambda: decompressed_source(open_source, sniffed.compression),
+            name,
+            design_columns,
+            sink,
+            sample_rows,
         )
         staged.warnings = sniffed.warnings + staged.warnings
         return staged
