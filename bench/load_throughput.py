@@ -109,12 +109,14 @@ def main() -> None:
     instance = dg.DagsterInstance.ephemeral()
     print(f"{csv} ({csv.stat().st_size / 2**20:.0f} MiB)", flush=True)
 
-    dp_total, dp_load, dp_dump, duck, read = [], [], [], [], []
+    dp_total, dp_load, dp_dump, duck, read, peak = [], [], [], [], [], []
     rows = 0
     for n in range(args.repeat):
         before = bytes_read()
+        Path("/proc/self/clear_refs").write_text("5")  # the peak RSS counts from here (DuckDB's is not dp's)
         summary, wall = timed(lambda: run_range(loaded, DAY, DAY, instance))
         read.append(bytes_read() - before)
+        peak.append(proc_status_mb("VmHWM"))
         t = summary.tables["lineitem"]
         assert summary.ok, summary.render()
         rows = t.rows
@@ -129,7 +131,7 @@ def main() -> None:
         print(
             f"round {n + 1}: dp run {wall:.1f} s (dump {dp_dump[-1]:.1f}, load {dp_load[-1]:.1f}), "
             f"duckdb {seconds:.1f} s; load phases: {phases}; the Dagster process read "
-            f"{read[-1] / csv.stat().st_size:.2f}x the delivered bytes",
+            f"{read[-1] / csv.stat().st_size:.2f}x the delivered bytes, peak RSS {peak[-1]:,.0f} MB",
             flush=True,
         )
 
@@ -164,7 +166,13 @@ def main() -> None:
         f"{median(read) / csv.stat().st_size:.2f}x the delivery's {csv.stat().st_size / 2**20:,.0f} MiB "
         "(goal #14: < 0.01x)"
     )
-    print(f"peak memory: {peak_rss_mb()} (goal #14 for the Dagster process: < 500 MB)")
+    print(f"the Dagster process's peak RSS during a run: {max(peak):,.0f} MB (goal #14: < 500 MB)")
+    print(f"peak memory of the whole benchmark: {peak_rss_mb()}")
+
+
+def proc_status_mb(field: str) -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(f"{field}:"))) / 1024
 
 
 def bytes_read() -> int:
