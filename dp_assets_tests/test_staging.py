@@ -344,3 +344,16 @@ def test_a_lone_surrogate_decoded_from_the_encoding_itself_is_a_rejected_line() 
     utf7 = CsvFormat(encoding="utf-7")
     staged = stage_file(lambda: io.BytesIO(content), "d.jsonl", utf7, DESIGN, sink, "jsonl")
     assert (staged.rows, staged.rejected) == (2, 1)
+
+
+def test_a_clean_file_read_in_many_blocks_stays_on_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block boundary right after a line's first byte is no blank line (it once was: every
+    chunk was searched as if it started the file)."""
+    from dp_assets.stages import staging
+
+    monkeypatch.setattr(staging, "_BLOCK", 1000)
+    body = HEADER + b"".join(b"%d,name%d,%d.5,2024-01-01 10:00:00\n" % (i, i, i) for i in range(2000))
+    staged, _ = stage(body)
+    assert (staged.parser, staged.notes, staged.rows) == ("arrow", [], 2000)
+    blank = HEADER + b"\n" + ROWS
+    assert stage(blank)[0].notes[0].startswith("blank line near byte")
