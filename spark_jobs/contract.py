@@ -15,6 +15,8 @@ RUN_SCRIPT = "run_pipeline.py"
 
 # Columns of the staged zone beside the delivered ones (written by the dump, read by the load).
 LINE, SOURCE, REASON, RAW = "_line", "_source_file", "_reject_reason", "_raw_text"
+# Their types (Spark SQL names); every delivered column is staged as a string.
+STAGED_META = {LINE: "bigint", SOURCE: "string", REASON: "string", RAW: "string"}
 # Columns the load adds to every published table.
 ROW_HASH, LOAD_DATE = "row_hash", "load_date"
 

@@ -42,6 +42,7 @@ from spark_jobs.contract import (
     ROW_HASH,
     SOURCE,
     SPARK_RUNTIME,
+    STAGED_META,
     LoadSpec,
 )
 from spark_jobs.lake_io import Hdfs, Publisher, fault_point
@@ -71,41 +72,44 @@ def read_staged(spark: SparkSession, spec: LoadSpec, days: list[str]) -> DataFra
     paths = [f"{spec['staged_uri']}/{pc}={d}" for d in days if d in spec["staged_days"]]
     if not paths:
         return None
+    # The staged schema is known (every delivered column a string, then the dump's own columns), so
+    # Spark reads no file footers to infer it; a column a file lacks reads as null.
+    delivered = [f"`{c['name'].replace('`', '``')}` string" for c in spec["columns"]]
+    schema = ", ".join([*delivered, *(f"{name} {kind}" for name, kind in STAGED_META.items())])
     return (
-        spark.read.option("mergeSchema", "true")
+        spark.read.schema(schema)
         .option("basePath", spec["staged_uri"])
         .parquet(*paths)
         .withColumn(pc, F.col(pc).cast("date"))
     )
 
 
-def try_cast(column: str | None, target: str) -> Column:
+def try_cast(column: str, target: str) -> Column:
     """``column`` cast to ``target``, null where the value does not fit. SQL's TRY_CAST, because
     ``Column.try_cast`` is Spark 4 only; it behaves the same whatever ``spark.sql.ansi.enabled`` is."""
-    if column is None:
-        return F.lit(None).cast(target)
     return F.expr(f"TRY_CAST(`{column.replace('`', '``')}` AS {target})")
 
 
 def classify(staged: DataFrame, spec: LoadSpec) -> DataFrame:
     """Typed columns, the raw strings, and each row's status: loaded / quarantined / deduplicated."""
-    present = set(staged.columns)
     pc = spec["partition_column"]
     typed: list[Column] = []
     cast_reasons: list[Column] = []
     for col in spec["columns"]:
         name, target = col["name"], spark_type(col["type"])
-        raw = F.col(name) if name in present else F.lit(None).cast("string")
-        cast = raw if target == "string" else try_cast(name if name in present else None, target)
+        raw = F.col(name)
+        cast = raw if target == "string" else try_cast(name, target)
         typed.append(cast.alias(f"__typed_{name}"))
         cast_reasons.append(F.when(raw.isNotNull() & cast.isNull(), F.lit(f"{name}: not a valid {target}")))
     reason = F.coalesce(F.col(REASON), F.nullif(F.concat_ws("; ", *cast_reasons), F.lit("")))
-    raw_cols = [
-        F.col(c["name"]) if c["name"] in present else F.lit(None).cast("string").alias(c["name"])
-        for c in spec["columns"]
-    ]
     frame = staged.select(
-        *raw_cols, *typed, F.col(pc), F.col(LINE), F.col(SOURCE), F.col(RAW), reason.alias(REASON)
+        *[F.col(c["name"]) for c in spec["columns"]],
+        *typed,
+        F.col(pc),
+        F.col(LINE),
+        F.col(SOURCE),
+        F.col(RAW),
+        reason.alias(REASON),
     )
     status = F.when(F.col(REASON).isNotNull(), F.lit("quarantined")).otherwise(F.lit("loaded"))
     dedup = spec["dedup"]

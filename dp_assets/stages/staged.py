@@ -11,9 +11,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spark_jobs.contract import LINE, RAW, REASON, SOURCE
+from spark_jobs.contract import LINE, STAGED_META
 
-META_COLUMNS = (LINE, SOURCE, REASON, RAW)
+META_COLUMNS = tuple(STAGED_META)
+_ARROW_TYPES = {"bigint": pa.int64(), "string": pa.string()}
 BATCH_ROWS = 65_536
 UNDECODED = re.compile("[\udc80-\udcff]")  # bytes the encoding could not hold, as surrogate escapes
 
@@ -56,8 +57,7 @@ def is_blank(name: str) -> bool:
 
 def staged_schema(columns: list[str]) -> pa.Schema:
     return pa.schema(
-        [(c, pa.string()) for c in columns]
-        + [(LINE, pa.int64()), (SOURCE, pa.string()), (REASON, pa.string()), (RAW, pa.string())]
+        [(c, pa.string()) for c in columns] + [(c, _ARROW_TYPES[t]) for c, t in STAGED_META.items()]
     )
 
 
