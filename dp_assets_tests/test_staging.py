@@ -357,3 +357,19 @@ def test_a_clean_file_read_in_many_blocks_stays_on_the_fast_path(monkeypatch: py
     assert (staged.parser, staged.notes, staged.rows) == ("arrow", [], 2000)
     blank = HEADER + b"\n" + ROWS
     assert stage(blank)[0].notes[0].startswith("blank line near byte")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b'a,b\nc,"d"x\n', "stray quote near byte 8"), (b"a,b\nc,d\n\ne,f\n", "blank line near byte 7")],
+)
+def test_what_sends_a_file_to_the_exact_path_is_found_across_any_block_boundary(
+    content: bytes, expected: str
+) -> None:
+    from dp_assets.stages.staging import _Prefixed
+
+    for size in range(1, len(content) + 1):
+        source = _Prefixed(content[:size], io.BytesIO(content[size:]), ",")  # the head, then blocks
+        while source.read(size):
+            pass
+        assert source.suspect == expected, size

@@ -225,7 +225,10 @@ class _Prefixed(io.RawIOBase):
     def __init__(self, head: bytes, rest: IO[bytes], delimiter: str) -> None:
         self._head, self._rest = memoryview(head), rest
         d = re.escape(delimiter.encode())
-        self._suspect = re.compile(rb"(?<=[^" + d + rb'\r\n"])"(?=[^' + d + rb'\r\n"])|\n\r?\n')
+        # Two patterns that each start with a literal byte, which the regex engine finds at memchr
+        # speed: one pattern of both scanned every byte, 16x slower (11 s on SF1 lineitem).
+        self._stray_quote = re.compile(rb'"(?<=[^' + d + rb'\r\n"]")(?=[^' + d + rb'\r\n"])')
+        self._blank_line = re.compile(rb"\n\r?\n")
         self.suspect: str | None = None
         # As if a line ended just before the file, so a blank first line is a blank line too (a "^"
         # would match at the start of every chunk after the first).
@@ -243,11 +246,18 @@ class _Prefixed(io.RawIOBase):
             chunk = self._rest.read(len(buffer))
             n = len(chunk)
         buffer[:n] = chunk
-        if self.suspect is None and (m := self._suspect.search(self._tail + chunk)):
-            what = "stray quote" if m.group().startswith(b'"') else "blank line"
-            self.suspect = f"{what} near byte {max(0, self._offset - len(self._tail) + m.start())}"
+        window = self._tail + chunk
+        if self.suspect is None:
+            found = [
+                (m.start(), what)
+                for what, pattern in (("stray quote", self._stray_quote), ("blank line", self._blank_line))
+                if (m := pattern.search(window))
+            ]
+            if found:
+                start, what = min(found)
+                self.suspect = f"{what} near byte {max(0, self._offset - len(self._tail) + start)}"
         self._offset += n
-        self._tail = chunk[-2:]
+        self._tail = window[-2:]
         return n
 
 
