@@ -28,6 +28,7 @@ from dp_assets.stages.staged import (
     BATCH_ROWS,
     UNDECODED,
     StagedFile,
+    batches,
     escaped,
     flush,
     normalize_header,
@@ -188,7 +189,7 @@ def stage_parquet(
         schema = staged_schema(columns)
         with pq.ParquetWriter(sink, schema) as writer:
             try:
-                for batch in parquet.iter_batches(batch_size=min(BATCH_ROWS, sample_rows or BATCH_ROWS)):
+                for batch in batches(parquet, min(BATCH_ROWS, sample_rows or BATCH_ROWS)):
                     if sample_rows is not None and staged.rows >= sample_rows:
                         break
                     n = batch.num_rows

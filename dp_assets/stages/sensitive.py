@@ -44,11 +44,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dp_assets.config.model import MANAGED_IDENTIFIERS, Governance, Severity, Table
+from dp_assets.stages.staged import BATCH_ROWS, batches
 from dp_assets.storage import Store
 from spark_jobs.contract import LINE, RAW, REASON, SOURCE
 
 MASK = "*****"
-BATCH_ROWS = 65_536
 _NOT_SCANNED = {LINE, SOURCE, REASON}  # written by the dump itself
 
 
@@ -257,7 +257,7 @@ def scan_staged_file(store: Store, path: str, policy: ScanPolicy, seed: str) -> 
         }
         sample = _sample(result.rows, policy.sample_rows, seed)
         offset = 0
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+        for batch in batches(parquet, BATCH_ROWS, columns):
             if sample is not None:
                 lo, hi = np.searchsorted(sample, [offset, offset + batch.num_rows])
                 take = sample[lo:hi] - offset
@@ -322,7 +322,7 @@ def _protect(store: Store, path: str, policy: ScanPolicy, columns: set[str]) -> 
         parquet = pq.ParquetFile(f)
         schema = parquet.schema_arrow
         with store.open_write(path) as sink, pq.ParquetWriter(sink, schema) as writer:
-            for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+            for batch in batches(parquet, BATCH_ROWS):
                 arrays = [rewrite(n, batch.column(n)) if n in done else batch.column(n) for n in schema.names]
                 writer.write_batch(pa.record_batch(arrays, schema=schema))
     return done

@@ -5,6 +5,7 @@ it; so its shape, the names and the text of what did not decode are decided here
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,14 @@ def staged_schema(columns: list[str]) -> pa.Schema:
     return pa.schema(
         [(c, pa.string()) for c in columns] + [(c, _ARROW_TYPES[t]) for c, t in STAGED_META.items()]
     )
+
+
+def batches(parquet: pq.ParquetFile, size: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The file's rows in batches of at most ``size``, read one row group at a time: pyarrow's
+    reader over a whole file keeps what it has read until its end (26.0: 288 MB of the 315 MB staged
+    from SF1 lineitem), over one row group only that group's."""
+    for group in range(parquet.num_row_groups):
+        yield from parquet.iter_batches(batch_size=size, row_groups=[group], columns=columns)
 
 
 def escaped(text: str) -> str:
