@@ -39,6 +39,10 @@ from spark_jobs.loading import load_table
 from spark_jobs.pipes_bootstrap import open_pipes
 
 TABLE_THREADS = 4  # tables in flight at once in the one application
+# A partitioned write sorts each task's rows by day first, unless the task may keep a file open per
+# day. With two, a nightly or two-day run writes unsorted (SF1 lineitem's load 12% faster); a longer
+# range sorts the rows past them, so memory stays bounded by two buffered row groups per task.
+CONCURRENT_DAY_WRITERS = 2
 ERROR_CHARS = 4000  # of a failed table's error, in its outcome (the whole traceback goes to the log)
 
 
@@ -263,6 +267,7 @@ def main() -> None:
         spark = (
             SparkSession.builder.appName(f"dp-run-{run}")
             .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+            .config("spark.sql.maxConcurrentOutputFileWriters", str(CONCURRENT_DAY_WRITERS))
             .getOrCreate()
         )
         tables = Tables(spark, pipes, spec, run)
