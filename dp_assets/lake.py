@@ -6,15 +6,18 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
-import pyarrow.dataset as pads
 
 from dp_assets.aws import data_session, spark_s3_credentials
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.model import Table
 from dp_assets.storage import Store, store_for
 from spark_jobs.contract import CURRENT, REJECTED, REJECTED_RECORD
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 RAW_ZONE = "_raw"  # leading underscore: Spark and Hive readers skip it under output_path
 STAGED_ZONE = "_staged"
@@ -106,5 +109,7 @@ def published_folders(table: str | Path) -> dict[str, Path]:
 def published_dataset(table: str | Path) -> pads.Dataset:
     """A table of a local lake as readers going by the lake see it: the published version of each
     day, with the day column from the folder names (``.to_table()`` reads it)."""
+    import pyarrow.dataset as pads  # 1 s to import (pandas with it): only tests and the demo read tables
+
     files = [str(f) for folder in published_folders(table).values() for f in sorted(folder.glob("[!._]*"))]
     return pads.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(table))

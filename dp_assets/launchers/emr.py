@@ -18,16 +18,13 @@ import gzip
 import re
 import shlex
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import boto3
 import dagster as dg
 from dagster._core.errors import DagsterExecutionInterruptedError
-from dagster._core.pipes.client import PipesParams
-from dagster_aws.pipes import PipesS3ContextInjector, PipesS3MessageReader
 from pydantic import Field
 
 from dp_assets.launchers.base import JobReport, SparkLauncher, with_partition_range
@@ -160,20 +157,6 @@ def redacted(args: Sequence[str]) -> str:
     return shlex.join(mask(a) for a in args)
 
 
-class PrefixedS3MessageReader(PipesS3MessageReader):
-    """dagster-aws's S3 message reader writes under a random key at the bucket root; keep it under
-    our prefix so a lifecycle rule can expire the messages."""
-
-    def __init__(self, *, prefix: str, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.prefix = prefix.strip("/")
-
-    @contextmanager
-    def get_params(self) -> Iterator[PipesParams]:
-        with super().get_params() as params:
-            yield {**params, "key_prefix": join_s3(self.prefix, params["key_prefix"])}
-
-
 class EmrPipesLauncher(SparkLauncher):
     """What the three EMR launchers share: the release, the Pipes transport on S3, the poll loop."""
 
@@ -209,6 +192,8 @@ class EmrPipesLauncher(SparkLauncher):
         raise NotImplementedError
 
     def run_job(self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]) -> JobReport:
+        from dp_assets.launchers.s3_pipes import PipesS3ContextInjector, PrefixedS3MessageReader
+
         runtime = self.runtime()  # before anything is written or started
         s3 = self.client("s3")
         bucket, prefix = split_s3(self.messages_uri)
