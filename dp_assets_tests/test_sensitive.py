@@ -19,7 +19,7 @@ from dp_assets.config.loader import LoadedConfig, load_config_from
 from dp_assets.definitions import build_definitions
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import JobReport, SparkLauncher
-from dp_assets.stages.dump import SENSITIVE_CHECK
+from dp_assets.stages.dump import SENSITIVE_CHECK, dump_partitions, scan_policy
 from dp_assets.stages.sensitive import (
     MASK,
     ScanPolicy,
@@ -445,3 +445,28 @@ def test_scan_reads_and_rewrites_a_staged_file_on_s3(aws: str, isolated_home: Pa
             sha("4111 1111 1111 1111"),
             None,
         ]
+
+
+def test_days_dumped_side_by_side_give_up_isolated_first_deliveries_in_order(isolated_home: Path) -> None:
+    """A run's days are copied, staged and scanned side by side, yet an isolated day still gives up
+    being the first delivery of its files' content, as when the days were dumped one after another:
+    the next copy of that content is scanned (and isolated) again, or staged, and the one after it
+    is a duplicate of that."""
+    loaded = make_lake(isolated_home)
+    days = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]
+    deliver(loaded, days[0], DELIVERY)
+    deliver(loaded, days[1], DELIVERY)
+    for day in days[1:]:
+        deliver(loaded, day, CLEAN, "clean.csv")
+    manifests = dump_partitions(
+        Lake(loaded), "customers", days, scan_policy(loaded, loaded.config.tables["customers"])
+    )
+    assert [bool(m.get("isolated")) for m in manifests.values()] == [True, True, False, False]
+    first = {d: {f["file"]: f.get("duplicate_of") for f in m["files"]} for d, m in manifests.items()}
+    assert first == {
+        days[0]: {"customers.csv": None},
+        days[1]: {"clean.csv": None, "customers.csv": None},
+        days[2]: {"clean.csv": None},
+        days[3]: {"clean.csv": f"{days[2]}/clean.csv"},
+    }
+    assert manifests[days[2]]["rows"] == 1 and manifests[days[3]]["rows"] == 0

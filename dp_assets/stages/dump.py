@@ -10,6 +10,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -165,8 +166,16 @@ def copy_delivered_file(lake: Lake, name: str, day: str, f: Any) -> dict[str, An
     return {"file": rel, "source": lake.landing.uri(f.path), **copied}
 
 
-def dump_partition(lake: Lake, name: str, day: str, policy: ScanPolicy | None = None) -> dict[str, Any]:
-    """Copy one table-day delivery into the raw zone, stage it for Spark, and write its manifest.
+# Delivered files copied, parsed and scanned at once: S3 requests wait on the network, pyarrow
+# parses without the GIL, and each file's work bounds its own memory.
+DUMP_THREADS = 4
+
+
+def dump_partitions(
+    lake: Lake, name: str, days: list[str], policy: ScanPolicy | None = None
+) -> dict[str, dict[str, Any]]:
+    """Copy a table's deliveries for ``days`` into the raw zone, stage them for Spark, and write a
+    manifest per day.
 
     Outcomes worth knowing: a file whose content was already delivered for another day is kept in
     the raw zone but not staged (``duplicate_of``); files absent from the previous manifest of this
@@ -174,54 +183,94 @@ def dump_partition(lake: Lake, name: str, day: str, policy: ScanPolicy | None = 
     an empty partition. With a scan ``policy``, each staged file is scanned for sensitive data
     (``scan``: counts only); a high-severity finding in a column not declared sensitive either
     isolates the whole day (``isolated``: nothing stays staged) or was masked/hashed in the staged file.
+
+    The work on delivered bytes (copy with sha256, parse, scan) runs on ``DUMP_THREADS`` threads
+    across all the days' files. What depends on delivery order is decided day by day in order: which
+    day delivered a content first, and an isolated day giving that up, so the outcome is the one of
+    dumping the days one after another. Every day is listed before anything is written, so a missing
+    delivery changes nothing.
     """
     table = lake.table(name)
-    previous = read_json_if_exists(lake.store, lake.manifest_path(name, day))
-    raw_prefix, staged_prefix = lake.raw_prefix(name, day), lake.staged_prefix(name, day)
     extract = table.source if isinstance(table.source, PostgresSource) else None
-    files = list_delivery(lake, name, day) if extract is None else []
-    lake.store.delete_prefix(raw_prefix)  # a re-dump replaces the partition's files, never adds to them
-    lake.store.delete_prefix(staged_prefix)
-    copied_files = (
-        extract_partition(name, extract, day, lake.store, raw_prefix)
-        if extract
-        else [copy_delivered_file(lake, name, day, f) for f in files]
-    )
-    # An extract is no delivered file: the same rows on two days are a snapshot, not a duplicate.
-    index_duplicates = extract is None
-    design = [c.name for c in table.columns]
-    entries = []
-    for entry in copied_files:
-        rel = entry["file"]
-        raw_path = f"{raw_prefix}/{rel}"
-        duplicate_of = index_duplicates and _first_delivered_as(lake, name, day, rel, entry["sha256"])
-        if duplicate_of:
-            entry.update(duplicate_of=duplicate_of, rows=0, rejected=0)
-        else:
-            staged_path = f"{staged_prefix}/{rel.replace('/', '__')}.parquet"
-            with lake.store.open_write(staged_path) as sink:
-                staged = stage_file(
-                    lambda p=raw_path: lake.store.open_read(p),
-                    rel,
-                    table.source.csv,
-                    design,
-                    sink,
-                    getattr(table.source, "format", "csv"),  # an extract is CSV
-                )
-            entry.update(
-                rows=staged.rows,
-                rejected=staged.rejected,
-                columns=staged.columns,
-                header_matches=staged.header_matches,
-                parser=staged.parser,
-                notes=[redact(n) for n in staged.notes],  # a parser message may quote the data
-                warnings=staged.warnings,  # about the file (its bytes, header names), never its values
+    listings = {day: list_delivery(lake, name, day) if extract is None else [] for day in days}
+    previous = {day: read_json_if_exists(lake.store, lake.manifest_path(name, day)) for day in days}
+    for day in days:  # a re-dump replaces the partition's files, never adds to them
+        lake.store.delete_prefix(lake.raw_prefix(name, day))
+        lake.store.delete_prefix(lake.staged_prefix(name, day))
+    with ThreadPoolExecutor(DUMP_THREADS, thread_name_prefix=f"dump-{name}") as pool:
+        copied: dict[str, list[dict[str, Any]]] = {day: [] for day in days}
+        if extract is not None:
+            extracted = pool.map(
+                lambda day: extract_partition(name, extract, day, lake.store, lake.raw_prefix(name, day)),
+                days,
             )
-            if not staged.columns and not staged.rows:
-                lake.store.delete(staged_path)  # nothing to stage: empty, header-less or not text
-            elif policy is not None:
-                entry["scan"] = scan_staged_file(lake.store, staged_path, policy, rel).as_dict()
-        entries.append(entry)
+            copied.update(zip(days, extracted, strict=True))
+        else:
+            work = [(day, f) for day in days for f in listings[day]]
+            entries = pool.map(lambda w: copy_delivered_file(lake, name, *w), work)
+            for (day, _), entry in zip(work, entries, strict=True):
+                copied[day].append(entry)
+            # An extract is no delivered file: the same rows on two days are a snapshot, not a duplicate.
+            for day in days:
+                for entry in copied[day]:
+                    if duplicate_of := _first_delivered_as(lake, name, day, entry["file"], entry["sha256"]):
+                        entry.update(duplicate_of=duplicate_of, rows=0, rejected=0)
+        firsts = [(day, e) for day in days for e in copied[day] if not e.get("duplicate_of")]
+        list(pool.map(lambda w: stage_entry(lake, name, *w, policy), firsts))
+    manifests: dict[str, dict[str, Any]] = {}
+    for day in days:
+        for entry in copied[day]:
+            first = entry.get("duplicate_of", "").split("/", 1)[0]
+            if manifests.get(first, {}).get("isolated"):  # that day gave its files up, so this one is
+                del entry["duplicate_of"]  # the first delivery now, as if the days were dumped in turn
+                if duplicate_of := _first_delivered_as(lake, name, day, entry["file"], entry["sha256"]):
+                    entry["duplicate_of"] = duplicate_of
+                else:
+                    stage_entry(lake, name, day, entry, policy)
+        manifests[day] = write_manifest(lake, name, day, copied[day], previous[day], policy)
+    return manifests
+
+
+def stage_entry(lake: Lake, name: str, day: str, entry: dict[str, Any], policy: ScanPolicy | None) -> None:
+    """Parse one raw file into the staged zone (and scan it), completing its manifest entry."""
+    table = lake.table(name)
+    rel = entry["file"]
+    raw_path = f"{lake.raw_prefix(name, day)}/{rel}"
+    staged_path = f"{lake.staged_prefix(name, day)}/{rel.replace('/', '__')}.parquet"
+    with lake.store.open_write(staged_path) as sink:
+        staged = stage_file(
+            lambda: lake.store.open_read(raw_path),
+            rel,
+            table.source.csv,
+            [c.name for c in table.columns],
+            sink,
+            getattr(table.source, "format", "csv"),  # an extract is CSV
+        )
+    entry.update(
+        rows=staged.rows,
+        rejected=staged.rejected,
+        columns=staged.columns,
+        header_matches=staged.header_matches,
+        parser=staged.parser,
+        notes=[redact(n) for n in staged.notes],  # a parser message may quote the data
+        warnings=staged.warnings,  # about the file (its bytes, header names), never its values
+    )
+    if not staged.columns and not staged.rows:
+        lake.store.delete(staged_path)  # nothing to stage: empty, header-less or not text
+    elif policy is not None:
+        entry["scan"] = scan_staged_file(lake.store, staged_path, policy, rel).as_dict()
+
+
+def write_manifest(
+    lake: Lake,
+    name: str,
+    day: str,
+    entries: list[dict[str, Any]],
+    previous: dict[str, Any] | None,
+    policy: ScanPolicy | None,
+) -> dict[str, Any]:
+    """The day's manifest from its files' entries and the manifest it replaces (isolating the day
+    when its scan says so), written."""
     known = {e["file"] for e in previous["files"]} if previous else set()
     manifest = {
         "table": name,
@@ -354,7 +403,7 @@ def dump_table(
     if flags.clean_up:
         purged = clean_up(lake, name, context.partition_keys)
         context.log.warning(f"{name}: clean-up removed {purged} file(s) for {context.partition_key_range}")
-    manifests = {day: dump_partition(lake, name, day, policy) for day in context.partition_keys}
+    manifests = dump_partitions(lake, name, context.partition_keys, policy)
     for day, m in manifests.items():
         context.log.info(
             f"{name} {day}: {len(m['files'])} file(s), {m['rows']} rows "
