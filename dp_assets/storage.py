@@ -159,11 +159,13 @@ def _version(obj: dict[str, Any]) -> str:
 class S3Store:
     def __init__(self, root: str, session: Any = None) -> None:
         import boto3
+        from botocore.config import Config
 
         self.root = root.rstrip("/")
         bucket, _, prefix = self.root.removeprefix("s3://").partition("/")
         self.bucket, self.prefix = bucket, prefix
-        self._s3 = (session or boto3).client("s3")
+        # The dump uploads several files at once, each in parallel parts: room for them all.
+        self._s3 = (session or boto3).client("s3", config=Config(max_pool_connections=64))
 
     def _key(self, path: str) -> str:
         return f"{self.prefix}/{path}".lstrip("/") if self.prefix else path

@@ -22,6 +22,7 @@ from dp_assets.launchers.base import JobReport, SparkLauncher
 from dp_assets.stages.dump import SENSITIVE_CHECK, dump_partitions, scan_policy
 from dp_assets.stages.sensitive import (
     MASK,
+    Identifier,
     ScanPolicy,
     card_number_valid,
     iban_valid,
@@ -30,7 +31,7 @@ from dp_assets.stages.sensitive import (
     scan_staged_file,
 )
 from dp_assets.stages.tables import TABLES_OP
-from dp_assets.storage import S3Store
+from dp_assets.storage import LocalStore, S3Store
 from dp_assets_tests.helpers import materializations, materialize_keys
 
 CONFIG = """
@@ -470,3 +471,18 @@ def test_days_dumped_side_by_side_give_up_isolated_first_deliveries_in_order(iso
         days[3]: {"clean.csv": f"{days[2]}/clean.csv"},
     }
     assert manifests[days[2]]["rows"] == 1 and manifests[days[3]]["rows"] == 0
+
+
+def test_identifiers_re2_cannot_join_are_matched_one_by_one(tmp_path: Path) -> None:
+    """A custom pattern quoting to its end (``\\Q`` without ``\\E``) compiles alone, but would
+    swallow the rest of one alternation."""
+    store = LocalStore(tmp_path)
+    with store.open_write("s.parquet") as sink:
+        pq.write_table(pa.table({"ref": ["EMP-1", "REF-2", "none", None]}), sink)
+    both = [Identifier("emp", r"\QEMP-", "high"), Identifier("ref", r"REF-\d", "low")]
+    policy = ScanPolicy(both, frozenset(), frozenset(), "isolate")
+    scanned = scan_staged_file(store, "s.parquet", policy, "s.csv")
+    assert [(f.column, f.identifier, f.rows) for f in scanned.findings] == [
+        ("ref", "emp", 1),
+        ("ref", "ref", 1),
+    ]

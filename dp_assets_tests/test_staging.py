@@ -376,12 +376,13 @@ def test_what_sends_a_file_to_the_exact_path_is_found_across_any_block_boundary(
         assert source.suspect == expected, size
 
 
-def test_parquet_batches_come_one_row_group_at_a_time_in_order() -> None:
+@pytest.mark.parametrize("size", [2, 5, 7, 20])
+def test_parquet_batches_have_the_asked_size_whatever_the_row_groups(size: int) -> None:
     from dp_assets.stages.staged import batches
 
     sink = io.BytesIO()
     pq.write_table(pa.table({"n": list(range(15))}), sink, row_group_size=5)
     parquet = pq.ParquetFile(io.BytesIO(sink.getvalue()))
-    read = list(batches(parquet, 2))
-    assert [b.num_rows for b in read] == [2, 2, 1] * 3  # no batch spans two row groups
+    read = list(batches(parquet, size))
+    assert [b.num_rows for b in read] == [size] * (15 // size) + ([15 % size] if 15 % size else [])
     assert [v for b in read for v in b.column(0).to_pylist()] == list(range(15))

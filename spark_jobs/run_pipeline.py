@@ -40,8 +40,8 @@ from spark_jobs.pipes_bootstrap import open_pipes
 
 TABLE_THREADS = 4  # tables in flight at once in the one application
 # A partitioned write sorts each task's rows by day first, unless the task may keep a file open per
-# day. With two, a nightly or two-day run writes unsorted (SF1 lineitem's load 12% faster); a longer
-# range sorts the rows past them, so memory stays bounded by two buffered row groups per task.
+# day. With two, a task that meets one day (a nightly run) writes it unsorted (SF1 lineitem's write
+# 12% faster); meeting a second, it sorts the rest of its rows, with at most three files open.
 CONCURRENT_DAY_WRITERS = 2
 ERROR_CHARS = 4000  # of a failed table's error, in its outcome (the whole traceback goes to the log)
 

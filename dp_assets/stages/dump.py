@@ -87,12 +87,16 @@ def copy_with_sha256(src: Store, src_path: str, dst: Store, dst_path: str) -> di
     return {"bytes": size, "sha256": digest.hexdigest()}
 
 
-def _first_delivered_as(lake: Lake, name: str, day: str, rel: str, sha256: str) -> str | None:
-    """The partition/file that first delivered this content, when it was another partition."""
+def _first_delivered_as(
+    lake: Lake, name: str, day: str, rel: str, sha256: str, marked: list[tuple[str, str]]
+) -> str | None:
+    """The partition/file that first delivered this content, when it was another partition; when
+    no partition did, this one is marked as the first (and the mark added to ``marked``)."""
     index = lake.delivery_index(name, sha256)
     first = read_json_if_exists(lake.store, index)
     if first is None:
         write_json(lake.store, index, {"partition": day, "file": rel})
+        marked.append((day, index))
         return None
     return None if first["partition"] == day else f"{first['partition']}/{first['file']}"
 
@@ -167,7 +171,8 @@ def copy_delivered_file(lake: Lake, name: str, day: str, f: Any) -> dict[str, An
 
 
 # Delivered files copied, parsed and scanned at once: S3 requests wait on the network, pyarrow
-# parses without the GIL, and each file's work bounds its own memory.
+# parses without the GIL, and each file's work bounds its own memory (so the dump's peak is up to
+# this many files' worth). Database extracts stay one day at a time, as the source expects.
 DUMP_THREADS = 4
 
 
@@ -188,47 +193,77 @@ def dump_partitions(
     across all the days' files. What depends on delivery order is decided day by day in order: which
     day delivered a content first, and an isolated day giving that up, so the outcome is the one of
     dumping the days one after another. Every day is listed before anything is written, so a missing
-    delivery changes nothing.
+    delivery changes nothing; a failure on the way leaves each day without a new manifest not
+    dumped at all (no raw or staged files, no first-delivery marks), for the next run to dump.
     """
     table = lake.table(name)
     extract = table.source if isinstance(table.source, PostgresSource) else None
     listings = {day: list_delivery(lake, name, day) if extract is None else [] for day in days}
     previous = {day: read_json_if_exists(lake.store, lake.manifest_path(name, day)) for day in days}
-    for day in days:  # a re-dump replaces the partition's files, never adds to them
+    manifests: dict[str, dict[str, Any]] = {}
+    marked: list[tuple[str, str]] = []  # (day, index object) of the first deliveries this run marks
+    try:
+        for day in days:  # a re-dump replaces the partition's files, never adds to them
+            lake.store.delete_prefix(lake.raw_prefix(name, day))
+            lake.store.delete_prefix(lake.staged_prefix(name, day))
+        with ThreadPoolExecutor(DUMP_THREADS, thread_name_prefix=f"dump-{name}") as pool:
+            copied: dict[str, list[dict[str, Any]]] = {day: [] for day in days}
+            if extract is not None:
+                for day in days:
+                    copied[day] = extract_partition(
+                        name, extract, day, lake.store, lake.raw_prefix(name, day)
+                    )
+            else:
+                work = [(day, f) for day in days for f in listings[day]]
+                entries = pool.map(lambda w: copy_delivered_file(lake, name, *w), work)
+                for (day, _), entry in zip(work, entries, strict=True):
+                    copied[day].append(entry)
+                for day in days:  # an extract is no delivery: the same rows on two days are snapshots
+                    for entry in copied[day]:
+                        first = _first_delivered_as(lake, name, day, entry["file"], entry["sha256"], marked)
+                        if first:
+                            entry.update(duplicate_of=first, rows=0, rejected=0)
+            firsts = [(day, e) for day in days for e in copied[day] if not e.get("duplicate_of")]
+            list(pool.map(lambda w: stage_entry(lake, name, *w, policy), firsts))
+        for day in days:
+            for entry in copied[day]:
+                if manifests.get(_first_day(entry), {}).get("isolated"):  # that day gave its files up:
+                    del entry["duplicate_of"]  # this is a first delivery now, as if dumped in turn
+                    first = _first_delivered_as(lake, name, day, entry["file"], entry["sha256"], marked)
+                    if first:
+                        entry["duplicate_of"] = first
+                    else:
+                        stage_entry(lake, name, day, entry, policy)
+            manifests[day] = write_manifest(lake, name, day, copied[day], previous[day], policy)
+    except BaseException:
+        _undo(lake, name, [d for d in days if d not in manifests], marked)
+        raise
+    return manifests
+
+
+def _first_day(entry: dict[str, Any]) -> str | None:
+    """The partition that first delivered a duplicate's content (``duplicate_of`` is day/file)."""
+    return entry["duplicate_of"].split("/", 1)[0] if entry.get("duplicate_of") else None
+
+
+def _undo(lake: Lake, name: str, days: list[str], marked: list[tuple[str, str]]) -> None:
+    """Leave ``days`` not dumped: no raw or staged files, and no first-delivery marks this run set
+    for them (nothing staged would back them)."""
+    for day in days:
         lake.store.delete_prefix(lake.raw_prefix(name, day))
         lake.store.delete_prefix(lake.staged_prefix(name, day))
-    with ThreadPoolExecutor(DUMP_THREADS, thread_name_prefix=f"dump-{name}") as pool:
-        copied: dict[str, list[dict[str, Any]]] = {day: [] for day in days}
-        if extract is not None:
-            extracted = pool.map(
-                lambda day: extract_partition(name, extract, day, lake.store, lake.raw_prefix(name, day)),
-                days,
-            )
-            copied.update(zip(days, extracted, strict=True))
-        else:
-            work = [(day, f) for day in days for f in listings[day]]
-            entries = pool.map(lambda w: copy_delivered_file(lake, name, *w), work)
-            for (day, _), entry in zip(work, entries, strict=True):
-                copied[day].append(entry)
-            # An extract is no delivered file: the same rows on two days are a snapshot, not a duplicate.
-            for day in days:
-                for entry in copied[day]:
-                    if duplicate_of := _first_delivered_as(lake, name, day, entry["file"], entry["sha256"]):
-                        entry.update(duplicate_of=duplicate_of, rows=0, rejected=0)
-        firsts = [(day, e) for day in days for e in copied[day] if not e.get("duplicate_of")]
-        list(pool.map(lambda w: stage_entry(lake, name, *w, policy), firsts))
-    manifests: dict[str, dict[str, Any]] = {}
-    for day in days:
-        for entry in copied[day]:
-            first = entry.get("duplicate_of", "").split("/", 1)[0]
-            if manifests.get(first, {}).get("isolated"):  # that day gave its files up, so this one is
-                del entry["duplicate_of"]  # the first delivery now, as if the days were dumped in turn
-                if duplicate_of := _first_delivered_as(lake, name, day, entry["file"], entry["sha256"]):
-                    entry["duplicate_of"] = duplicate_of
-                else:
-                    stage_entry(lake, name, day, entry, policy)
-        manifests[day] = write_manifest(lake, name, day, copied[day], previous[day], policy)
-    return manifests
+    for day, index in marked:
+        first = read_json_if_exists(lake.store, index) if day in days else None
+        if first and first["partition"] == day:
+            lake.store.delete(index)
+
+
+def staged_name(rel: str) -> str:
+    """The staged file's name for a delivered file's path: flat, and distinct for ``a/b.csv`` and
+    ``a__b.csv`` in one delivery."""
+    if "/" not in rel:
+        return rel
+    return f"{rel.replace('/', '__')}.{hashlib.sha256(rel.encode()).hexdigest()[:8]}"
 
 
 def stage_entry(lake: Lake, name: str, day: str, entry: dict[str, Any], policy: ScanPolicy | None) -> None:
@@ -236,7 +271,7 @@ def stage_entry(lake: Lake, name: str, day: str, entry: dict[str, Any], policy: 
     table = lake.table(name)
     rel = entry["file"]
     raw_path = f"{lake.raw_prefix(name, day)}/{rel}"
-    staged_path = f"{lake.staged_prefix(name, day)}/{rel.replace('/', '__')}.parquet"
+    staged_path = f"{lake.staged_prefix(name, day)}/{staged_name(rel)}.parquet"
     with lake.store.open_write(staged_path) as sink:
         staged = stage_file(
             lambda: lake.store.open_read(raw_path),
