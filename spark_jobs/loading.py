@@ -74,8 +74,8 @@ def read_staged(spark: SparkSession, spec: LoadSpec, days: list[str]) -> DataFra
         return None
     # The staged schema is known (every delivered column a string, then the dump's own columns), so
     # Spark reads no file footers to infer it; a column a file lacks reads as null.
-    delivered = [f"`{c['name'].replace('`', '``')}` string" for c in spec["columns"]]
-    schema = ", ".join([*delivered, *(f"{name} {kind}" for name, kind in STAGED_META.items())])
+    columns = {**{c["name"]: "string" for c in spec["columns"]}, **STAGED_META}
+    schema = ", ".join(f"{quoted(name)} {kind}" for name, kind in columns.items())
     return (
         spark.read.schema(schema)
         .option("basePath", spec["staged_uri"])
@@ -84,10 +84,15 @@ def read_staged(spark: SparkSession, spec: LoadSpec, days: list[str]) -> DataFra
     )
 
 
+def quoted(name: str) -> str:
+    """A column name as Spark SQL reads it, whatever characters it holds."""
+    return "`" + name.replace("`", "``") + "`"
+
+
 def try_cast(column: str, target: str) -> Column:
     """``column`` cast to ``target``, null where the value does not fit. SQL's TRY_CAST, because
     ``Column.try_cast`` is Spark 4 only; it behaves the same whatever ``spark.sql.ansi.enabled`` is."""
-    return F.expr(f"TRY_CAST(`{column.replace('`', '``')}` AS {target})")
+    return F.expr(f"TRY_CAST({quoted(column)} AS {target})")
 
 
 def classify(staged: DataFrame, spec: LoadSpec) -> DataFrame:
