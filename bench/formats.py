@@ -19,9 +19,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bench.common import machine, median, table, timed
-from dp_assets.config.model import CsvFormat
 from dp_assets.demo import nycflights13_data
-from dp_assets.stages.staging import stage_file
+from spark_jobs.contract import CsvOptions
+from spark_jobs.dumping.staging import stage_file
 
 
 def deliveries() -> dict[str, tuple[str, bytes]]:
@@ -45,7 +45,7 @@ def deliveries() -> dict[str, tuple[str, bytes]]:
 
 def stage(file_format: str, content: bytes, design: list[str]) -> tuple[int, str]:
     sink = io.BytesIO()
-    fmt = CsvFormat(null_value="NA")
+    fmt = CsvOptions(null_value="NA")
     staged = stage_file(lambda: io.BytesIO(content), "f", fmt, design, sink, file_format)
     return staged.rows, staged.parser
 

@@ -129,7 +129,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     """Publish the versions a run's blocking checks held back, after review: the deliberate override."""
     from dp_assets.lake import Lake
-    from dp_assets.storage import read_json_if_exists
+    from spark_jobs.storage import read_json_if_exists
 
     loaded = load_config(args.config_s3)
     lake = Lake(loaded)

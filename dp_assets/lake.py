@@ -13,8 +13,8 @@ import boto3
 from dp_assets.aws import data_session, spark_s3_credentials
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.model import Table
-from dp_assets.storage import Store, store_for
 from spark_jobs.contract import CURRENT, REJECTED, REJECTED_RECORD
+from spark_jobs.storage import Store, store_for
 
 if TYPE_CHECKING:
     import pyarrow.dataset as pads

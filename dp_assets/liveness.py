@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.lake import Lake
-from dp_assets.storage import Store
+from spark_jobs.storage import Store
 
 HOST_TAG, PID_TAG, PID_STARTED_TAG = "dp/host", "dp/pid", "dp/pid_started"
 LOCK_NAME = "_lock.json"

@@ -30,11 +30,11 @@ from dp_assets.config.loader import ConfigError, LoadedConfig
 from dp_assets.config.model import FileSource, PostgresSource, Table
 from dp_assets.lake import Lake
 from dp_assets.launchers.runtime import sql_conf
-from dp_assets.stages.sniff import Sniffed, decompressed, sniff
-from dp_assets.stages.staged import StagedFile, staged_schema
-from dp_assets.stages.staging import stage_file
-from dp_assets.storage import read_json_if_exists
 from spark_jobs.contract import LINE, REASON
+from spark_jobs.dumping.sniff import Sniffed, decompressed, sniff
+from spark_jobs.dumping.staged import StagedFile, staged_schema
+from spark_jobs.dumping.staging import stage_file
+from spark_jobs.storage import read_json_if_exists
 
 Severity = Literal["error", "warning"]
 SAMPLE_BYTES = 1 << 20  # of a delivered text file's content: thousands of records
@@ -202,10 +202,14 @@ def stage_sample(
     cut = False
     if source.format == "parquet":
         opened = lambda: lake.landing.open_read(path)  # noqa: E731
-        staged = stage_file(opened, path, source.csv, design, sink, "parquet", sample_rows=SAMPLE_ROWS)
+        staged = stage_file(
+            opened, path, source.csv.options(), design, sink, "parquet", sample_rows=SAMPLE_ROWS
+        )
     else:
         content, cut = _content_head(lake, path, sniffed.compression)
-        staged = stage_file(lambda: io.BytesIO(content), path, source.csv, design, sink, source.format)
+        staged = stage_file(
+            lambda: io.BytesIO(content), path, source.csv.options(), design, sink, source.format
+        )
     staged_bytes = sink.getvalue()
     records = pq.read_table(io.BytesIO(staged_bytes)) if staged_bytes else staged_schema([]).empty_table()
     if cut and records.num_rows:

@@ -34,9 +34,9 @@ from botocore.exceptions import ClientError
 from dp_assets.cli import main
 from dp_assets.config.loader import ConfigError, load_config_from
 from dp_assets.launchers.emr import read_logs
-from dp_assets.storage import store_for
 from dp_assets_tests.conftest import PACKAGED_CONFIG
 from spark_jobs.contract import RUN_SCRIPT
+from spark_jobs.storage import store_for
 
 REGION = "us-east-1"
 RELEASES, RELEASE_ID = "dp-releases", "r1"

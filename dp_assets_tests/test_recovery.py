@@ -21,8 +21,8 @@ import pytest
 
 from dp_assets.lake import published_folders
 from dp_assets.liveness import LOCK_NAME, Holder, read_holder, table_lock
-from dp_assets.storage import LocalStore
 from dp_assets_tests.helpers import demo_lake, read_table, unreferenced_versions
+from spark_jobs.storage import LocalStore
 
 DP = str(Path(sys.executable).with_name("dp"))
 DAY = "2013-01-02"

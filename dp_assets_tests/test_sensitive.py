@@ -20,7 +20,10 @@ from dp_assets.definitions import build_definitions
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import JobReport, SparkLauncher
 from dp_assets.stages.dump import SENSITIVE_CHECK, dump_partitions, scan_policy
-from dp_assets.stages.sensitive import (
+from dp_assets.stages.sensitive import scan_policy_for
+from dp_assets.stages.tables import TABLES_OP
+from dp_assets_tests.helpers import materializations, materialize_keys
+from spark_jobs.dumping.scan import (
     MASK,
     Identifier,
     ScanPolicy,
@@ -30,9 +33,7 @@ from dp_assets.stages.sensitive import (
     redact,
     scan_staged_file,
 )
-from dp_assets.stages.tables import TABLES_OP
-from dp_assets.storage import LocalStore, S3Store
-from dp_assets_tests.helpers import materializations, materialize_keys
+from spark_jobs.storage import LocalStore, S3Store
 
 CONFIG = """
 [general]
@@ -439,7 +440,7 @@ def test_scan_reads_and_rewrites_a_staged_file_on_s3(aws: str, isolated_home: Pa
     data = pa.table({"notes": ["4111 1111 1111 1111", None], "_raw_text": [None, None]})
     with store.open_write("f.parquet") as sink:
         pq.write_table(data, sink)
-    scan = scan_staged_file(store, "f.parquet", ScanPolicy.for_table(table, loaded.config.governance), "f")
+    scan = scan_staged_file(store, "f.parquet", scan_policy_for(table, loaded.config.governance), "f")
     assert [(f.column, f.identifier, f.rows) for f in scan.findings] == [("notes", "credit_card", 1)]
     with store.open_read("f.parquet") as f:
         assert pq.read_table(pa.BufferReader(f.read()))["notes"].to_pylist() == [

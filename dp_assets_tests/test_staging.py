@@ -13,16 +13,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dp_assets.config.model import CsvFormat
-from dp_assets.stages.staging import StagedFile, stage_file
 from dp_assets_tests.bad_inputs import CLEAN, HEADER, ROWS, parquet_bytes, write_config, zstd_bytes
+from spark_jobs.contract import CsvOptions
+from spark_jobs.dumping.staging import StagedFile, stage_file
 
 DESIGN = ["id", "name", "amount", "ts"]
 
 
 def stage(content: bytes, name: str = "d.csv", **fmt: str) -> tuple[StagedFile, list[dict]]:
     sink = io.BytesIO()
-    staged = stage_file(lambda: io.BytesIO(content), name, CsvFormat(**fmt), DESIGN, sink)
+    staged = stage_file(lambda: io.BytesIO(content), name, CsvOptions(**fmt), DESIGN, sink)
     rows = pq.read_table(io.BytesIO(sink.getvalue())).to_pylist() if sink.getvalue() else []
     return staged, rows
 
@@ -183,7 +183,7 @@ def test_a_file_that_is_not_parquet_is_one_rejected_record() -> None:
 
 def stage_as(file_format: str, content: bytes, name: str) -> tuple[StagedFile, list[dict]]:
     sink = io.BytesIO()
-    staged = stage_file(lambda: io.BytesIO(content), name, CsvFormat(), DESIGN, sink, file_format)
+    staged = stage_file(lambda: io.BytesIO(content), name, CsvOptions(), DESIGN, sink, file_format)
     rows = pq.read_table(io.BytesIO(sink.getvalue())).to_pylist() if sink.getvalue() else []
     return staged, rows
 
@@ -290,7 +290,7 @@ def test_text_details_that_are_not_what_they_seem() -> None:
 def test_a_json_line_too_long_to_hold_is_rejected_and_the_next_one_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from dp_assets.stages import records
+    from spark_jobs.dumping import records
 
     monkeypatch.setattr(records, "MAX_LINE", 100)
     monkeypatch.setattr(records, "RAW_KEPT", 10)
@@ -310,7 +310,7 @@ def test_a_json_line_too_long_to_hold_is_rejected_and_the_next_one_read(
 def test_a_json_value_becomes_the_text_json_writes(value: object) -> None:
     import json
 
-    from dp_assets.stages.records import as_text
+    from spark_jobs.dumping.records import as_text
 
     assert as_text(value) == json.dumps(value, separators=(",", ":"))
 
@@ -324,7 +324,7 @@ def test_sniffing_reads_the_stored_head_once(compress, opens: int) -> None:
     """One GET per file on S3: only a head too short to decompress from is read again."""
     import random
 
-    from dp_assets.stages.sniff import sniff
+    from spark_jobs.dumping.sniff import sniff
 
     rows = "".join(f"{i},{random.Random(i).random()},x\n" for i in range(30_000))
     content = compress(("id,amount,name\n" + rows).encode("utf-16"))
@@ -342,7 +342,7 @@ def test_a_lone_surrogate_decoded_from_the_encoding_itself_is_a_rejected_line() 
     """UTF-7's "+2D0-" decodes to a lone surrogate without any JSON escape."""
     sink = io.BytesIO()
     content = b'{"id": 1, "name": "a"}\n{"id": 2, "name": "+2D0-"}\n'
-    utf7 = CsvFormat(encoding="utf-7")
+    utf7 = CsvOptions(encoding="utf-7")
     staged = stage_file(lambda: io.BytesIO(content), "d.jsonl", utf7, DESIGN, sink, "jsonl")
     assert (staged.rows, staged.rejected) == (2, 1)
 
@@ -350,7 +350,7 @@ def test_a_lone_surrogate_decoded_from_the_encoding_itself_is_a_rejected_line() 
 def test_a_clean_file_read_in_many_blocks_stays_on_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """A block boundary right after a line's first byte is no blank line (it once was: every
     chunk was searched as if it started the file)."""
-    from dp_assets.stages import staging
+    from spark_jobs.dumping import staging
 
     monkeypatch.setattr(staging, "_BLOCK", 1000)
     body = HEADER + b"".join(b"%d,name%d,%d.5,2024-01-01 10:00:00\n" % (i, i, i) for i in range(2000))
@@ -367,7 +367,7 @@ def test_a_clean_file_read_in_many_blocks_stays_on_the_fast_path(monkeypatch: py
 def test_what_sends_a_file_to_the_exact_path_is_found_across_any_block_boundary(
     content: bytes, expected: str
 ) -> None:
-    from dp_assets.stages.staging import _Prefixed
+    from spark_jobs.dumping.staging import _Prefixed
 
     for size in range(1, len(content) + 1):
         source = _Prefixed(content[:size], io.BytesIO(content[size:]), ",")  # the head, then blocks
@@ -378,7 +378,7 @@ def test_what_sends_a_file_to_the_exact_path_is_found_across_any_block_boundary(
 
 @pytest.mark.parametrize("size", [2, 5, 7, 20])
 def test_parquet_batches_have_the_asked_size_whatever_the_row_groups(size: int) -> None:
-    from dp_assets.stages.staged import batches
+    from spark_jobs.dumping.staged import batches
 
     sink = io.BytesIO()
     pq.write_table(pa.table({"n": list(range(15))}), sink, row_group_size=5)

@@ -8,7 +8,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from dp_assets.storage import LocalStore, S3Store, Store
+from spark_jobs.storage import LocalStore, S3Store, Store
 
 # Names chosen so a naive per-directory walk would get S3's order wrong: "a.txt" < "a/x" because
 # "." < "/", and "a/x" < "a0" because "/" < "0".

@@ -8,6 +8,7 @@ the laptop instead of a Spark run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TypedDict
 
 # The entry point spark-submit runs: one application per Dagster run, whatever it covers.
@@ -17,6 +18,19 @@ RUN_SCRIPT = "run_pipeline.py"
 LINE, SOURCE, REASON, RAW = "_line", "_source_file", "_reject_reason", "_raw_text"
 # Their types (Spark SQL names); every delivered column is staged as a string.
 STAGED_META = {LINE: "bigint", SOURCE: "string", REASON: "string", RAW: "string"}
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """How the dump reads a delivered text file (a table's ``source.csv``; an extract's are the
+    defaults, PostgreSQL's COPY CSV). JSON Lines reads ``encoding`` only."""
+
+    delimiter: str = ","
+    header: bool = True
+    null_value: str = ""
+    encoding: str = "UTF-8"
+
+
 # Columns the load adds to every published table.
 ROW_HASH, LOAD_DATE = "row_hash", "load_date"
 

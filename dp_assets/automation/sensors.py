@@ -31,7 +31,7 @@ from dp_assets.config.loader import LoadedConfig
 from dp_assets.lake import Lake
 from dp_assets.partitions import daily_partitions
 from dp_assets.stages.derive import DerivedTable
-from dp_assets.storage import Store, StoredFile
+from spark_jobs.storage import Store, StoredFile
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CURSOR_VERSION = 1

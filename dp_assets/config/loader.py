@@ -174,7 +174,7 @@ def load_config_from(uri: str, home: Path | None = None) -> LoadedConfig:
 
 def read_sql_files(prov: Provenance, transforms_path: str) -> dict[str, str]:
     """Every `*.sql` in the transforms folder beside the config (packaged, local or S3): path -> text."""
-    from dp_assets.storage import store_for
+    from spark_jobs.storage import store_for
 
     if prov.source == "s3":
         bucket, key, _ = parse_s3_uri(prov.uri)

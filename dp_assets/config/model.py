@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from spark_jobs.contract import LOAD_DATE, ROW_HASH
+from spark_jobs.contract import LOAD_DATE, ROW_HASH, CsvOptions
 
 # Spark SQL DDL types a design may declare; decimal(p,s) is matched separately.
 SIMPLE_TYPES = {
@@ -365,6 +365,10 @@ class CsvFormat(_Strict):
     header: bool = True
     null_value: str = ""
     encoding: str = "UTF-8"
+
+    def options(self) -> CsvOptions:
+        """The dump's parser options (the contract's dataclass, free of pydantic)."""
+        return CsvOptions(**self.model_dump())
 
 
 class FileSource(_Strict):

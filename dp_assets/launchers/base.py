@@ -53,9 +53,15 @@ def spark_jobs_zip(folder: Path | None = None) -> bytes:
 
     It also carries ``dagster_pipes`` (pure Python, no dependencies), which no Spark runtime has: the
     jobs then need nothing installed beyond pyspark (and boto3 for Pipes on S3). Every launcher ships
-    this same zip, the local one included, so a laptop runs what a cluster runs."""
+    this same zip, the local one included, so a laptop runs what a cluster runs. Its ``dumping``
+    package (the dump's parser and scan) needs pyarrow and numpy as well, which nothing run on a
+    cluster imports yet."""
     folder = folder or spark_jobs_dir()
-    files = [(f"spark_jobs/{p.name}", p) for p in sorted(folder.iterdir()) if p.suffix in SHIPPED_SUFFIXES]
+    files = [
+        (f"spark_jobs/{p.relative_to(folder).as_posix()}", p)
+        for p in sorted(folder.rglob("*"))
+        if p.suffix in SHIPPED_SUFFIXES and "__pycache__" not in p.parts
+    ]
     if not (folder / "__init__.py").exists():  # zipimport finds no namespace packages
         files.append(("spark_jobs/__init__.py", spark_jobs_dir() / "__init__.py"))
     pipes = Path(dagster_pipes.__file__).parent

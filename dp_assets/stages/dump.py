@@ -22,18 +22,11 @@ from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.lineage import dataset, emit, table_facets
 from dp_assets.stages.postgres import extract_partition
-from dp_assets.stages.sensitive import (
-    SENSITIVE_CHECK,
-    ScanPolicy,
-    redact,
-    scan_metadata,
-    scan_staged_file,
-    sensitive_check,
-    summarize,
-)
-from dp_assets.stages.staging import stage_file
-from dp_assets.storage import Store, read_json_if_exists, write_json
+from dp_assets.stages.sensitive import SENSITIVE_CHECK, scan_metadata, scan_policy_for, sensitive_check
 from spark_jobs.contract import RANGE_TOTALS
+from spark_jobs.dumping.scan import ScanPolicy, redact, scan_staged_file, summarize
+from spark_jobs.dumping.staging import stage_file
+from spark_jobs.storage import Store, read_json_if_exists, write_json
 
 
 class MissingDelivery(dg.Failure):
@@ -116,7 +109,7 @@ def scan_policy(loaded: LoadedConfig, table: Table) -> ScanPolicy | None:
                 "to hash with plain sha256"
             )
         key = value.encode()
-    return ScanPolicy.for_table(table, governance, key)
+    return scan_policy_for(table, governance, key)
 
 
 def isolate_delivery(lake: Lake, name: str, day: str, entries: list[dict[str, Any]]) -> str:
@@ -276,7 +269,7 @@ def stage_entry(lake: Lake, name: str, day: str, entry: dict[str, Any], policy: 
         staged = stage_file(
             lambda: lake.store.open_read(raw_path),
             rel,
-            table.source.csv,
+            table.source.csv.options(),
             [c.name for c in table.columns],
             sink,
             getattr(table.source, "format", "csv"),  # an extract is CSV

@@ -17,8 +17,8 @@ from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.lineage import dataset, emit, facet, table_facets
 from dp_assets.stages.dump import dump_key
-from dp_assets.storage import read_json_if_exists, write_json
 from spark_jobs.contract import COLUMN_SCHEMA, LOAD_CHECKS, PARTITION_STATS, ROW_COUNT, LoadSpec
+from spark_jobs.storage import read_json_if_exists, write_json
 
 SPARK_POOL = "spark"  # dagster.yaml limits it: one local Spark application (and Derby metastore) at a time
 

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from dp_assets.config.model import PostgresSource
-from dp_assets.storage import Store
+from spark_jobs.storage import Store
 
 CHUNK = 1 << 20
 

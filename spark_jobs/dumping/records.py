@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dp_assets.stages.staged import (
+from spark_jobs.contract import LINE, RAW, REASON, SOURCE
+from spark_jobs.dumping.staged import (
     BATCH_ROWS,
     UNDECODED,
     StagedFile,
@@ -34,7 +35,6 @@ from dp_assets.stages.staged import (
     normalize_header,
     staged_schema,
 )
-from spark_jobs.contract import LINE, RAW, REASON, SOURCE
 
 Opener = Callable[[], AbstractContextManager[IO[bytes]]]
 TextOpener = Callable[[], AbstractContextManager[IO[str]]]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import re
 import zlib
@@ -28,10 +29,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from dp_assets.config.model import CsvFormat
-from dp_assets.stages.records import stage_jsonl, stage_parquet
-from dp_assets.stages.sniff import decompressed, sniff
-from dp_assets.stages.staged import (
+from spark_jobs.contract import LINE, RAW, REASON, SOURCE, CsvOptions  # the staged columns the load reads
+from spark_jobs.dumping.records import stage_jsonl, stage_parquet
+from spark_jobs.dumping.sniff import decompressed, sniff
+from spark_jobs.dumping.staged import (
     BATCH_ROWS,
     META_COLUMNS,
     UNDECODED,
@@ -42,7 +43,6 @@ from dp_assets.stages.staged import (
     normalize_header,
     staged_schema,
 )
-from spark_jobs.contract import LINE, RAW, REASON, SOURCE  # the staged columns the load reads
 
 csv.field_size_limit(2**31 - 1)
 
@@ -77,7 +77,7 @@ def decompressed_source(open_source: Any, compression: str | None) -> Iterator[I
 def stage_file(
     open_source: Any,
     name: str,
-    fmt: CsvFormat,
+    fmt: CsvOptions,
     design_columns: list[str],
     sink: IO[bytes],
     file_format: str = "csv",
@@ -101,7 +101,7 @@ def stage_file(
     if sniffed.not_text:
         return StagedFile(notes=[f"looks like {sniffed.not_text}"], warnings=sniffed.warnings)
     if sniffed.encoding:
-        fmt = fmt.model_copy(update={"encoding": sniffed.encoding})
+        fmt = dataclasses.replace(fmt, encoding=sniffed.encoding)
     if file_format == "jsonl":
         encoding = "utf-8-sig" if _is_utf8(fmt.encoding) else fmt.encoding
 
@@ -129,7 +129,7 @@ def stage_file(
 
 
 def _stage_fast(
-    stream: IO[bytes], name: str, fmt: CsvFormat, design: list[str], sink: IO[bytes]
+    stream: IO[bytes], name: str, fmt: CsvOptions, design: list[str], sink: IO[bytes]
 ) -> StagedFile:
     bad: list[str] = []
 
@@ -261,14 +261,14 @@ class _Prefixed(io.RawIOBase):
         return n
 
 
-def _raw_text(fields: list[str], fmt: CsvFormat) -> str:
+def _raw_text(fields: list[str], fmt: CsvOptions) -> str:
     """The record as text; bytes that did not decode (kept as surrogate escapes) as ``\\xNN``."""
     buf = io.StringIO()
     csv.writer(buf, delimiter=fmt.delimiter, lineterminator="").writerow(fields)
     return escaped(buf.getvalue())
 
 
-def _records(stream: IO[bytes], fmt: CsvFormat) -> Iterator[tuple[int, list[str] | None, str | None]]:
+def _records(stream: IO[bytes], fmt: CsvOptions) -> Iterator[tuple[int, list[str] | None, str | None]]:
     """(start line, fields or None, error) for every record; errors never stop the file."""
     encoding = "utf-8-sig" if _is_utf8(fmt.encoding) else fmt.encoding
     text = io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline="")
@@ -298,7 +298,7 @@ def _records(stream: IO[bytes], fmt: CsvFormat) -> Iterator[tuple[int, list[str]
 
 
 def _stage_exact(
-    stream: IO[bytes], name: str, fmt: CsvFormat, design: list[str], sink: IO[bytes]
+    stream: IO[bytes], name: str, fmt: CsvOptions, design: list[str], sink: IO[bytes]
 ) -> StagedFile:
     encoding = fmt.encoding
     records = _records(stream, fmt)
