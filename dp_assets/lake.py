@@ -14,16 +14,15 @@ from dp_assets.aws import data_session, spark_s3_credentials
 from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.model import Table
 from spark_jobs.contract import CURRENT, REJECTED, REJECTED_RECORD
+from spark_jobs.dumping.layout import TableLayout
 from spark_jobs.storage import Store, store_for
 
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
-RAW_ZONE = "_raw"  # leading underscore: Spark and Hive readers skip it under output_path
-STAGED_ZONE = "_staged"
+    from spark_jobs.dumping.deliveries import TableDump
+
 QUARANTINE_ZONE = "_quarantine"
-ISOLATED_ZONE = "_isolated"  # deliveries held back by the sensitive-data scan, for review
-MANIFEST = "_manifest.json"
 
 
 @dataclass(frozen=True)
@@ -53,22 +52,41 @@ class Lake:
     def table(self, name: str) -> Table:
         return self.loaded.config.tables[name]
 
+    def layout(self, name: str) -> TableLayout:
+        table = self.table(name)
+        return TableLayout(name, table.partition_column, getattr(table.source, "prefix", ""))
+
+    def dump(self, name: str) -> TableDump:
+        """What dumping table ``name`` reads and writes, and how it parses its files."""
+        from spark_jobs.dumping.deliveries import TableDump  # pyarrow: the dump's only
+
+        table, layout = self.table(name), self.layout(name)
+        return TableDump(
+            layout.name,
+            layout.partition_column,
+            layout.source_prefix,
+            landing=self.landing,
+            store=self.store,
+            file_format=getattr(table.source, "format", "csv"),  # an extract is CSV
+            csv=table.source.csv.options(),
+            columns=tuple(c.name for c in table.columns),
+        )
+
     def delivery_prefix(self, name: str, day: str) -> str:
         """Where upstream drops a day's files, relative to input_path."""
-        return f"{self.table(name).source.prefix.strip('/')}/{day}"
+        return self.layout(name).delivery_prefix(day)
 
     def raw_root(self, name: str) -> str:
-        return f"{RAW_ZONE}/{name}"
+        return self.layout(name).raw_root()
 
     def staged_root(self, name: str) -> str:
-        return f"{STAGED_ZONE}/{name}"
+        return self.layout(name).staged_root()
 
     def staged_prefix(self, name: str, day: str) -> str:
-        return f"{self.staged_root(name)}/{self.table(name).partition_column}={day}"
+        return self.layout(name).staged_prefix(day)
 
     def delivery_index(self, name: str, sha256: str) -> str:
-        """Marker naming the partition a file with this content was first delivered for."""
-        return f"{self.raw_root(name)}/_index/{sha256}.json"
+        return self.layout(name).delivery_index(sha256)
 
     def schema_path(self, name: str) -> str:
         """The table's established schema: design columns plus those added by evolution."""
@@ -82,14 +100,13 @@ class Lake:
         return f"{QUARANTINE_ZONE}/{name}"
 
     def isolated_prefix(self, name: str, day: str) -> str:
-        """Where the dump moves a day's raw and staged files when the scan isolates the delivery."""
-        return f"{ISOLATED_ZONE}/{name}/{self.table(name).partition_column}={day}"
+        return self.layout(name).isolated_prefix(day)
 
     def raw_prefix(self, name: str, day: str) -> str:
-        return f"{self.raw_root(name)}/{self.table(name).partition_column}={day}"
+        return self.layout(name).raw_prefix(day)
 
     def manifest_path(self, name: str, day: str) -> str:
-        return f"{self.raw_prefix(name, day)}/{MANIFEST}"
+        return self.layout(name).manifest_path(day)
 
     def uri(self, path: str) -> str:
         return self.store.uri(path)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import io
+import sys
 from pathlib import Path
+from typing import Any
 
+import boto3
+import pyarrow.parquet as pq
 import pytest
 
 from dp_assets.config.loader import PACKAGED, load_config_from
 from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
-from dp_assets.stages import dump
-from dp_assets.stages.dump import dump_partitions, staged_name
+from dp_assets.stages.dump import dump_partitions, scan_policy
+from spark_jobs.dumping import deliveries
+from spark_jobs.dumping.deliveries import TableDump, dump_days, on_executors, staged_name
+from spark_jobs.storage import S3Store
 
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
 
@@ -28,20 +36,20 @@ def test_a_failure_leaves_the_days_without_a_new_manifest_not_dumped(
     loaded = load_config_from(PACKAGED, home=isolated_home)
     lake = Lake(loaded)
     write_flight_deliveries(lake, dt.date(2013, 1, 1), dt.date(2013, 1, 3))
-    stage_file = dump.stage_file
+    stage_file = deliveries.stage_file
 
     def failing(open_raw, name, *args):  # type: ignore[no-untyped-def]
         if "2013-01-02" in name:
             raise OSError(f"disk full while staging {name}")
         return stage_file(open_raw, name, *args)
 
-    monkeypatch.setattr(dump, "stage_file", failing)
+    monkeypatch.setattr(deliveries, "stage_file", failing)
     with pytest.raises(OSError, match="disk full"):
         dump_partitions(lake, "flights", DAYS)
     raw_root = Path(lake.uri(lake.raw_root("flights")))
     assert files_under(raw_root) == [] and files_under(Path(lake.uri(lake.staged_root("flights")))) == []
 
-    monkeypatch.setattr(dump, "stage_file", stage_file)
+    monkeypatch.setattr(deliveries, "stage_file", stage_file)
     manifests = dump_partitions(lake, "flights", DAYS)
     assert [m["duplicates"] for m in manifests.values()] == [[], [], []]
     assert all(m["rows"] > 0 for m in manifests.values())
@@ -51,3 +59,59 @@ def test_staged_names_are_flat_and_distinct() -> None:
     assert staged_name("flights.csv") == "flights.csv"
     nested, flat = staged_name("a/b.csv"), staged_name("a__b.csv")
     assert "/" not in nested and nested != flat and nested.startswith("a__b.csv.")
+
+
+def staged_tables(dump: TableDump, days: list[str]) -> dict[str, Any]:
+    """Each staged file's rows, by day and name."""
+    out = {}
+    for day in days:
+        for f in dump.store.list(dump.staged_prefix(day)):
+            with dump.store.open_read(f.path) as body:
+                out[f"{day}/{f.path.rsplit('/', 1)[-1]}"] = pq.read_table(io.BytesIO(body.read())).to_pylist()
+    return out
+
+
+def test_the_work_on_bytes_runs_on_spark_executors_as_on_threads(aws: str, isolated_home: Path) -> None:
+    """Mapped on a Spark application's executors (the stores pickled to its Python workers, S3 on
+    moto over HTTP), the dump's copy, parse and scan write what threads write: the same manifests
+    and staged rows."""
+    from pyspark.sql import SparkSession
+
+    loaded = load_config_from(PACKAGED, home=isolated_home)
+    lake = Lake(loaded)
+    write_flight_deliveries(lake, dt.date(2013, 1, 1), dt.date(2013, 1, 3))
+    policy = scan_policy(loaded, loaded.config.tables["flights"])
+    on_threads = dump_partitions(lake, "flights", DAYS, policy)
+
+    s3 = boto3.client("s3")
+    for bucket in ("landing", "lake"):
+        s3.create_bucket(Bucket=bucket)
+    local = lake.dump("flights")
+    for day in DAYS:
+        for f in lake.landing.list(local.delivery_prefix(day)):
+            with lake.landing.open_read(f.path) as body:
+                s3.put_object(Bucket="landing", Key=f"drops/{f.path}", Body=body.read())
+    remote = dataclasses.replace(
+        local, landing=S3Store("s3://landing/drops"), store=S3Store("s3://lake/zone")
+    )
+    listings = {day: remote.landing.list(remote.delivery_prefix(day)) for day in DAYS}
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.pyspark.python", sys.executable)
+        .getOrCreate()
+    )
+    try:
+        on_spark = dump_days(remote, DAYS, listings, policy, map_work=on_executors(spark.sparkContext))
+    finally:
+        spark.stop()
+
+    def comparable(manifest: dict[str, Any]) -> dict[str, Any]:
+        files = [{**f, "source": None} for f in manifest["files"]]
+        return {**manifest, "dumped_at": None, "files": files}
+
+    assert all(m["rows"] > 0 and "scan" in m for m in on_spark.values())
+    assert {d: comparable(m) for d, m in on_spark.items()} == {
+        d: comparable(m) for d, m in on_threads.items()
+    }
+    assert staged_tables(remote, DAYS) == staged_tables(local, DAYS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from pathlib import Path
 
@@ -75,3 +76,23 @@ def test_exclusive_create_admits_one_writer(store: Store) -> None:
         assert f.read() == b"first"
     store.delete("p/_lock.json")
     assert store.create_exclusive("p/_lock.json", b"third")
+
+
+def test_a_store_pickled_to_another_process_reads_the_same_files(store: Store) -> None:
+    """Spark sends the dump's stores to its Python workers: a pickled store reconnects there."""
+    write(store, "p/f.csv", b"body")
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy is not store and [f.path for f in copy.list("p")] == ["p/f.csv"]
+    with copy.open_read("p/f.csv") as f:
+        assert f.read() == b"body"
+
+
+def test_an_s3_store_pickles_its_sessions_keys_never_its_client(aws: str) -> None:
+    """A role chain's session is refreshed in this process only: the copy gets the keys it holds
+    now, which is what the worker then signs with."""
+    boto3.client("s3").create_bucket(Bucket="landing-order")
+    keys = boto3.Session("AKIDCHAIN", "s3cr3t", "tok")
+    copy = pickle.loads(pickle.dumps(S3Store("s3://landing-order/zone", keys)))
+    frozen = copy._session.get_credentials().get_frozen_credentials()
+    assert (frozen.access_key, frozen.secret_key, frozen.token) == ("AKIDCHAIN", "s3cr3t", "tok")
+    assert copy.list("nothing") == []  # moto takes any keys: the copy connects

@@ -156,6 +156,15 @@ def _version(obj: dict[str, Any]) -> str:
     return f"{etag}@{obj['LastModified'].isoformat()}"
 
 
+def _reconnected(root: str, keys: tuple[str, str, str | None] | None) -> S3Store:
+    import boto3
+
+    if keys is None:
+        return S3Store(root)
+    access_key, secret_key, token = keys
+    return S3Store(root, boto3.Session(access_key, secret_key, token))
+
+
 class S3Store:
     def __init__(self, root: str, session: Any = None) -> None:
         import boto3
@@ -166,6 +175,17 @@ class S3Store:
         self.bucket, self.prefix = bucket, prefix
         # The dump uploads several files at once, each in parallel parts: room for them all.
         self._s3 = (session or boto3).client("s3", config=Config(max_pool_connections=64))
+        self._session = session
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Sent to another process (a Spark worker), the store connects again there: with the keys
+        its session holds now (a role chain's then expire, as a Spark job's do), else with that
+        process's own credentials."""
+        keys = None
+        if self._session is not None:
+            frozen = self._session.get_credentials().get_frozen_credentials()
+            keys = (frozen.access_key, frozen.secret_key, frozen.token)
+        return (_reconnected, (self.root, keys))
 
     def _key(self, path: str) -> str:
         return f"{self.prefix}/{path}".lstrip("/") if self.prefix else path

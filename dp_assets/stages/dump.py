@@ -1,16 +1,14 @@
-"""dump: copy a day's delivery from the landing zone into the raw zone, stage it, write a manifest.
+"""dump: a day's delivery from the landing zone (or a database extract) into the raw and staged
+zones, with a manifest, as the ``raw/<table>`` asset and its checks.
 
-The raw zone keeps the delivery byte for byte (sha256 in the manifest); the staged zone holds each
-file parsed once into Parquet (see staging.py), which is what the load reads. Both passes stream,
-so memory stays bounded whatever the delivery size.
+This is the orchestrator's side: listing deliveries, extracting from PostgreSQL, the flags, and
+reporting manifests to Dagster. The work on delivered bytes (copy with sha256, parse, scan) and the
+manifests are ``spark_jobs.dumping.deliveries``.
 """
 
-import datetime as dt
-import hashlib
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -24,9 +22,8 @@ from dp_assets.lineage import dataset, emit, table_facets
 from dp_assets.stages.postgres import extract_partition
 from dp_assets.stages.sensitive import SENSITIVE_CHECK, scan_metadata, scan_policy_for, sensitive_check
 from spark_jobs.contract import RANGE_TOTALS
-from spark_jobs.dumping.scan import ScanPolicy, redact, scan_staged_file, summarize
-from spark_jobs.dumping.staging import stage_file
-from spark_jobs.storage import Store, read_json_if_exists, write_json
+from spark_jobs.dumping.deliveries import clean_up, dump_days
+from spark_jobs.dumping.scan import ScanPolicy
 
 
 class MissingDelivery(dg.Failure):
@@ -59,41 +56,6 @@ def refuse_e2e_test(env: str) -> None:
         )
 
 
-def clean_up(lake: Lake, name: str, days: list[str]) -> int:
-    """Delete what the dump wrote for these days (and only these days); returns files removed. The
-    published partitions are the load's to replace, after its audit."""
-    return sum(
-        lake.store.delete_prefix(prefix)
-        for day in days
-        for prefix in (lake.raw_prefix(name, day), lake.staged_prefix(name, day))
-    )
-
-
-def copy_with_sha256(src: Store, src_path: str, dst: Store, dst_path: str) -> dict[str, Any]:
-    """Byte-exact streaming copy; returns the bytes copied and their sha256."""
-    digest, size = hashlib.sha256(), 0
-    with src.open_read(src_path) as fin, dst.open_write(dst_path) as fout:
-        while chunk := fin.read(8 << 20):
-            digest.update(chunk)
-            fout.write(chunk)
-            size += len(chunk)
-    return {"bytes": size, "sha256": digest.hexdigest()}
-
-
-def _first_delivered_as(
-    lake: Lake, name: str, day: str, rel: str, sha256: str, marked: list[tuple[str, str]]
-) -> str | None:
-    """The partition/file that first delivered this content, when it was another partition; when
-    no partition did, this one is marked as the first (and the mark added to ``marked``)."""
-    index = lake.delivery_index(name, sha256)
-    first = read_json_if_exists(lake.store, index)
-    if first is None:
-        write_json(lake.store, index, {"partition": day, "file": rel})
-        marked.append((day, index))
-        return None
-    return None if first["partition"] == day else f"{first['partition']}/{first['file']}"
-
-
 def scan_policy(loaded: LoadedConfig, table: Table) -> ScanPolicy | None:
     """The table's sensitive-data scan (None: disabled), with the hash key when one is configured."""
     if not table.scan.enabled:
@@ -110,26 +72,6 @@ def scan_policy(loaded: LoadedConfig, table: Table) -> ScanPolicy | None:
             )
         key = value.encode()
     return scan_policy_for(table, governance, key)
-
-
-def isolate_delivery(lake: Lake, name: str, day: str, entries: list[dict[str, Any]]) -> str:
-    """Move the day's raw and staged files to the isolation zone; returns its location.
-
-    The delivery-index markers of its files are dropped, so the same content delivered again (for
-    any day) is staged and scanned again instead of being skipped as a duplicate.
-    """
-    target = lake.isolated_prefix(name, day)
-    lake.store.delete_prefix(target)  # a re-dump replaces the day's isolated files, never adds to them
-    for zone, prefix in (("raw", lake.raw_prefix(name, day)), ("staged", lake.staged_prefix(name, day))):
-        for f in lake.store.list(prefix):
-            copy_with_sha256(lake.store, f.path, lake.store, f"{target}/{zone}/{f.path[len(prefix) + 1 :]}")
-        lake.store.delete_prefix(prefix)
-    for e in entries:
-        index = lake.delivery_index(name, e["sha256"])
-        first = None if e.get("duplicate_of") else read_json_if_exists(lake.store, index)
-        if first and first["partition"] == day:
-            lake.store.delete(index)
-    return lake.uri(target)
 
 
 def list_delivery(lake: Lake, name: str, day: str) -> list[Any]:
@@ -150,179 +92,23 @@ def list_delivery(lake: Lake, name: str, day: str) -> list[Any]:
     return files
 
 
-def copy_delivered_file(lake: Lake, name: str, day: str, f: Any) -> dict[str, Any]:
-    """Copy one delivered file byte for byte into the raw zone; its manifest entry so far."""
-    rel = f.path[len(lake.delivery_prefix(name, day)) + 1 :]
-    copied = copy_with_sha256(lake.landing, f.path, lake.store, f"{lake.raw_prefix(name, day)}/{rel}")
-    if copied["bytes"] != f.size:
-        raise dg.Failure(
-            f"table {name!r}, partition {day}: copied {copied['bytes']} bytes of "
-            f"{lake.landing.uri(f.path)} but the delivery lists {f.size}; the file changed during the "
-            "copy — re-run the dump"
-        )
-    return {"file": rel, "source": lake.landing.uri(f.path), **copied}
-
-
-# Delivered files copied, parsed and scanned at once: S3 requests wait on the network, pyarrow
-# parses without the GIL, and each file's work bounds its own memory (so the dump's peak is up to
-# this many files' worth). Database extracts stay one day at a time, as the source expects.
-DUMP_THREADS = 4
-
-
 def dump_partitions(
     lake: Lake, name: str, days: list[str], policy: ScanPolicy | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Copy a table's deliveries for ``days`` into the raw zone, stage them for Spark, and write a
-    manifest per day.
-
-    Outcomes worth knowing: a file whose content was already delivered for another day is kept in
-    the raw zone but not staged (``duplicate_of``); files absent from the previous manifest of this
-    day are listed as ``late_files``; a day whose files hold no records stages nothing and loads as
-    an empty partition. With a scan ``policy``, each staged file is scanned for sensitive data
-    (``scan``: counts only); a high-severity finding in a column not declared sensitive either
-    isolates the whole day (``isolated``: nothing stays staged) or was masked/hashed in the staged file.
-
-    The work on delivered bytes (copy with sha256, parse, scan) runs on ``DUMP_THREADS`` threads
-    across all the days' files. What depends on delivery order is decided day by day in order: which
-    day delivered a content first, and an isolated day giving that up, so the outcome is the one of
-    dumping the days one after another. Every day is listed before anything is written, so a missing
-    delivery changes nothing; a failure on the way leaves each day without a new manifest not
-    dumped at all (no raw or staged files, no first-delivery marks), for the next run to dump.
-    """
-    table = lake.table(name)
-    extract = table.source if isinstance(table.source, PostgresSource) else None
-    listings = {day: list_delivery(lake, name, day) if extract is None else [] for day in days}
-    previous = {day: read_json_if_exists(lake.store, lake.manifest_path(name, day)) for day in days}
-    manifests: dict[str, dict[str, Any]] = {}
-    marked: list[tuple[str, str]] = []  # (day, index object) of the first deliveries this run marks
-    try:
-        for day in days:  # a re-dump replaces the partition's files, never adds to them
-            lake.store.delete_prefix(lake.raw_prefix(name, day))
-            lake.store.delete_prefix(lake.staged_prefix(name, day))
-        with ThreadPoolExecutor(DUMP_THREADS, thread_name_prefix=f"dump-{name}") as pool:
-            copied: dict[str, list[dict[str, Any]]] = {day: [] for day in days}
-            if extract is not None:
-                for day in days:
-                    copied[day] = extract_partition(
-                        name, extract, day, lake.store, lake.raw_prefix(name, day)
-                    )
-            else:
-                work = [(day, f) for day in days for f in listings[day]]
-                entries = pool.map(lambda w: copy_delivered_file(lake, name, *w), work)
-                for (day, _), entry in zip(work, entries, strict=True):
-                    copied[day].append(entry)
-                for day in days:  # an extract is no delivery: the same rows on two days are snapshots
-                    for entry in copied[day]:
-                        first = _first_delivered_as(lake, name, day, entry["file"], entry["sha256"], marked)
-                        if first:
-                            entry.update(duplicate_of=first, rows=0, rejected=0)
-            firsts = [(day, e) for day in days for e in copied[day] if not e.get("duplicate_of")]
-            list(pool.map(lambda w: stage_entry(lake, name, *w, policy), firsts))
-        for day in days:
-            for entry in copied[day]:
-                if manifests.get(_first_day(entry), {}).get("isolated"):  # that day gave its files up:
-                    del entry["duplicate_of"]  # this is a first delivery now, as if dumped in turn
-                    first = _first_delivered_as(lake, name, day, entry["file"], entry["sha256"], marked)
-                    if first:
-                        entry["duplicate_of"] = first
-                    else:
-                        stage_entry(lake, name, day, entry, policy)
-            manifests[day] = write_manifest(lake, name, day, copied[day], previous[day], policy)
-    except BaseException:
-        _undo(lake, name, [d for d in days if d not in manifests], marked)
-        raise
-    return manifests
-
-
-def _first_day(entry: dict[str, Any]) -> str | None:
-    """The partition that first delivered a duplicate's content (``duplicate_of`` is day/file)."""
-    return entry["duplicate_of"].split("/", 1)[0] if entry.get("duplicate_of") else None
-
-
-def _undo(lake: Lake, name: str, days: list[str], marked: list[tuple[str, str]]) -> None:
-    """Leave ``days`` not dumped: no raw or staged files, and no first-delivery marks this run set
-    for them (nothing staged would back them)."""
-    for day in days:
-        lake.store.delete_prefix(lake.raw_prefix(name, day))
-        lake.store.delete_prefix(lake.staged_prefix(name, day))
-    for day, index in marked:
-        first = read_json_if_exists(lake.store, index) if day in days else None
-        if first and first["partition"] == day:
-            lake.store.delete(index)
-
-
-def staged_name(rel: str) -> str:
-    """The staged file's name for a delivered file's path: flat, and distinct for ``a/b.csv`` and
-    ``a__b.csv`` in one delivery."""
-    if "/" not in rel:
-        return rel
-    return f"{rel.replace('/', '__')}.{hashlib.sha256(rel.encode()).hexdigest()[:8]}"
-
-
-def stage_entry(lake: Lake, name: str, day: str, entry: dict[str, Any], policy: ScanPolicy | None) -> None:
-    """Parse one raw file into the staged zone (and scan it), completing its manifest entry."""
-    table = lake.table(name)
-    rel = entry["file"]
-    raw_path = f"{lake.raw_prefix(name, day)}/{rel}"
-    staged_path = f"{lake.staged_prefix(name, day)}/{staged_name(rel)}.parquet"
-    with lake.store.open_write(staged_path) as sink:
-        staged = stage_file(
-            lambda: lake.store.open_read(raw_path),
-            rel,
-            table.source.csv.options(),
-            [c.name for c in table.columns],
-            sink,
-            getattr(table.source, "format", "csv"),  # an extract is CSV
+    """Dump table ``name``'s ``days`` (``deliveries.dump_days``) in this process: list every day's
+    delivery first, so a missing one stops the dump before anything is written; a database table is
+    extracted one day at a time, as the source expects."""
+    source = lake.table(name).source
+    if isinstance(source, PostgresSource):
+        target = lake.dump(name)
+        return dump_days(
+            target,
+            days,
+            {},
+            policy,
+            extract=lambda day: extract_partition(name, source, day, lake.store, target.raw_prefix(day)),
         )
-    entry.update(
-        rows=staged.rows,
-        rejected=staged.rejected,
-        columns=staged.columns,
-        header_matches=staged.header_matches,
-        parser=staged.parser,
-        notes=[redact(n) for n in staged.notes],  # a parser message may quote the data
-        warnings=staged.warnings,  # about the file (its bytes, header names), never its values
-    )
-    if not staged.columns and not staged.rows:
-        lake.store.delete(staged_path)  # nothing to stage: empty, header-less or not text
-    elif policy is not None:
-        entry["scan"] = scan_staged_file(lake.store, staged_path, policy, rel).as_dict()
-
-
-def write_manifest(
-    lake: Lake,
-    name: str,
-    day: str,
-    entries: list[dict[str, Any]],
-    previous: dict[str, Any] | None,
-    policy: ScanPolicy | None,
-) -> dict[str, Any]:
-    """The day's manifest from its files' entries and the manifest it replaces (isolating the day
-    when its scan says so), written."""
-    known = {e["file"] for e in previous["files"]} if previous else set()
-    manifest = {
-        "table": name,
-        "partition": day,
-        "files": entries,
-        "rows": sum(e["rows"] for e in entries),
-        "rejected_at_parse": sum(e["rejected"] for e in entries),
-        "bytes": sum(e["bytes"] for e in entries),
-        "sha256": hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest(),
-        "duplicates": [e["file"] for e in entries if e.get("duplicate_of")],
-        "late_files": sorted({e["file"] for e in entries} - known) if previous else [],
-        "dumped_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    if policy is not None:
-        manifest["scan"] = summary = summarize(entries)
-        violations = [f for f in summary["findings"] if f["severity"] == "high" and not f["declared"]]
-        if violations and policy.action == "isolate":
-            manifest["isolated"] = {
-                "location": isolate_delivery(lake, name, day, entries),
-                "columns": sorted({f["column"] for f in violations}),
-                "identifiers": sorted({f["identifier"] for f in violations}),
-            }
-    write_json(lake.store, lake.manifest_path(name, day), manifest)
-    return manifest
+    return dump_days(lake.dump(name), days, {day: list_delivery(lake, name, day) for day in days}, policy)
 
 
 DUPLICATE_CHECK = "no_duplicate_delivery"
@@ -429,7 +215,7 @@ def dump_table(
     policy = scan_policy(loaded, table)
     # The caller holds the table's lock (the raw and staged zones are the table's too) through the load.
     if flags.clean_up:
-        purged = clean_up(lake, name, context.partition_keys)
+        purged = clean_up(lake.dump(name), context.partition_keys)
         context.log.warning(f"{name}: clean-up removed {purged} file(s) for {context.partition_key_range}")
     manifests = dump_partitions(lake, name, context.partition_keys, policy)
     for day, m in manifests.items():
