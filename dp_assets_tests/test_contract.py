@@ -5,6 +5,8 @@ fails in a second, not in a Spark run."""
 from __future__ import annotations
 
 import ast
+import dataclasses
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -16,9 +18,11 @@ import dagster as dg
 
 from dp_assets.config.loader import PACKAGED, load_config_from
 from dp_assets.definitions import build_definitions
+from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import JobReport, spark_jobs_dir, spark_jobs_zip
 from dp_assets.stages.derive import derived_tables
+from dp_assets.stages.dump import dump_spec, scan_policy
 from dp_assets.stages.load import load_spec
 from spark_jobs import contract
 from spark_jobs.storage import write_json
@@ -121,3 +125,15 @@ def test_importing_the_code_location_builds_nothing(tmp_path: Path) -> None:
         text=True,
     )
     assert done.returncode == 0 and "config" not in done.stderr.lower(), done.stderr
+
+
+def test_dump_spec_is_exactly_the_contract(isolated_home: Path) -> None:
+    loaded = load_config_from(PACKAGED, home=isolated_home)
+    lake = Lake(loaded)
+    write_flight_deliveries(lake, dt.date(2013, 1, 1), dt.date(2013, 1, 1))
+    spec = dump_spec(lake, "flights", ["2013-01-01"], scan_policy(loaded, loaded.config.tables["flights"]))
+    assert set(spec) == contract.DumpSpec.__required_keys__
+    assert spec["scan"] is not None and set(spec["scan"]) == contract.ScanSpec.__required_keys__
+    assert set(spec["scan"]["identifiers"][0]) == contract.IdentifierSpec.__required_keys__
+    assert set(spec["delivered"]["2013-01-01"][0]) == contract.DeliveredFile.__required_keys__
+    assert set(spec["csv"]) == {f.name for f in dataclasses.fields(contract.CsvOptions)}

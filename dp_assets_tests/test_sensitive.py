@@ -487,3 +487,15 @@ def test_identifiers_re2_cannot_join_are_matched_one_by_one(tmp_path: Path) -> N
         ("ref", "emp", 1),
         ("ref", "ref", 1),
     ]
+
+
+def test_a_scan_policy_travels_as_json_and_comes_back_whole(isolated_home: Path) -> None:
+    """The policy reaches the dump's workers as the contract's ScanSpec: managed identifiers get
+    their Luhn and mod-97 checks back by name, custom ones keep their keywords, the key its bytes."""
+    loaded = make_lake(isolated_home, action="hash")
+    policy = scan_policy_for(loaded.config.tables["customers"], loaded.config.governance, b"\x00key\xff")
+    back = ScanPolicy.from_spec(json.loads(json.dumps(policy.spec())))
+    assert back == policy
+    by_name = {i.name: i for i in back.identifiers}
+    assert by_name["credit_card"].validate is card_number_valid and by_name["iban"].validate is iban_valid
+    assert by_name["employee_id"].keywords == ("employee",) and by_name["employee_id"].validate is None

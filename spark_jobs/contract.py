@@ -9,7 +9,7 @@ the laptop instead of a Spark run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
 
 # The entry point spark-submit runs: one application per Dagster run, whatever it covers.
 RUN_SCRIPT = "run_pipeline.py"
@@ -147,6 +147,49 @@ class SecondarySpec(TypedDict):
     name: str
     loads: list[LoadSpec]
     derives: list[DeriveSpec]
+
+
+class IdentifierSpec(TypedDict):
+    """A sensitive-data identifier; a managed one (by name) brings its own candidate check."""
+
+    name: str
+    pattern: str  # RE2 and Python re alike
+    severity: str  # high | medium | low
+    keywords: list[str]  # a custom identifier counts only in columns whose name holds one
+
+
+class ScanSpec(TypedDict):
+    """What the dump's scan looks for in a table's staged files, and what it does about it."""
+
+    identifiers: list[IdentifierSpec]
+    declared: list[str]  # columns declared sensitive: findings are reported, nothing is done
+    typed: list[str]  # design columns of a non-string type: nulled rather than hashed or masked
+    action: str  # isolate | mask | hash
+    sample_rows: int | None
+    hash_key: str | None  # hex, for action hash: a secret, never logged or shown
+
+
+class DeliveredFile(TypedDict):
+    path: str  # relative to the landing root
+    size: int
+
+
+class DumpSpec(TypedDict):
+    """One table's days to dump: where its deliveries and zones are, what was listed (or extracted),
+    how its files parse, and its scan."""
+
+    table: str
+    partition_column: str
+    source_prefix: str  # under landing_uri: <prefix>/<YYYY-MM-DD>/
+    landing_uri: str
+    lake_uri: str
+    days: list[str]
+    delivered: dict[str, list[DeliveredFile]]  # day -> the files listed (a file source)
+    extracted: dict[str, list[dict[str, Any]]] | None  # day -> manifest entries (a database extract)
+    file_format: str  # csv | jsonl | parquet
+    csv: dict[str, Any]  # CsvOptions' fields
+    columns: list[str]  # the design's
+    scan: ScanSpec | None
 
 
 class RunSpec(TypedDict):

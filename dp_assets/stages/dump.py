@@ -6,6 +6,7 @@ reporting manifests to Dagster. The work on delivered bytes (copy with sha256, p
 manifests are ``spark_jobs.dumping.deliveries``.
 """
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -21,8 +22,8 @@ from dp_assets.lake import Lake
 from dp_assets.lineage import dataset, emit, table_facets
 from dp_assets.stages.postgres import extract_partition
 from dp_assets.stages.sensitive import SENSITIVE_CHECK, scan_metadata, scan_policy_for, sensitive_check
-from spark_jobs.contract import RANGE_TOTALS
-from spark_jobs.dumping.deliveries import clean_up, dump_days
+from spark_jobs.contract import RANGE_TOTALS, DeliveredFile, DumpSpec
+from spark_jobs.dumping.deliveries import clean_up, dump_as_specified
 from spark_jobs.dumping.scan import ScanPolicy
 
 
@@ -92,23 +93,49 @@ def list_delivery(lake: Lake, name: str, day: str) -> list[Any]:
     return files
 
 
+def dump_spec(lake: Lake, name: str, days: list[str], policy: ScanPolicy | None = None) -> DumpSpec:
+    """What dumping table ``name``'s ``days`` takes, as the contract says it: every day's delivery
+    listed first, so a missing one stops the dump before anything is written; or a database table
+    extracted into the raw zone, one day at a time as the source expects (a failed extract leaves
+    the days not dumped)."""
+    table, layout = lake.table(name), lake.layout(name)
+    delivered: dict[str, list[DeliveredFile]] = {}
+    extracted = None
+    if isinstance(table.source, PostgresSource):
+        target, extracted = lake.dump(name), {}
+        try:
+            for day in days:
+                raw = target.raw_prefix(day)
+                lake.store.delete_prefix(raw)  # an extract replaces the day's files, never adds to them
+                extracted[day] = extract_partition(name, table.source, day, lake.store, raw)
+        except BaseException:
+            clean_up(target, days)
+            raise
+    else:
+        for day in days:
+            delivered[day] = [{"path": f.path, "size": f.size} for f in list_delivery(lake, name, day)]
+    return {
+        "table": name,
+        "partition_column": layout.partition_column,
+        "source_prefix": layout.source_prefix,
+        "landing_uri": lake.landing.root,
+        "lake_uri": lake.store.root,
+        "days": days,
+        "delivered": delivered,
+        "extracted": extracted,
+        "file_format": getattr(table.source, "format", "csv"),  # an extract is CSV
+        "csv": dataclasses.asdict(table.source.csv.options()),
+        "columns": [c.name for c in table.columns],
+        "scan": policy.spec() if policy else None,
+    }
+
+
 def dump_partitions(
     lake: Lake, name: str, days: list[str], policy: ScanPolicy | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Dump table ``name``'s ``days`` (``deliveries.dump_days``) in this process: list every day's
-    delivery first, so a missing one stops the dump before anything is written; a database table is
-    extracted one day at a time, as the source expects."""
-    source = lake.table(name).source
-    if isinstance(source, PostgresSource):
-        target = lake.dump(name)
-        return dump_days(
-            target,
-            days,
-            {},
-            policy,
-            extract=lambda day: extract_partition(name, source, day, lake.store, target.raw_prefix(day)),
-        )
-    return dump_days(lake.dump(name), days, {day: list_delivery(lake, name, day) for day in days}, policy)
+    """Dump table ``name``'s ``days`` in this process (``deliveries.dump_days`` on threads); their
+    manifests."""
+    return dump_as_specified(dump_spec(lake, name, days, policy), lake.landing, lake.store)
 
 
 DUPLICATE_CHECK = "no_duplicate_delivery"

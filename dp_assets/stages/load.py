@@ -1,8 +1,8 @@
 """load: one asset per table, run as a Spark job through the launcher; checks come back via Pipes.
 
-Schema evolution is decided here, before Spark starts, from the dump's manifests (each staged
-file's columns) and the table's established schema (``<table>/_dp_schema.json``): the job only
-ever sees the final list of columns.
+Schema evolution is decided before Spark starts (``spark_jobs.evolution``), from the dump's
+manifests (each staged file's columns) and the table's established schema
+(``<table>/_dp_schema.json``): the job only ever sees the final list of columns.
 """
 
 import datetime as dt
@@ -18,6 +18,7 @@ from dp_assets.lake import Lake
 from dp_assets.lineage import dataset, emit, facet, table_facets
 from dp_assets.stages.dump import dump_key
 from spark_jobs.contract import COLUMN_SCHEMA, LOAD_CHECKS, PARTITION_STATS, ROW_COUNT, LoadSpec
+from spark_jobs.evolution import evolve, ready_manifests, staged_days
 from spark_jobs.storage import read_json_if_exists, write_json
 
 SPARK_POOL = "spark"  # dagster.yaml limits it: one local Spark application (and Derby metastore) at a time
@@ -30,79 +31,19 @@ def load_check_specs(name: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-class SchemaEvolutionRefused(dg.Failure):
-    pass
-
-
-class DeliveryIsolated(dg.Failure):
-    pass
-
-
-def evolve(
-    name: str, table: Table, established: dict[str, Any] | None, manifests: dict[str, dict[str, Any]]
-) -> dict[str, Any]:
-    """The columns to load: design columns, then columns added by evolution (as strings)."""
-    design = {c.name: c.type for c in table.columns}
-    before = (
-        established["columns"]
-        if established
-        else [{"name": n, "type": t, "origin": "design"} for n, t in design.items()]
-    )
-    for col in before:
-        if col["name"] in design and col["origin"] == "design" and col["type"] != design[col["name"]]:
-            raise SchemaEvolutionRefused(
-                f"table {name!r}: the design changes column {col['name']!r} from {col['type']} to "
-                f"{design[col['name']]}; published partitions hold {col['type']}. Revert the type, or "
-                "reload the table into a new name."
-            )
-    added = [c for c in before if c["origin"] == "added" and c["name"] not in design]
-    known = set(design) | {c["name"] for c in added}
-    seen: dict[str, list[str]] = {}
-    for day, manifest in manifests.items():
-        for f in manifest["files"]:
-            if not f.get("header_matches", True):
-                continue  # a header that matches nothing (wrong delimiter) is no schema change
-            for col in f.get("columns", []):
-                if col not in known:
-                    seen.setdefault(col, []).append(f"{day}/{f['file']}")
-    if seen and table.evolution == "fail":
-        listing = "; ".join(f"{c} in {', '.join(files[:3])}" for c, files in seen.items())
-        raise SchemaEvolutionRefused(
-            f'table {name!r}: delivery has columns the design lacks ({listing}) and evolution = "fail". '
-            'Declare them in the design, or set evolution = "add" or "ignore".'
-        )
-    new = [{"name": c, "type": "string", "origin": "added"} for c in seen] if table.evolution == "add" else []
-    after = [{"name": n, "type": t, "origin": "design"} for n, t in design.items()] + added + new
-    return {
-        "before": before,
-        "after": after,
-        "added": [c["name"] for c in new],
-        "ignored": sorted(seen) if table.evolution == "ignore" else [],
-    }
-
-
 def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[LoadSpec, dict[str, Any]]:
     """What the Spark job gets for a table and days, and the schema evolution decided."""
     table = loaded.config.tables[name]
     lake = Lake(loaded)
-    manifests = {}
-    for day in days:
-        manifest = read_json_if_exists(lake.store, lake.manifest_path(name, day))
-        if manifest is None:
-            raise dg.Failure(
-                f"table {name!r}, partition {day}: no raw manifest at "
-                f"{lake.uri(lake.manifest_path(name, day))}; "
-                f"materialize raw/{name} for this partition first"
-            )
-        if manifest.get("isolated"):
-            raise DeliveryIsolated(
-                f"table {name!r}, partition {day}: the dump isolated this delivery to "
-                f"{manifest['isolated']['location']} (sensitive data in columns not declared sensitive: "
-                f"{', '.join(manifest['isolated']['columns'])}); nothing was staged, so it cannot load. "
-                "Declare the columns sensitive, or get a redelivery, then re-run the dump."
-            )
-        manifests[day] = manifest
-    schema = evolve(name, table, read_json_if_exists(lake.store, lake.schema_path(name)), manifests)
+    manifests = ready_manifests(
+        name,
+        days,
+        lambda day: read_json_if_exists(lake.store, lake.manifest_path(name, day)),
+        lambda day: lake.uri(lake.manifest_path(name, day)),
+    )
+    design = {c.name: c.type for c in table.columns}
+    established = read_json_if_exists(lake.store, lake.schema_path(name))
+    schema = evolve(name, design, table.evolution, established, manifests)
     nullable = {c.name: c.nullable for c in table.columns}
     descriptions = {c.name: c.description for c in table.columns}
     spec: LoadSpec = {
@@ -122,9 +63,7 @@ def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[LoadSpe
         "dedup": {"enabled": loaded.config.processing.enable_deduplication, "order_by": table.dedup_order_by},
         "quarantine": table.quarantine.model_dump(),
         "staged_uri": lake.uri(lake.staged_root(name)),
-        "staged_days": [
-            d for d, m in manifests.items() if any(f.get("columns") or f.get("rows") for f in m["files"])
-        ],
+        "staged_days": staged_days(manifests),
         "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
         "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
         "publish_rejected": None,

@@ -52,6 +52,7 @@ from spark_jobs.contract import (
     RunSpec,
     SecondarySpec,
 )
+from spark_jobs.evolution import LoadRefused
 
 TABLES_OP = "tables"
 Event = dg.MaterializeResult | dg.AssetCheckResult
@@ -229,7 +230,7 @@ def run_spark(
             continue
         try:
             spec, schemas[name] = load_spec(loaded, name, context.partition_keys)
-        except dg.Failure as exc:
+        except LoadRefused as exc:
             failures.fail(context, key, error_text(exc))
             continue
         warn_evolution(context, name, schemas[name])

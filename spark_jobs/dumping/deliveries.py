@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from spark_jobs.contract import CsvOptions
+from spark_jobs.contract import CsvOptions, DumpSpec
 from spark_jobs.dumping.layout import TableLayout
 from spark_jobs.dumping.scan import ScanPolicy, redact, scan_staged_file, summarize
 from spark_jobs.dumping.staging import stage_file
@@ -131,6 +131,32 @@ def threads(work: Callable[[_T], _R], items: list[_T]) -> list[_R]:
         return list(pool.map(work, items))
 
 
+def table_dump(spec: DumpSpec, landing: Store, store: Store) -> TableDump:
+    """The dump a spec describes, reading ``landing`` and writing ``store`` (its two roots)."""
+    return TableDump(
+        spec["table"],
+        spec["partition_column"],
+        spec["source_prefix"],
+        landing=landing,
+        store=store,
+        file_format=spec["file_format"],
+        csv=CsvOptions(**spec["csv"]),
+        columns=tuple(spec["columns"]),
+    )
+
+
+def dump_as_specified(
+    spec: DumpSpec, landing: Store, store: Store, map_work: MapWork = threads
+) -> dict[str, dict[str, Any]]:
+    """``dump_days`` as ``spec`` asks; the days' manifests."""
+    listings = {
+        day: [StoredFile(f["path"], f["size"]) for f in files] for day, files in spec["delivered"].items()
+    }
+    policy = ScanPolicy.from_spec(spec["scan"]) if spec["scan"] else None
+    dump = table_dump(spec, landing, store)
+    return dump_days(dump, spec["days"], listings, policy, spec["extracted"], map_work)
+
+
 def on_executors(spark_context: Any) -> MapWork:
     """``map_work`` on a Spark application's executors: one task per item (a file is read and written
     by one task), the results collected on the driver in order. The work and what it holds (the
@@ -149,7 +175,7 @@ def dump_days(
     days: list[str],
     listings: dict[str, list[StoredFile]],
     policy: ScanPolicy | None = None,
-    extract: Callable[[str], list[dict[str, Any]]] | None = None,
+    extracted: dict[str, list[dict[str, Any]]] | None = None,
     map_work: MapWork = threads,
 ) -> dict[str, dict[str, Any]]:
     """Copy a table's deliveries for ``days`` into the raw zone, stage them for Spark, and write a
@@ -163,8 +189,8 @@ def dump_days(
     isolates the whole day (``isolated``: nothing stays staged) or was masked/hashed in the staged file.
 
     ``listings`` holds each day's delivered files, listed before anything is written (so a missing
-    delivery changes nothing); a database table's raw files come from ``extract`` instead (a day's
-    entries), called day by day. The work on delivered bytes (copy with sha256, parse, scan) is a
+    delivery changes nothing); a database table's raw files were written by its extract instead,
+    whose entries are ``extracted``. The work on delivered bytes (copy with sha256, parse, scan) is a
     function of one file, mapped over all the days' files by ``map_work`` (``DUMP_THREADS`` threads
     by default). What depends on delivery order is decided day by day in order, here: which day
     delivered a content first, and an isolated day giving that up, so the outcome is the one of
@@ -176,12 +202,12 @@ def dump_days(
     marked: list[tuple[str, str]] = []  # (day, index object) of the first deliveries this run marks
     try:
         for day in days:  # a re-dump replaces the partition's files, never adds to them
-            dump.store.delete_prefix(dump.raw_prefix(day))
+            if extracted is None:  # an extract's raw files are new already
+                dump.store.delete_prefix(dump.raw_prefix(day))
             dump.store.delete_prefix(dump.staged_prefix(day))
         copied: dict[str, list[dict[str, Any]]] = {day: [] for day in days}
-        if extract is not None:
-            for day in days:
-                copied[day] = extract(day)
+        if extracted is not None:
+            copied = {day: [dict(e) for e in extracted[day]] for day in days}
         else:
             work = [(day, f) for day in days for f in listings[day]]
             entries = map_work(lambda w: copy_delivered_file(dump, *w), work)

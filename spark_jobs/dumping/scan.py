@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from spark_jobs.contract import LINE, RAW, REASON, SOURCE
+from spark_jobs.contract import LINE, RAW, REASON, SOURCE, ScanSpec
 from spark_jobs.dumping.staged import BATCH_ROWS, batches
 from spark_jobs.storage import Store
 
@@ -135,6 +135,40 @@ class ScanPolicy:
     action: str
     sample_rows: int | None = None
     hash_key: bytes | None = None
+
+    def spec(self) -> ScanSpec:
+        return {
+            "identifiers": [
+                {"name": i.name, "pattern": i.pattern, "severity": i.severity, "keywords": list(i.keywords)}
+                for i in self.identifiers
+            ],
+            "declared": sorted(self.declared),
+            "typed": sorted(self.typed),
+            "action": self.action,
+            "sample_rows": self.sample_rows,
+            "hash_key": self.hash_key.hex() if self.hash_key is not None else None,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: ScanSpec) -> ScanPolicy:
+        """The policy a spec describes; a managed identifier gets its candidate check back by name."""
+        return cls(
+            identifiers=[
+                Identifier(
+                    i["name"],
+                    i["pattern"],
+                    i["severity"],
+                    tuple(i["keywords"]),
+                    validate=None if i["keywords"] else MANAGED_PATTERNS.get(i["name"], ("", None))[1],
+                )
+                for i in spec["identifiers"]
+            ],
+            declared=frozenset(spec["declared"]),
+            typed=frozenset(spec["typed"]),
+            action=spec["action"],
+            sample_rows=spec["sample_rows"],
+            hash_key=bytes.fromhex(spec["hash_key"]) if spec["hash_key"] is not None else None,
+        )
 
 
 @dataclass(frozen=True)
