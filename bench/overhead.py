@@ -3,7 +3,7 @@ bare `spark-submit` of the same load job on the same staged data, alternating.
 
     uv run python -m bench.overhead [--repeat 3]
 
-The bare run gets the very extras the run would send for the table (`load_spec`) through a hand-made Pipes
+The bare run gets the very extras the run would send for the table (`load_request`) through a hand-made Pipes
 context, so both do the same Spark work (typing, publish, catalog, checks). Goal: <= 1.3x.
 """
 
@@ -21,7 +21,7 @@ from bench.common import demo_lake, machine, median, peak_rss_mb, table, timed, 
 from dp_assets.definitions import build_definitions
 from dp_assets.launchers.local import LocalSparkLauncher
 from dp_assets.runner import run_range
-from dp_assets.stages.load import load_spec
+from dp_assets.stages.load import load_request
 from spark_jobs.contract import RUN_SCRIPT, RunSpec
 
 DAY = dt.date(2013, 1, 15)
@@ -43,12 +43,14 @@ def main() -> None:
         assert run_range(loaded, DAY, DAY, instance, ["flights"]).ok
 
     def bare(n: int) -> None:
-        spec, _ = load_spec(loaded, "flights", [day])
         extras: RunSpec = {
             "partition_key_range": {"start": day, "end": day},
-            "loads": [spec],
+            "dumps": [],
+            "loads": [load_request(loaded, "flights")],
             "derives": [],
+            "secondary": None,
             "s3_credentials": {},
+            "keep_superseded_seconds": 0,
         }
         context = {
             "asset_keys": ["flights"],

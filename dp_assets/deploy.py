@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from dp_assets.config.loader import ConfigError, LoadedConfig
+from dp_assets.launchers import job_env
 from dp_assets.launchers.base import SHIPPED_SUFFIXES, spark_jobs_dir, spark_jobs_zip
 
 
@@ -98,6 +99,7 @@ def plan_release(
         if path.suffix in SHIPPED_SUFFIXES and path.name != "__init__.py":
             plan.files.append(ReleaseFile(f"spark_jobs/{path.name}", path.read_bytes()))
     plan.files.append(ReleaseFile("spark_jobs.zip", spark_jobs_zip()))
+    plan.files.append(ReleaseFile(job_env.ARCHIVE, job_env.archive()))  # pyarrow, numpy for the dump
     plan.manifest = {
         "deployment_id": deployment_id,
         "env": env,

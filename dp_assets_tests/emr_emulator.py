@@ -3,11 +3,12 @@
 moto keeps clusters, steps and job runs but never runs them: steps stay RUNNING or PENDING forever,
 job runs are born SUCCESS, and CancelSteps is not implemented. This emulator watches moto's backends
 from a thread, and for each new step or job run it fetches the entry script and ``--py-files`` from
-moto S3, takes the Pipes env from the spark-submit ``--conf``s (``spark.yarn.appMasterEnv.*`` /
-``spark.emr-serverless.driverEnv.*``), runs the job locally through a pluggable runner
-(``python_runner`` here, ``release_runner`` for real Spark), writes stdout/stderr gzipped where
-EMR would, and sets the end states in moto the way EMR does. ``Faults`` injects what EMR can do to a
-run. Ask for the ``emr_emulator`` fixture (conftest registers it).
+moto S3, unpacks the archives (``spark.yarn.dist.archives`` / ``spark.archives``) into the driver's
+folder under their aliases, takes the Pipes env from the spark-submit ``--conf``s
+(``spark.yarn.appMasterEnv.*`` / ``spark.emr-serverless.driverEnv.*``), runs the job locally
+through a pluggable runner (``python_runner`` here, ``release_runner`` for real Spark), writes
+stdout/stderr gzipped where EMR would, and sets the end states in moto the way EMR does. ``Faults``
+injects what EMR can do to a run. Ask for the ``emr_emulator`` fixture (conftest registers it).
 
 ``release_runner`` runs a job on the runtime of its cluster's (or application's) release label:
 the Spark that release ships (``runtimes.emr_spark_home``) and the interpreter the job asks for
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +72,7 @@ class Target:
 # (entry script, --py-files, spark conf other than the driver env, target) -> the local command
 Runner = Callable[[Path, list[Path], dict[str, str], Target], LocalCommand]
 PYTHON_CONFS = ("spark.pyspark.python", "spark.pyspark.driver.python")
+ARCHIVES_CONFS = ("spark.yarn.dist.archives", "spark.archives")  # EMR on EC2 (YARN), EMR Serverless
 # What a cluster node's environment has before the step adds its own: no test-process settings.
 NODE_ENV = ("HOME", "JAVA_HOME", "LANG", "LC_ALL", "TMPDIR", *AWS_ENV_KEYS)
 
@@ -271,11 +274,22 @@ class EmrEmulator:
             return local
 
         script, py_files = fetch(submit.entry_point), [fetch(u) for u in submit.py_files]
-        spark_conf = {k: v for k, v in submit.conf.items() if not k.startswith((YARN_ENV, SERVERLESS_ENV))}
+        for key in ARCHIVES_CONFS:  # localized as YARN and EMR Serverless do: unpacked in the cwd
+            for uri, _, alias in (a.partition("#") for a in submit.conf.get(key, "").split(",") if a):
+                with zipfile.ZipFile(fetch(uri)) as archive:
+                    archive.extractall(folder / (alias or uri.rsplit("/", 1)[-1]))
+        spark_conf = {
+            k: v
+            for k, v in submit.conf.items()
+            if not k.startswith((YARN_ENV, SERVERLESS_ENV)) and k not in ARCHIVES_CONFS
+        }
         command = self.runner(script, py_files, spark_conf, target)
         self.commands.append(command)
         node = {k: os.environ[k] for k in NODE_ENV if k in os.environ}
         env = {**node, "PATH": SYSTEM_PATH, "AWS_ENDPOINT_URL": self.endpoint, **command.env, **driver_env}
+        # the driver's PYTHONPATH is the step's, then what --py-files adds (as YARN composes it)
+        if paths := [p for p in (driver_env.get("PYTHONPATH"), command.env.get("PYTHONPATH")) if p]:
+            env["PYTHONPATH"] = os.pathsep.join(paths)
         out, err = folder / "stdout", folder / "stderr"
         with out.open("w") as stdout, err.open("w") as stderr:
             proc = subprocess.Popen(

@@ -42,6 +42,7 @@ def test_release_layout_manifest_alias_and_pinned_uri(versioned_bucket: str, cap
             "config.toml",
             "manifest.json",
             "spark_jobs.zip",
+            "job_env.zip",
             *(
                 f"spark_jobs/{p.name}"
                 for p in spark_jobs_dir().iterdir()
@@ -58,6 +59,9 @@ def test_release_layout_manifest_alias_and_pinned_uri(versioned_bucket: str, cap
     with zipfile.ZipFile(BytesIO(body(versioned_bucket, f"{release}/spark_jobs.zip"))) as zf:
         shipped = set(zf.namelist())
     assert {"spark_jobs/run_pipeline.py", "spark_jobs/contract.py", "dagster_pipes/__init__.py"} <= shipped
+    with zipfile.ZipFile(BytesIO(body(versioned_bucket, f"{release}/job_env.zip"))) as zf:
+        unpacked = {n.split("/", 1)[0] for n in zf.namelist()}
+    assert {"pyarrow", "numpy"} <= unpacked  # the dump's packages, for the cluster's Python 3.11
     alias = f"{ENV}/{PIPELINE}/config.toml"
     assert body(versioned_bucket, alias) == body(versioned_bucket, f"{release}/config.toml")
 

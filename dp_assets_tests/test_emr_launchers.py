@@ -235,7 +235,7 @@ def test_step_args_carry_pointers_not_extras(release: str) -> None:
     """The extras stay in S3; the step's visible args hold only the Pipes pointers, masked in logs."""
     launcher = transient()
     env = {"DAGSTER_PIPES_CONTEXT": "abc", "DAGSTER_PIPES_MESSAGES": "def"}
-    step = launcher.step("pipes_job.py", launcher.runtime(), env, "X")
+    step = launcher.step("pipes_job.py", launcher.runtime(), env, {}, "X")
     args = step["HadoopJarStep"]["Args"]
     assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
     assert args[-3:] == ["--py-files", f"{RELEASE}/spark_jobs.zip", f"{RELEASE}/spark_jobs/pipes_job.py"]

@@ -95,9 +95,8 @@ def test_pinned_settings_cannot_be_overridden_through_spark_conf(tmp_path: Path)
 
 
 def step_args(launcher: EmrLauncher | EmrExistingLauncher) -> list[str]:
-    return launcher.step(RUN_SCRIPT, launcher.target_runtime("emr-7.5.0"), {}, "CONTINUE")["HadoopJarStep"][
-        "Args"
-    ]
+    step = launcher.step(RUN_SCRIPT, launcher.target_runtime("emr-7.5.0"), {}, {}, "CONTINUE")
+    return step["HadoopJarStep"]["Args"]
 
 
 def confs(args: list[str]) -> dict[str, str]:

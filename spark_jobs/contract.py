@@ -75,6 +75,10 @@ SPARK_RUNTIME = "spark_runtime"
 PROGRESS = "» "
 # The custom message closing every run: which tables failed, and which were not run because of it.
 OUTCOME_MESSAGE = "dp_outcome"
+# A load's materialization: the schema evolution the job decided ({before, after, added, ignored}).
+SCHEMA_EVOLUTION = "schema_evolution"
+# The dump's blocking check: no sensitive data in columns not declared sensitive.
+SENSITIVE_CHECK = "no_undeclared_sensitive_data"
 
 
 class PartitionKeyRange(TypedDict):
@@ -99,24 +103,35 @@ class QuarantineSpec(TypedDict):
     max_rows: int | None
 
 
-class LoadSpec(TypedDict):
-    """One table to load: its staged days typed into ``table_uri``, rejects into ``quarantine_uri``."""
+class LoadRequest(TypedDict):
+    """One table to load, as the orchestrator asks: its staged days typed into ``table_uri``, rejects
+    into ``quarantine_uri``. What the dump decides (the days' rows, the columns evolution adds) the
+    job reads from the manifests under ``lake_uri``, after dumping in the same application."""
 
     table: str
     asset_key: str
     partition_column: str
-    columns: list[ColumnSpec]  # the design's, then columns added by schema evolution
+    design: list[ColumnSpec]  # the design's columns
+    evolution: str  # add | ignore | fail: delivered columns the design lacks
+    established: list[dict[str, Any]] | None  # the table's schema so far (_dp_schema.json's columns)
     key: list[str]
     dedup: DedupSpec
     quarantine: QuarantineSpec
+    lake_uri: str  # the dump's zones (manifests) are under it
     staged_uri: str
-    staged_days: list[str]  # days whose delivery staged any rows
     table_uri: str
     quarantine_uri: str
-    manifest_rows: dict[str, int]  # rows the dump staged, per day: the accounting's "rows in"
     load_date: str
     catalog_table: str | None  # "<database>.<table>", None when there is no catalog
     publish_rejected: str | None  # a run id: publish the version its checks held back (`dp publish`)
+
+
+class LoadSpec(LoadRequest):
+    """A load as the job runs it, completed from the manifests (``spark_jobs.evolution``)."""
+
+    columns: list[ColumnSpec]  # the design's, then columns added by schema evolution
+    staged_days: list[str]  # days whose delivery staged any rows
+    manifest_rows: dict[str, int]  # rows the dump staged, per day: the accounting's "rows in"
 
 
 class UpstreamSpec(TypedDict):
@@ -145,7 +160,7 @@ class SecondarySpec(TypedDict):
     staged rows and columns, other ``table_uri``, ``quarantine_uri``, ``catalog_table`` and upstream."""
 
     name: str
-    loads: list[LoadSpec]
+    loads: list[LoadRequest]
     derives: list[DeriveSpec]
 
 
@@ -196,7 +211,8 @@ class RunSpec(TypedDict):
     """A run's Pipes extras: every table it covers, loads first, derived tables in dependency order."""
 
     partition_key_range: PartitionKeyRange
-    loads: list[LoadSpec]
+    dumps: list[DumpSpec]  # dumped first: each table's load waits for its dump
+    loads: list[LoadRequest]
     derives: list[DeriveSpec]
     secondary: SecondarySpec | None  # published after the primary, when [secondary] is configured
     s3_credentials: dict[str, dict[str, str]]  # bucket -> temporary keys: never logged or shown
@@ -209,3 +225,4 @@ class RunOutcome(TypedDict):
 
     failed: dict[str, str]
     not_run: dict[str, str]
+    dump_seconds: dict[str, float]  # table -> how long its dump took, for those that finished

@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from spark_jobs.contract import ColumnSpec, LoadRequest, LoadSpec
+from spark_jobs.dumping.layout import TableLayout
+from spark_jobs.storage import Store, read_json_if_exists
+
 
 class LoadRefused(ValueError):
     """A table's days cannot load as they are; the message says why and what to do."""
@@ -60,13 +64,13 @@ def evolve(
     table: str,
     design: dict[str, str],
     mode: str,
-    established: dict[str, Any] | None,
+    established: list[dict[str, Any]] | None,
     manifests: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """The columns to load: ``design`` (name -> type), then columns added by evolution (as strings),
-    given the table's ``established`` schema and evolution ``mode`` (add, ignore, fail)."""
+    given the table's ``established`` columns and evolution ``mode`` (add, ignore, fail)."""
     before = (
-        established["columns"]
+        established
         if established
         else [{"name": n, "type": t, "origin": "design"} for n, t in design.items()]
     )
@@ -101,3 +105,46 @@ def evolve(
         "added": [c["name"] for c in new],
         "ignored": sorted(seen) if mode == "ignore" else [],
     }
+
+
+def manifests_in(store: Store, request: LoadRequest, days: list[str]) -> dict[str, dict[str, Any]]:
+    """The days' manifests of a load's table in ``store`` (its lake), refused as ``ready_manifests``
+    says."""
+    layout = TableLayout(request["table"], request["partition_column"], "")
+    return ready_manifests(
+        request["table"],
+        days,
+        lambda day: read_json_if_exists(store, layout.manifest_path(day)),
+        lambda day: store.uri(layout.manifest_path(day)),
+    )
+
+
+def completed(request: LoadRequest, manifests: dict[str, dict[str, Any]]) -> tuple[LoadSpec, dict[str, Any]]:
+    """The load as the job runs it, and the schema evolution decided: the columns (the design's
+    with their constraints, then evolved ones as nullable strings), the days that staged rows and
+    each day's rows in."""
+    request_design = {c["name"]: c for c in request["design"]}
+    schema = evolve(
+        request["table"],
+        {n: c["type"] for n, c in request_design.items()},
+        request["evolution"],
+        request["established"],
+        manifests,
+    )
+    columns: list[ColumnSpec] = [
+        request_design.get(c["name"])
+        or {
+            "name": c["name"],
+            "type": c["type"],
+            "nullable": True,
+            "description": "evolved: added from a delivery",
+        }
+        for c in schema["after"]
+    ]
+    spec: LoadSpec = {
+        **request,
+        "columns": columns,
+        "staged_days": staged_days(manifests),
+        "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
+    }
+    return spec, schema

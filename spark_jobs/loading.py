@@ -40,6 +40,7 @@ from spark_jobs.contract import (
     REASON,
     ROW_COUNT,
     ROW_HASH,
+    SCHEMA_EVOLUTION,
     SOURCE,
     SPARK_RUNTIME,
     STAGED_META,
@@ -335,6 +336,7 @@ def report_materialization(
             "catalog_partitions": as_json(result["catalog_partitions"]),
             "spark_phase_seconds": as_json(result["phases"]),
             SPARK_RUNTIME: result["runtime"],
+            SCHEMA_EVOLUTION: as_json(result["evolution"]),
         },
     )
 
@@ -347,6 +349,7 @@ def load_table(
     run: str,
     credentialed: list[str],
     keep_seconds: float,
+    evolution: dict[str, Any],
 ) -> TableOutcome:
     """Write, audit, publish one table: type the delivered rows into the run's version, run the
     blocking checks on that, and publish it (lake, then catalog) only if they all pass. Otherwise the
@@ -402,6 +405,7 @@ def load_table(
         "phases": phases.seconds,
         "s3_credentials_for": credentialed,
         "runtime": runtime_metadata(spark),
+        "evolution": evolution,
     }
     report_materialization(pipes, spec, days, result, audited, time.monotonic() - started)
     report_checks(pipes, spec["asset_key"], checks, override)

@@ -27,16 +27,21 @@ from spark_jobs.contract import (
     PROGRESS,
     ROW_COUNT,
     SECONDARY_CHECK,
+    SENSITIVE_CHECK,
     DeriveSpec,
+    DumpSpec,
+    LoadRequest,
     LoadSpec,
     RunOutcome,
     RunSpec,
     SecondarySpec,
 )
 from spark_jobs.deriving import derive_table
+from spark_jobs.evolution import completed, manifests_in
 from spark_jobs.lake_io import Hdfs, Publisher
 from spark_jobs.loading import load_table
 from spark_jobs.pipes_bootstrap import open_pipes
+from spark_jobs.storage import store_with
 
 TABLE_THREADS = 4  # tables in flight at once in the one application
 # A partitioned write sorts each task's rows by day first, unless the task may keep a file open per
@@ -127,12 +132,45 @@ class Tables:
         self.spark, self.pipes, self.run, self.environment = spark, pipes, run, environment
         key_range = spec["partition_key_range"]
         self.days = days_between(key_range["start"], key_range["end"])
-        self.credentialed = use_s3_credentials(spark, spec["s3_credentials"])
+        self.credentials = spec["s3_credentials"]
+        self.credentialed = use_s3_credentials(spark, self.credentials)
         self.keep_seconds = spec["keep_superseded_seconds"]
-        self.outcome: RunOutcome = {"failed": {}, "not_run": {}}
-        self.blocked: dict[str, str] = {}  # table -> why its readers must not run
+        self.outcome: RunOutcome = {"failed": {}, "not_run": {}, "dump_seconds": {}}
+        self.blocked: dict[str, str] = {}  # table (raw/<table> for a dump) -> why its readers must not run
 
-    def fail(self, stage: str, spec: LoadSpec | DeriveSpec, exc: Exception) -> None:
+    def dump(self, spec: DumpSpec) -> bool:
+        """Dump a table's days, the work on bytes on the executors (one task per file); False when
+        its load must not run: the dump failed, or isolated a day (its blocking check failed)."""
+        # pyarrow and numpy: the parser's and the scan's, in the environment a run that dumps ships
+        from spark_jobs.dumping.deliveries import dump_as_specified, on_executors
+
+        table, started = spec["table"], time.monotonic()
+        key = f"raw/{table}"
+        self.pipes.log.info(f"{PROGRESS}dump {table}: started, {len(spec['days'])} day(s)")
+        try:
+            manifests = dump_as_specified(
+                spec,
+                store_with(spec["landing_uri"], self.credentials),
+                store_with(spec["lake_uri"], self.credentials),
+                on_executors(self.spark.sparkContext),
+            )
+        except Exception as exc:
+            self.pipes.log.error(f"dump {table} failed:\n{traceback.format_exc()}")
+            self.outcome["failed"][key] = error_text(exc)
+            self.blocked[key] = f"{key} failed"
+            return False
+        seconds = time.monotonic() - started
+        self.outcome["dump_seconds"][table] = round(seconds, 2)
+        rows = sum(m["rows"] for m in manifests.values())
+        self.pipes.log.info(
+            f"{PROGRESS}dump {table}: done, {rows:,} rows in {len(manifests)} partition(s) ({seconds:.1f} s)"
+        )
+        if any(m.get("isolated") for m in manifests.values()):
+            self.blocked[key] = f"{key} failed blocking check {SENSITIVE_CHECK}"
+            return False
+        return True
+
+    def fail(self, stage: str, spec: LoadRequest | DeriveSpec, exc: Exception) -> None:
         self.pipes.log.error(f"{stage} {spec['table']} failed:\n{traceback.format_exc()}")
         self.outcome["failed"][spec["asset_key"]] = error_text(exc)
         self.blocked[spec["table"]] = f"{spec['table']} failed"
@@ -157,10 +195,36 @@ class Tables:
             )
             self.blocked[spec["table"]] = f"{spec['table']} failed check(s) {checks}"
 
-    def load(self, spec: LoadSpec) -> None:
+    def table(self, dump: DumpSpec | None, load: LoadRequest | None) -> None:
+        """A table's dump, then its load, unless the dump stops it."""
+        if dump is not None and not self.dump(dump) and load is not None:
+            self.outcome["not_run"][load["asset_key"]] = f"upstream {self.blocked['raw/' + dump['table']]}"
+            self.blocked[load["table"]] = f"{load['table']} was not run"
+        elif load is not None:
+            self.load(load)
+
+    def load(self, request: LoadRequest) -> None:
+        spec: LoadSpec | LoadRequest = request
         try:
+            manifests = manifests_in(store_with(request["lake_uri"], self.credentials), request, self.days)
+            spec, schema = completed(request, manifests)
+            if schema["added"]:
+                self.pipes.log.warning(
+                    f"{spec['table']}: schema evolution adds columns {schema['added']} (as string)"
+                )
+            if schema["ignored"]:
+                self.pipes.log.warning(
+                    f"{spec['table']}: ignoring delivered columns {schema['ignored']} (evolution = ignore)"
+                )
             done = load_table(
-                self.spark, self.pipes, spec, self.days, self.run, self.credentialed, self.keep_seconds
+                self.spark,
+                self.pipes,
+                spec,
+                self.days,
+                self.run,
+                self.credentialed,
+                self.keep_seconds,
+                schema,
             )
         except Exception as exc:
             self.fail("load", spec, exc)
@@ -185,8 +249,10 @@ class Tables:
         # Tasks start in submission order and a derived table waits only on tables submitted before
         # it (dependency order), so a waiting thread never waits on a task that has not started.
         warm_catalog(self.spark, [s["catalog_table"] for s in (*spec["loads"], *spec["derives"])])
+        dumps = {d["table"]: d for d in spec["dumps"]}
+        loads = {s["table"]: s for s in spec["loads"]}
         with ThreadPoolExecutor(TABLE_THREADS, thread_name_prefix="dp-table") as pool:
-            tasks = {load["table"]: pool.submit(self.load, load) for load in spec["loads"]}
+            tasks = {t: pool.submit(self.table, dumps.get(t), loads.get(t)) for t in {**dumps, **loads}}
             for derive in spec["derives"]:
                 upstream = [tasks[t] for t in derive["upstream"] if t in tasks]
                 tasks[derive["table"]] = pool.submit(self.derive, derive, upstream)
@@ -216,7 +282,7 @@ class Tables:
             else:
                 derives.append(d)
         try:
-            there.run_all({**spec, "loads": loads, "derives": derives})  # type: ignore[typeddict-item]
+            there.run_all({**spec, "dumps": [], "loads": loads, "derives": derives})  # type: ignore[typeddict-item]
         except Exception as exc:  # whatever went wrong there, the primary's outcome is reported as it is
             quiet.warning(f"publishing into it stopped:\n{traceback.format_exc()}")
             unreported = {s["asset_key"] for s in tables} - there.outcome_keys - set(quiet.rows)
@@ -273,7 +339,8 @@ def main() -> None:
         tables = Tables(spark, pipes, spec, run)
         pipes.log.info(
             f"{PROGRESS}spark: Spark {spark.version} started in {time.monotonic() - started:.1f} s for "
-            f"{len(spec['loads'])} load(s) and {len(spec['derives'])} derived table(s)"
+            f"{len(spec['dumps'])} dump(s), {len(spec['loads'])} load(s) and {len(spec['derives'])} derived "
+            "table(s)"
         )
         outcome = tables.run_all(spec)
         if secondary := spec.get("secondary"):

@@ -44,6 +44,17 @@ def store_for(root: str, session: Any = None) -> Store:
     return S3Store(root, session) if root.startswith("s3://") else LocalStore(root)
 
 
+def store_with(root: str, credentials: dict[str, dict[str, str]]) -> Store:
+    """``store_for`` in a Spark job: S3 with the run's temporary keys for the bucket when it has
+    them (a role chain's, ``RunSpec.s3_credentials``), else the job's own credentials."""
+    keys = credentials.get(root.removeprefix("s3://").split("/", 1)[0]) if root.startswith("s3://") else None
+    if not keys:
+        return store_for(root)
+    import boto3
+
+    return store_for(root, boto3.Session(keys["access_key"], keys["secret_key"], keys["session_token"]))
+
+
 def read_json(store: Store, path: str) -> Any:
     with store.open_read(path) as f:
         return json.load(f)

@@ -20,13 +20,14 @@ import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import boto3
 import dagster as dg
 from dagster._core.errors import DagsterExecutionInterruptedError
 from pydantic import Field
 
+from dp_assets.launchers import job_env
 from dp_assets.launchers.base import JobReport, SparkLauncher, with_partition_range
 from dp_assets.launchers.runtime import SparkRuntime, UnsupportedRuntime, emr_runtime, pinned_conf
 
@@ -167,6 +168,7 @@ class EmrPipesLauncher(SparkLauncher):
     region_name: str | None = None
     poll: PollConfig = Field(default_factory=PollConfig)
     python: str | None = None  # [spark.emr] python: overrides the release's interpreter (custom images)
+    archives_conf: ClassVar[str] = "spark.yarn.dist.archives"  # spark-submit's --archives, on YARN
 
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=self.region_name)  # type: ignore[call-overload]
@@ -187,6 +189,7 @@ class EmrPipesLauncher(SparkLauncher):
         script: str,
         runtime: SparkRuntime,
         env: Mapping[str, str],
+        conf: Mapping[str, str],
         tags: Mapping[str, str],
     ) -> Handle:
         raise NotImplementedError
@@ -209,13 +212,11 @@ class EmrPipesLauncher(SparkLauncher):
             message_reader=reader,
             extras=with_partition_range(context, extras),
         ) as session:
-            handle = self.start(
-                context,
-                script,
-                runtime,
-                session.get_bootstrap_env_vars(),
-                session.default_remote_invocation_info,
-            )
+            env = session.get_bootstrap_env_vars()
+            conf: dict[str, str] = {}
+            if extras.get("dumps"):  # only a run that dumps needs the job environment
+                env, conf = {**env, "PYTHONPATH": f"./{job_env.ALIAS}"}, self.job_env_conf()
+            handle = self.start(context, script, runtime, env, conf, session.default_remote_invocation_info)
             context.log.info(f"started {handle.ids}")
             outcome = self._wait(context, handle)
             self._forward_logs(context, s3, outcome)
@@ -287,6 +288,14 @@ class EmrPipesLauncher(SparkLauncher):
         except UnsupportedRuntime as e:
             raise dg.Failure(str(e)) from e
 
+    def job_env_conf(self) -> dict[str, str]:
+        """The release's job environment (``job_env``), unpacked as ./dp_env beside the driver and
+        each executor and put on the executors' Python path (the driver's is in its env)."""
+        return {
+            self.archives_conf: f"{join_s3(self.release_uri, job_env.ARCHIVE)}#{job_env.ALIAS}",
+            "spark.executorEnv.PYTHONPATH": f"./{job_env.ALIAS}",
+        }
+
     def submit_parameters(self, runtime: SparkRuntime, conf: Mapping[str, str]) -> list[str]:
         """spark-submit's options: the configured conf, dp's pinned settings for the runtime, then
         ``conf``, then the release's zip."""
@@ -310,9 +319,14 @@ class _EmrStepLauncher(EmrPipesLauncher):
     """A command-runner.jar step running spark-submit; Pipes env reaches the driver as YARN env."""
 
     def step(
-        self, script: str, runtime: SparkRuntime, env: Mapping[str, str], action_on_failure: str
+        self,
+        script: str,
+        runtime: SparkRuntime,
+        env: Mapping[str, str],
+        conf: Mapping[str, str],
+        action_on_failure: str,
     ) -> dict[str, Any]:
-        conf = {f"spark.yarn.appMasterEnv.{k}": v for k, v in env.items()}
+        conf = {**conf, **{f"spark.yarn.appMasterEnv.{k}": v for k, v in env.items()}}
         args = ["spark-submit", "--deploy-mode", "cluster", *self.submit_parameters(runtime, conf)]
         return {
             "Name": f"dp {script}",
@@ -374,6 +388,7 @@ class EmrLauncher(_EmrStepLauncher):
         script: str,
         runtime: SparkRuntime,
         env: Mapping[str, str],
+        conf: Mapping[str, str],
         tags: Mapping[str, str],
     ) -> Handle:
         emr = self.client("emr")
@@ -389,7 +404,7 @@ class EmrLauncher(_EmrStepLauncher):
         instances: dict[str, Any] = {"InstanceGroups": groups, "KeepJobFlowAliveWhenNoSteps": False}
         if self.subnet_id:
             instances["Ec2SubnetId"] = self.subnet_id
-        step = self.step(script, runtime, env, "TERMINATE_CLUSTER")
+        step = self.step(script, runtime, env, conf, "TERMINATE_CLUSTER")
         context.log.info(f"run_job_flow on {runtime.describe()}: {redacted(step['HadoopJarStep']['Args'])}")
         cluster_id = emr.run_job_flow(
             Name=f"{self.cluster_name} {context.run.run_id[:8]} {script}",
@@ -431,11 +446,12 @@ class EmrExistingLauncher(_EmrStepLauncher):
         script: str,
         runtime: SparkRuntime,
         env: Mapping[str, str],
+        conf: Mapping[str, str],
         tags: Mapping[str, str],
     ) -> Handle:
         emr = self.client("emr")
         # CONTINUE: a failed step must not take the shared cluster down
-        step = self.step(script, runtime, env, "CONTINUE")
+        step = self.step(script, runtime, env, conf, "CONTINUE")
         context.log.info(
             f"add_job_flow_steps on {self.cluster_id}, {runtime.describe()}: "
             f"{redacted(step['HadoopJarStep']['Args'])}"
@@ -457,6 +473,8 @@ class EmrExistingLauncher(_EmrStepLauncher):
 class EmrServerlessLauncher(EmrPipesLauncher):
     """A job run on an EMR Serverless application; Pipes env reaches the driver as driverEnv."""
 
+    archives_conf: ClassVar[str] = "spark.archives"  # EMR Serverless is no YARN
+
     application_id: str
     execution_role_arn: str
     tags: dict[str, str] = Field(default_factory=dict)
@@ -472,10 +490,11 @@ class EmrServerlessLauncher(EmrPipesLauncher):
         script: str,
         runtime: SparkRuntime,
         env: Mapping[str, str],
+        conf: Mapping[str, str],
         tags: Mapping[str, str],
     ) -> Handle:
         client = self.client("emr-serverless")
-        conf = {f"spark.emr-serverless.driverEnv.{k}": v for k, v in env.items()}
+        conf = {**conf, **{f"spark.emr-serverless.driverEnv.{k}": v for k, v in env.items()}}
         parameters = self.submit_parameters(runtime, conf)
         entry_point = self.entry_point(script)
         context.log.info(

@@ -3,7 +3,8 @@
 By default the Spark and Python of this environment (the locked pyspark beside this interpreter).
 ``DP_SPARK_HOME`` and ``DP_SPARK_PYTHON`` point it at another Spark installation and interpreter,
 e.g. a pyspark 3.5 package and Python 3.11, the runtime of EMR 7: the jobs then run on that runtime
-exactly as a cluster would run them, from the same ``spark_jobs.zip``.
+exactly as a cluster would run them, from the same ``spark_jobs.zip`` and, when that interpreter
+lacks pyarrow and numpy, the same job environment (``job_env``) a cluster gets.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from dp_assets.launchers import job_env
 from dp_assets.launchers.base import (
     JobReport,
     SparkLauncher,
@@ -114,8 +116,11 @@ class LocalSparkLauncher(SparkLauncher):
         catalog = catalog_conf(self.catalog_dir) if self.catalog_dir else {}
         if self.catalog_dir:
             java_options += f" -Dderby.system.home={self.catalog_dir}"  # keeps derby.log out of the cwd
+        runtime = runtime or self.runtime()
+        env = job_env.for_interpreter(runtime.python)
         confs = {
-            **pinned_conf(runtime or self.runtime(), self.ansi),
+            **pinned_conf(runtime, self.ansi),
+            **({"spark.executorEnv.PYTHONPATH": str(env)} if env else {}),
             "spark.driver.extraJavaOptions": java_options,
             **catalog,
             **self.conf,
@@ -125,16 +130,18 @@ class LocalSparkLauncher(SparkLauncher):
             args += ["--conf", f"{key}={value}"]
         return [*args, "--py-files", str(local_spark_jobs_zip()), str(spark_jobs_dir() / script)]
 
-    def driver_env(self) -> dict[str, str]:
-        """spark-submit finds its jars and pyspark's Python modules through SPARK_HOME."""
-        return {"SPARK_HOME": self.spark_home_path()}
+    def driver_env(self, runtime: SparkRuntime | None = None) -> dict[str, str]:
+        """spark-submit finds its jars and pyspark's Python modules through SPARK_HOME; the driver
+        finds the job environment (when its interpreter lacks it) on PYTHONPATH."""
+        env = job_env.for_interpreter((runtime or self.runtime()).python)
+        return {"SPARK_HOME": self.spark_home_path(), **({"PYTHONPATH": str(env)} if env else {})}
 
     def run_job(self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]) -> JobReport:
         runtime = self.runtime()
         context.log.info(f"Spark runtime {runtime.describe()}")
         with tempfile.TemporaryDirectory(prefix="dp-pipes-") as folder:
             reader = LineSafeFileMessageReader(os.path.join(folder, "messages"))
-            client = dg.PipesSubprocessClient(env=self.driver_env(), message_reader=reader)
+            client = dg.PipesSubprocessClient(env=self.driver_env(runtime), message_reader=reader)
             invocation = client.run(
                 context=context,
                 command=self.command(script, runtime),

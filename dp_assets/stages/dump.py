@@ -8,7 +8,6 @@ manifests are ``spark_jobs.dumping.deliveries``.
 
 import dataclasses
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,10 +20,11 @@ from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.lineage import dataset, emit, table_facets
 from dp_assets.stages.postgres import extract_partition
-from dp_assets.stages.sensitive import SENSITIVE_CHECK, scan_metadata, scan_policy_for, sensitive_check
-from spark_jobs.contract import RANGE_TOTALS, DeliveredFile, DumpSpec
+from dp_assets.stages.sensitive import scan_metadata, scan_policy_for, sensitive_check
+from spark_jobs.contract import RANGE_TOTALS, SENSITIVE_CHECK, DeliveredFile, DumpSpec
 from spark_jobs.dumping.deliveries import clean_up, dump_as_specified
 from spark_jobs.dumping.scan import ScanPolicy
+from spark_jobs.storage import read_json
 
 
 class MissingDelivery(dg.Failure):
@@ -154,12 +154,11 @@ def source_metadata(table: Table) -> dict[str, Any]:
     return {"source_prefix": source.prefix}
 
 
-def source_uri(lake: Lake, name: str, manifests: dict[str, dict[str, Any]]) -> str:
+def source_uri(spec: DumpSpec, manifests: dict[str, dict[str, Any]]) -> str:
     """What the dump read: the landing prefix, or the database table an extract came from."""
-    source = lake.table(name).source
-    if isinstance(source, PostgresSource):
-        return next((f["source"] for m in manifests.values() for f in m["files"]), source.qualified)
-    return lake.landing.uri(source.prefix.strip("/"))
+    if spec["extracted"] is not None:
+        return next((f["source"] for m in manifests.values() for f in m["files"]), spec["table"])
+    return f"{spec['landing_uri']}/{spec['source_prefix'].strip('/')}"
 
 
 def dump_asset_spec(name: str, table: Table) -> dg.AssetSpec:
@@ -178,10 +177,6 @@ def dump_asset_spec(name: str, table: Table) -> dg.AssetSpec:
 
 def dump_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", name])
-
-
-# The dump's checks that block the load: a failure means the load must not run.
-BLOCKING_DUMP_CHECKS = frozenset({SENSITIVE_CHECK})
 
 
 def dump_check_specs(name: str, table: Table) -> list[dg.AssetCheckSpec]:
@@ -227,24 +222,35 @@ def dump_check_specs(name: str, table: Table) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def dump_table(
+def prepare_dump(
     context: dg.AssetExecutionContext, flags: RestartFlags, pipeline: PipelineConfigResource, name: str
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Dump a table's days into the raw and staged zones (in this process), reporting ``raw/<name>``
-    and its checks."""
+) -> DumpSpec:
+    """What the run's Spark application dumps for ``raw/<name>``: the days' deliveries listed (a
+    database table extracted) here, with the flags applied."""
     loaded = pipeline.loaded
-    table = loaded.config.tables[name]
-    key = dump_key(name)
-    started = time.monotonic()
     if flags.e2e_test:
         refuse_e2e_test(loaded.env)
     lake = Lake(loaded, e2e_test=flags.e2e_test)
-    policy = scan_policy(loaded, table)
     # The caller holds the table's lock (the raw and staged zones are the table's too) through the load.
     if flags.clean_up:
         purged = clean_up(lake.dump(name), context.partition_keys)
         context.log.warning(f"{name}: clean-up removed {purged} file(s) for {context.partition_key_range}")
-    manifests = dump_partitions(lake, name, context.partition_keys, policy)
+    return dump_spec(lake, name, context.partition_keys, scan_policy(loaded, loaded.config.tables[name]))
+
+
+def report_dump(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineConfigResource,
+    name: str,
+    spec: DumpSpec,
+    seconds: float,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """``raw/<name>`` and its checks, from the manifests the run's dump wrote (``spec``'s days)."""
+    loaded = pipeline.loaded
+    table = loaded.config.tables[name]
+    key = dump_key(name)
+    lake = Lake(loaded)
+    manifests = {day: read_json(lake.store, lake.manifest_path(name, day)) for day in spec["days"]}
     for day, m in manifests.items():
         context.log.info(
             f"{name} {day}: {len(m['files'])} file(s), {m['rows']} rows "
@@ -302,7 +308,7 @@ def dump_table(
                     "partitions": len(manifests),
                     "rows": sum(m["rows"] for m in manifests.values()),
                     "bytes": sum(m["bytes"] for m in manifests.values()),
-                    "dump_seconds": round(time.monotonic() - started, 2),
+                    "dump_seconds": seconds,
                 }
             ),
             **pipeline.provenance_metadata(),
@@ -312,7 +318,7 @@ def dump_table(
         context,
         loaded,
         f"raw.{name}",
-        inputs=[dataset(source_uri(lake, name, manifests))],
+        inputs=[dataset(source_uri(spec, manifests))],
         outputs=[dataset(lake.uri(lake.raw_root(name)), table_facets(table))],
     )
     yield dg.AssetCheckResult(
@@ -331,5 +337,5 @@ def dump_table(
             metadata={"files": dg.MetadataValue.json(misdeclared)},
             description="; ".join(f"{f}: {', '.join(w)}" for f, w in misdeclared.items())[:2000] or None,
         )
-    if policy is not None:
+    if spec["scan"] is not None:
         yield sensitive_check(name, table, manifests)

@@ -1,8 +1,9 @@
 """load: one asset per table, run as a Spark job through the launcher; checks come back via Pipes.
 
-Schema evolution is decided before Spark starts (``spark_jobs.evolution``), from the dump's
+The job decides schema evolution (``spark_jobs.evolution``) before typing anything, from the dump's
 manifests (each staged file's columns) and the table's established schema
-(``<table>/_dp_schema.json``): the job only ever sees the final list of columns.
+(``<table>/_dp_schema.json``, sent with the request), and reports it with the materialization; the
+schema the table is then established with is written here.
 """
 
 import datetime as dt
@@ -17,8 +18,14 @@ from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.lake import Lake
 from dp_assets.lineage import dataset, emit, facet, table_facets
 from dp_assets.stages.dump import dump_key
-from spark_jobs.contract import COLUMN_SCHEMA, LOAD_CHECKS, PARTITION_STATS, ROW_COUNT, LoadSpec
-from spark_jobs.evolution import evolve, ready_manifests, staged_days
+from spark_jobs.contract import (
+    COLUMN_SCHEMA,
+    LOAD_CHECKS,
+    PARTITION_STATS,
+    ROW_COUNT,
+    SCHEMA_EVOLUTION,
+    LoadRequest,
+)
 from spark_jobs.storage import read_json_if_exists, write_json
 
 SPARK_POOL = "spark"  # dagster.yaml limits it: one local Spark application (and Derby metastore) at a time
@@ -31,45 +38,32 @@ def load_check_specs(name: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def load_spec(loaded: LoadedConfig, name: str, days: list[str]) -> tuple[LoadSpec, dict[str, Any]]:
-    """What the Spark job gets for a table and days, and the schema evolution decided."""
+def load_request(loaded: LoadedConfig, name: str) -> LoadRequest:
+    """What the Spark job gets to load a table; it completes it from the dump's manifests
+    (``spark_jobs.evolution.completed``), which the same application may write first."""
     table = loaded.config.tables[name]
     lake = Lake(loaded)
-    manifests = ready_manifests(
-        name,
-        days,
-        lambda day: read_json_if_exists(lake.store, lake.manifest_path(name, day)),
-        lambda day: lake.uri(lake.manifest_path(name, day)),
-    )
-    design = {c.name: c.type for c in table.columns}
     established = read_json_if_exists(lake.store, lake.schema_path(name))
-    schema = evolve(name, design, table.evolution, established, manifests)
-    nullable = {c.name: c.nullable for c in table.columns}
-    descriptions = {c.name: c.description for c in table.columns}
-    spec: LoadSpec = {
+    request: LoadRequest = {
         "table": name,
         "asset_key": dg.AssetKey(name).to_user_string(),
         "partition_column": table.partition_column,
-        "columns": [
-            {
-                "name": c["name"],
-                "type": c["type"],
-                "nullable": nullable.get(c["name"], True),
-                "description": descriptions.get(c["name"], "evolved: added from a delivery"),
-            }
-            for c in schema["after"]
+        "design": [
+            {"name": c.name, "type": c.type, "nullable": c.nullable, "description": c.description}
+            for c in table.columns
         ],
+        "evolution": table.evolution,
+        "established": established["columns"] if established else None,
         "key": table.key,
         "dedup": {"enabled": loaded.config.processing.enable_deduplication, "order_by": table.dedup_order_by},
         "quarantine": table.quarantine.model_dump(),
+        "lake_uri": lake.store.root,
         "staged_uri": lake.uri(lake.staged_root(name)),
-        "staged_days": staged_days(manifests),
-        "manifest_rows": {d: m["rows"] for d, m in manifests.items()},
         "load_date": dt.datetime.now(dt.UTC).date().isoformat(),
         "publish_rejected": None,
         **published_at(lake, name),  # type: ignore[typeddict-item]
     }
-    return spec, schema
+    return request
 
 
 def published_at(lake: Lake, name: str) -> dict[str, str | None]:
@@ -83,8 +77,8 @@ def published_at(lake: Lake, name: str) -> dict[str, str | None]:
     }
 
 
-def retarget(spec: LoadSpec, environment: Lake) -> LoadSpec:
-    """The same load (the same staged rows and columns) published into another environment."""
+def retarget(spec: LoadRequest, environment: Lake) -> LoadRequest:
+    """The same load (the same staged rows, so the same columns) published into another environment."""
     return {**spec, **published_at(environment, spec["table"]), "publish_rejected": None}  # type: ignore[typeddict-item]
 
 
@@ -164,18 +158,10 @@ def load_asset_spec(name: str, table: Table) -> dg.AssetSpec:
     )
 
 
-def warn_evolution(context: dg.AssetExecutionContext, name: str, schema: dict[str, Any]) -> None:
-    if schema["added"]:
-        context.log.warning(f"{name}: schema evolution adds columns {schema['added']} (as string)")
-    if schema["ignored"]:
-        context.log.warning(f"{name}: ignoring delivered columns {schema['ignored']} (evolution = ignore)")
-
-
 def finish_load(
     context: dg.AssetExecutionContext,
     pipeline: PipelineConfigResource,
     name: str,
-    schema: dict[str, Any],
     result: dg.MaterializeResult,
 ) -> dg.MaterializeResult:
     """The job's materialization of a table, completed here: partition metadata onto each partition,
@@ -185,6 +171,7 @@ def finish_load(
     lake = Lake(pipeline.loaded)
     key = dg.AssetKey(name)
     reported = dict(result.metadata or {})
+    schema = reported.pop(SCHEMA_EVOLUTION).value  # type: ignore[union-attr]
     add_partition_metadata(context, key, reported)
     if COLUMN_SCHEMA in reported:  # as written, plus the design's catalog metadata
         reported[COLUMN_SCHEMA] = enrich_schema(reported[COLUMN_SCHEMA], table)

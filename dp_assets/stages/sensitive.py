@@ -11,11 +11,10 @@ from typing import Any
 import dagster as dg
 
 from dp_assets.config.model import MANAGED_IDENTIFIERS, Governance, Table
+from spark_jobs.contract import SENSITIVE_CHECK
 from spark_jobs.dumping.scan import MANAGED_PATTERNS, Identifier, ScanPolicy
 
 assert set(MANAGED_PATTERNS) == set(MANAGED_IDENTIFIERS)
-
-SENSITIVE_CHECK = "no_undeclared_sensitive_data"
 
 
 def identifiers(governance: Governance) -> list[Identifier]:

@@ -2,20 +2,19 @@
 application, whatever it selects.
 
 Dagster stays as granular as the tables: ``raw/<t>`` (the dump) and ``<t>`` (the load) per table,
-one asset per derived table, each with its checks and per-partition metadata. A run's step dumps
-the tables it selects (in this process for now), then hands every selected load and derived table
-to ``spark_jobs/run_pipeline.py`` at once: one local spark-submit, one EMR step, one transient
-cluster or one Serverless job run.
+one asset per derived table, each with its checks and per-partition metadata. A run's step lists
+the deliveries of the tables it dumps (and extracts database tables), then hands every selected
+dump, load and derived table to ``spark_jobs/run_pipeline.py`` at once: one local spark-submit, one
+EMR step, one transient cluster or one Serverless job run. The delivered bytes are copied, parsed
+and scanned there, on the executors; this process reads the manifests the dumps wrote.
 
 A table that fails does not hide the others: what succeeded is reported, and the step then fails
 naming each table that failed (with its cause) and each that did not run because something it reads
 failed in this run. Nothing downstream of a failure runs.
 """
 
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import Any
 
 import dagster as dg
 
@@ -27,32 +26,30 @@ from dp_assets.launchers.base import SparkLauncher
 from dp_assets.liveness import table_writer
 from dp_assets.stages.derive import DerivedTable, derived_tables
 from dp_assets.stages.dump import (
-    BLOCKING_DUMP_CHECKS,
     RestartFlags,
     dump_asset_spec,
     dump_check_specs,
     dump_key,
-    dump_table,
+    prepare_dump,
+    report_dump,
 )
 from dp_assets.stages.load import (
     SPARK_POOL,
     finish_load,
     load_asset_spec,
     load_check_specs,
-    load_spec,
+    load_request,
     retarget,
-    warn_evolution,
 )
 from spark_jobs.contract import (
     PROGRESS,
-    RANGE_TOTALS,
     RUN_SCRIPT,
     SECONDARY_CHECK,
-    LoadSpec,
+    DumpSpec,
+    LoadRequest,
     RunSpec,
     SecondarySpec,
 )
-from spark_jobs.evolution import LoadRefused
 
 TABLES_OP = "tables"
 Event = dg.MaterializeResult | dg.AssetCheckResult
@@ -64,7 +61,6 @@ class RunFailures:
     def __init__(self) -> None:
         self.failed: dict[str, str] = {}
         self.not_run: dict[str, str] = {}
-        self.checks_failed: dict[str, str] = {}  # materialized, but a blocking check failed
 
     def fail(self, context: dg.AssetExecutionContext, key: dg.AssetKey, cause: str) -> None:
         self.failed[key.to_user_string()] = cause
@@ -75,16 +71,14 @@ class RunFailures:
         context.log.warning(f"{key.to_user_string()} not run: {why}")
 
     def blocking(self, keys: list[dg.AssetKey]) -> list[str]:
-        """Why readers of ``keys`` must not run: those that failed, did not run or failed a blocking
-        check in this run."""
+        """Why readers of ``keys`` must not run: those that failed or did not run in this run (a
+        blocking check's failure stops readers in the job)."""
         why = []
         for key in (k.to_user_string() for k in keys):
             if key in self.failed:
                 why.append(f"{key} failed")
             elif key in self.not_run:
                 why.append(f"{key} was not run")
-            elif key in self.checks_failed:
-                why.append(f"{key} failed {self.checks_failed[key]}")
         return why
 
     def raise_if_any(self) -> None:
@@ -141,11 +135,12 @@ def build_tables_asset(loaded: LoadedConfig, partitions: dg.PartitionsDefinition
             # its raw files), in name order so two runs over overlapping tables cannot deadlock.
             for name in sorted({key.path[-1] for key in context.selected_asset_keys}):
                 locks.enter_context(table_writer(context, pipeline.loaded, name))
+            dumps: dict[str, DumpSpec] = {}
             if config.publish_rejected:
                 refuse_dumps_when_publishing(context)
             else:
-                yield from dump_selected(context, config, pipeline, failures)
-            yield from run_spark(context, pipeline, spark, derived, failures, config.publish_rejected)
+                dumps = prepare_dumps(context, config, pipeline, failures)
+            yield from run_spark(context, pipeline, spark, derived, failures, dumps, config.publish_rejected)
         failures.raise_if_any()
 
     return tables
@@ -173,37 +168,36 @@ def refuse_dumps_when_publishing(context: dg.AssetExecutionContext) -> None:
         )
 
 
-def dump_selected(
+def prepare_dumps(
     context: dg.AssetExecutionContext,
     flags: RestartFlags,
     pipeline: PipelineConfigResource,
     failures: RunFailures,
-) -> Iterator[Event]:
-    """Dump each selected table; a failed dump or a failed blocking dump check stops its load only."""
+) -> dict[str, DumpSpec]:
+    """Each selected table's dump, for the run's application; a table whose delivery cannot be
+    listed (or extracted) fails here, and its load does not run."""
+    dumps = {}
     for name in pipeline.loaded.config.tables:
         key = dump_key(name)
         if key not in context.selected_asset_keys:
             continue
-        context.log.info(f"{PROGRESS}dump {name}: started, {len(context.partition_keys)} day(s)")
-        started = time.monotonic()
         try:
-            for event in dump_table(context, flags, pipeline, name):
-                yield event
-                if isinstance(event, dg.MaterializeResult) and RANGE_TOTALS in (event.metadata or {}):
-                    totals = event.metadata[RANGE_TOTALS].value  # type: ignore[index,union-attr]
-                    context.log.info(
-                        f"{PROGRESS}dump {name}: done, {totals['rows']:,} rows in {totals['partitions']} "
-                        f"partition(s) ({time.monotonic() - started:.1f} s)"
-                    )
-                failed = (
-                    isinstance(event, dg.AssetCheckResult)
-                    and not event.passed
-                    and event.severity == dg.AssetCheckSeverity.ERROR  # a WARN (mask, hash) lets the load run
-                )
-                if failed and event.check_name in BLOCKING_DUMP_CHECKS:
-                    failures.checks_failed[key.to_user_string()] = f"blocking check {event.check_name}"
+            dumps[name] = prepare_dump(context, flags, pipeline, name)
         except Exception as exc:  # the other tables go on; the step fails at the end
             failures.fail(context, key, error_text(exc))
+    return dumps
+
+
+def report_dumps(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineConfigResource,
+    dumps: dict[str, DumpSpec],
+    seconds: dict[str, float],
+) -> Iterator[Event]:
+    """``raw/<t>`` and its checks for each dump the application finished."""
+    for name, spec in dumps.items():
+        if name in seconds:
+            yield from report_dump(context, pipeline, name, spec, seconds[name])
 
 
 def run_spark(
@@ -212,15 +206,15 @@ def run_spark(
     spark: SparkLauncher,
     derived: list[DerivedTable],
     failures: RunFailures,
+    dumps: dict[str, DumpSpec],
     publish_rejected: str | None = None,
 ) -> Iterator[Event]:
-    """The selected loads and derived tables, as one Spark application (with ``publish_rejected``,
-    the loads publish the versions that run's checks held back instead)."""
+    """The selected dumps, loads and derived tables, as one Spark application (with
+    ``publish_rejected``, the loads publish the versions that run's checks held back instead)."""
     loaded = pipeline.loaded
     lake = Lake(loaded)
     selected = context.selected_asset_keys
-    loads: list[LoadSpec] = []
-    schemas: dict[str, dict[str, Any]] = {}
+    loads: list[LoadRequest] = []
     for name in loaded.config.tables:
         key = dg.AssetKey(name)
         if key not in selected:
@@ -228,14 +222,9 @@ def run_spark(
         if blocked := failures.blocking([dump_key(name)]):
             failures.skip(context, key, f"upstream {'; '.join(blocked)}")
             continue
-        try:
-            spec, schemas[name] = load_spec(loaded, name, context.partition_keys)
-        except LoadRefused as exc:
-            failures.fail(context, key, error_text(exc))
-            continue
-        warn_evolution(context, name, schemas[name])
-        spec["publish_rejected"] = publish_rejected  # the job logs the override, naming the failed checks
-        loads.append(spec)
+        request = load_request(loaded, name)
+        request["publish_rejected"] = publish_rejected  # the job logs the override, naming the failed checks
+        loads.append(request)
     derives = []
     for table in derived:
         key = dg.AssetKey(table.name)
@@ -245,7 +234,7 @@ def run_spark(
             failures.skip(context, key, f"upstream {'; '.join(blocked)}")
             continue
         derives.append(table)
-    if not loads and not derives:
+    if not dumps and not loads and not derives:
         return
     # A reviewed override publishes what the primary held back; the secondary gets the next run.
     second = None if publish_rejected else loaded.secondary_environment()
@@ -261,6 +250,7 @@ def run_spark(
         credentials = {**credentials, **there.spark_credentials()}
     run_spec: RunSpec = {
         "partition_key_range": {"start": context.partition_keys[0], "end": context.partition_keys[-1]},
+        "dumps": list(dumps.values()),
         "loads": loads,
         "derives": [{**d.spec(lake), "publish_rejected": publish_rejected} for d in derives],
         "secondary": secondary,
@@ -268,7 +258,8 @@ def run_spark(
         "keep_superseded_seconds": loaded.config.processing.keep_superseded_hours * 3600,
     }
     written = sorted({s["table"] for s in loads} | {d.name for d in derives})
-    work = [f"load {', '.join(s['table'] for s in loads)}"] if loads else []
+    work = [f"dump {', '.join(dumps)}"] if dumps else []
+    work += [f"load {', '.join(s['table'] for s in loads)}"] if loads else []
     work += [f"derive {', '.join(d.name for d in derives)}"] if derives else []
     then = f", then the same into {secondary['name']}" if secondary else ""
     context.log.info(f"{PROGRESS}spark: starting one application to {' and '.join(work)}{then}")
@@ -276,28 +267,33 @@ def run_spark(
     try:
         report = spark.run_job(context, RUN_SCRIPT, run_spec)
     except Exception as exc:  # the application failed as a whole: each of its tables did
-        for name in written:
-            failures.fail(context, dg.AssetKey(name), f"the Spark application failed: {error_text(exc)}")
+        for key in [*(dump_key(n) for n in dumps), *map(dg.AssetKey, written)]:
+            failures.fail(context, key, f"the Spark application failed: {error_text(exc)}")
         return
+    outcome = report.outcome or {"failed": {}, "not_run": {}, "dump_seconds": {}}
+    yield from report_dumps(context, pipeline, dumps, outcome["dump_seconds"])
+    loaded_names = {s["table"] for s in loads}
     materialized = set()
     for result in report.results:
         if isinstance(result, dg.MaterializeResult) and result.asset_key is not None:
             name = result.asset_key.to_user_string()
             materialized.add(name)
             result = (
-                finish_load(context, pipeline, name, schemas[name], result)
-                if name in schemas
+                finish_load(context, pipeline, name, result)
+                if name in loaded_names
                 else by_name[name].finish(context, pipeline, result)
             )
         yield result
-    outcome = report.outcome or {"failed": {}, "not_run": {}}
     for key, cause in outcome["failed"].items():
         failures.fail(context, dg.AssetKey.from_user_string(key), cause)
     for key, why in outcome["not_run"].items():
         failures.skip(context, dg.AssetKey.from_user_string(key), why)
-    for name in written:
+    unfinished = [dump_key(n).to_user_string() for n in dumps if n not in outcome["dump_seconds"]]
+    for name in [*unfinished, *written]:
         if name not in materialized and name not in outcome["failed"] and name not in outcome["not_run"]:
-            failures.fail(context, dg.AssetKey(name), "the Spark job reported nothing for it")
+            failures.fail(
+                context, dg.AssetKey.from_user_string(name), "the Spark job reported nothing for it"
+            )
     if publish_rejected and loaded.config.secondary:
         days = f"--start {context.partition_keys[0]} --end {context.partition_keys[-1]}"
         for name in sorted(materialized):
