@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,12 +96,14 @@ def test_the_work_on_bytes_runs_on_spark_executors_as_on_threads(aws: str, isola
         local, landing=S3Store("s3://landing/drops"), store=S3Store("s3://lake/zone")
     )
     listings = {day: remote.landing.list(remote.delivery_prefix(day)) for day in DAYS}
-    spark = (
+    builder = (
         SparkSession.builder.master("local[2]")
         .config("spark.ui.enabled", "false")
         .config("spark.pyspark.python", sys.executable)
-        .getOrCreate()
     )
+    for key in [k for k in os.environ if k.startswith("AWS_")]:  # moto, as a cluster's workers reach S3
+        builder = builder.config(f"spark.executorEnv.{key}", os.environ[key])  # (an earlier JVM lacks them)
+    spark = builder.getOrCreate()
     try:
         on_spark = dump_days(remote, DAYS, listings, policy, map_work=on_executors(spark.sparkContext))
     finally:
