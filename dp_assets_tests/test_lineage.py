@@ -22,8 +22,8 @@ from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
 from dp_assets.launchers.base import JobReport, SparkLauncher
 from dp_assets_tests.conftest import packaged_text
-from dp_assets_tests.helpers import materialize_keys
-from spark_jobs.contract import LOAD_CHECKS
+from dp_assets_tests.helpers import dumps_as_the_job_does, materialize_keys
+from spark_jobs.contract import LOAD_CHECKS, SCHEMA_EVOLUTION
 
 # Dagster's pydantic compatibility layer warns about the stand-in launcher class; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20")
@@ -72,13 +72,17 @@ def lake_with_lineage(home: Path) -> LoadedConfig:
 
 
 class ReportsLikeSpark(SparkLauncher):
-    """What spark_jobs/run_pipeline.py reports through Pipes for each load, without starting Spark."""
+    """What spark_jobs/run_pipeline.py does and reports through Pipes for each dump and load, without
+    starting Spark."""
 
     def run_job(self, context, script, extras):  # type: ignore[no-untyped-def]
         results: list[dg.MaterializeResult | dg.AssetCheckResult] = []
+        dumped = dumps_as_the_job_does(extras)
         for load in extras["loads"]:
             added = [("row_hash", "string"), ("load_date", "date"), (load["partition_column"], "date")]
-            columns = [(c["name"], c["type"]) for c in load["columns"]] + added
+            columns = [(c["name"], c["type"]) for c in load["design"]] + added
+            design = [{"name": c["name"], "type": c["type"], "origin": "design"} for c in load["design"]]
+            evolution = {"before": design, "after": design, "added": [], "ignored": []}
             schema = dg.TableSchema([dg.TableColumn(n, t) for n, t in columns])
             key = dg.AssetKey(load["table"])
             results.append(
@@ -87,11 +91,12 @@ class ReportsLikeSpark(SparkLauncher):
                     metadata={
                         "dagster/row_count": dg.MetadataValue.int(943),
                         "dagster/column_schema": dg.MetadataValue.table_schema(schema),
+                        SCHEMA_EVOLUTION: dg.MetadataValue.json(evolution),
                     },
                 )
             )
             results += [dg.AssetCheckResult(asset_key=key, check_name=c, passed=True) for c in LOAD_CHECKS]
-        return JobReport(results, {"failed": {}, "not_run": {}})
+        return JobReport(results, {"failed": {}, "not_run": {}, "dump_seconds": dumped})
 
 
 def run(loaded: LoadedConfig, keys: list) -> tuple[dg.ExecuteInProcessResult, str]:

@@ -18,7 +18,7 @@ import pytest
 from dp_assets.config.loader import LoadedConfig, load_config_from
 from dp_assets.definitions import build_definitions
 from dp_assets.lake import Lake
-from dp_assets.launchers.base import JobReport, SparkLauncher
+from dp_assets.launchers.base import SparkLauncher
 from dp_assets.stages.dump import SENSITIVE_CHECK, dump_partitions, scan_policy
 from dp_assets.stages.sensitive import scan_policy_for
 from dp_assets.stages.tables import TABLES_OP
@@ -233,14 +233,7 @@ NO_PYDANTIC_COMPAT_WARNING = pytest.mark.filterwarnings("ignore::pydantic.warnin
 def test_detection_per_column_and_isolation_blocks_the_load(isolated_home: Path) -> None:
     loaded = make_lake(isolated_home)
     deliver(loaded, DAY, DELIVERY)
-    calls: list[str] = []
-
-    class Recording(SparkLauncher):
-        def run_job(self, context, script, extras):  # type: ignore[no-untyped-def]
-            calls.append(script)
-            raise AssertionError("the load must not run on an isolated delivery")
-
-    result, instance = dump(loaded, with_load=True, spark=Recording())
+    result, instance = dump(loaded, with_load=True)
 
     m = manifest(loaded)
     assert findings(m) == EXPECTED  # look-alike card/IBAN and the keyword-less other_ref not counted
@@ -270,13 +263,13 @@ def test_detection_per_column_and_isolation_blocks_the_load(isolated_home: Path)
     assert "sensitive = true" in text and "redeliver" in text and 'scan.action = "mask"' in text
     assert "ssn" not in text.replace("sensitive", "")  # declared sensitive: reported, not a violation
 
-    # the dump materialized, the blocking check failed, and the load never ran: no Spark job at all
+    # the dump materialized, the blocking check failed, and the job did not load the table
     assert [m.partition for m in materializations(result, "raw/customers")] == [DAY]
     assert (
         "customers: not run: upstream raw/customers failed blocking check no_undeclared_sensitive_data"
         in failure_message(result, TABLES_OP)
     )
-    assert not materializations(result, "customers") and calls == []
+    assert not materializations(result, "customers")
 
     assert_no_leak(loaded, result, instance)
 
@@ -290,7 +283,6 @@ def test_load_alone_refuses_an_isolated_day(isolated_home: Path) -> None:
     result = materialize_keys(
         defs,
         "customers",
-        resources={**defs.resources, "spark": SparkLauncher()},
         instance=dg.DagsterInstance.ephemeral(),
         partition_key=DAY,
         raise_on_error=False,
@@ -346,17 +338,10 @@ def sha(v: str) -> str:
 def test_mask_or_hash_rewrites_undeclared_columns_and_continues(isolated_home: Path, action: str) -> None:
     loaded = make_lake(isolated_home, action=action)
     deliver(loaded, DAY, DELIVERY)
-    loads: list[str] = []
-
-    class Recording(SparkLauncher):
-        """Stands in for Spark: records which tables the run hands it, reports nothing back."""
-
-        def run_job(self, context, script, extras):  # type: ignore[no-untyped-def]
-            loads.extend(spec["table"] for spec in extras["loads"])
-            return JobReport([], {"failed": {}, "not_run": {}})
-
-    result, instance = dump(loaded, with_load=True, spark=Recording())
-    assert loads == ["customers"]  # the check warned: the load went on
+    result, instance = dump(loaded, with_load=True)
+    failed = [e.step_failure_data.error.message for e in result.all_events if e.is_step_failure]
+    # the check warned: the job loaded the table (its quarantine then holds the version back)
+    assert not any("customers: not run" in f for f in failed), failed
     assert materializations(result, "raw/customers")
     m = manifest(loaded)
     assert findings(m) == EXPECTED and "isolated" not in m
