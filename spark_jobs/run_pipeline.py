@@ -1,11 +1,13 @@
 """The Spark application of one Dagster run: every table it covers, in one SparkSession.
 
 spark-submit runs this file (locally, as one EMR step, on one transient cluster or as one Serverless
-job run); everything it needs arrives as a ``contract.RunSpec`` through Pipes. The loads run side by
-side on a few threads, each derived table once the tables it reads are done. A table that fails is
-reported as failed with its cause and the others go on; a derived table whose upstream failed (or
-failed a check) in this run is not run. The run's outcome is the last message, so the orchestrator
-fails exactly those assets.
+job run); everything it needs arrives as a ``contract.RunSpec`` through Pipes. The tables run side
+by side on a few threads: each table's dump (its files copied, parsed and scanned by tasks on the
+executors, its manifests written here), then its load (completed from those manifests), and each
+derived table once the tables it reads are done. A table that fails is reported as failed with its
+cause and the others go on; a load whose dump failed (or isolated a day), and a derived table whose
+upstream failed (or failed a check) in this run, are not run. The run's outcome is the last message,
+so the orchestrator fails exactly those assets and reports each finished dump from its manifests.
 """
 
 from __future__ import annotations

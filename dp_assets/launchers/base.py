@@ -54,8 +54,8 @@ def spark_jobs_zip(folder: Path | None = None) -> bytes:
     It also carries ``dagster_pipes`` (pure Python, no dependencies), which no Spark runtime has: the
     jobs then need nothing installed beyond pyspark (and boto3 for Pipes on S3). Every launcher ships
     this same zip, the local one included, so a laptop runs what a cluster runs. Its ``dumping``
-    package (the dump's parser and scan) needs pyarrow and numpy as well, which nothing run on a
-    cluster imports yet."""
+    package (the dump's parser and scan) needs pyarrow and numpy as well: a run that dumps ships
+    them (``job_env``)."""
     folder = folder or spark_jobs_dir()
     files = [
         (f"spark_jobs/{p.relative_to(folder).as_posix()}", p)
