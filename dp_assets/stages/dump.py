@@ -98,16 +98,16 @@ def dump_spec(lake: Lake, name: str, days: list[str], policy: ScanPolicy | None 
     listed first, so a missing one stops the dump before anything is written; or a database table
     extracted into the raw zone, one day at a time as the source expects (a failed extract leaves
     the days not dumped)."""
-    table, layout = lake.table(name), lake.layout(name)
+    source, target = lake.table(name).source, lake.dump(name)
     delivered: dict[str, list[DeliveredFile]] = {}
     extracted = None
-    if isinstance(table.source, PostgresSource):
-        target, extracted = lake.dump(name), {}
+    if isinstance(source, PostgresSource):
+        extracted = {}
         try:
             for day in days:
                 raw = target.raw_prefix(day)
                 lake.store.delete_prefix(raw)  # an extract replaces the day's files, never adds to them
-                extracted[day] = extract_partition(name, table.source, day, lake.store, raw)
+                extracted[day] = extract_partition(name, source, day, lake.store, raw)
         except BaseException:
             clean_up(target, days)
             raise
@@ -116,16 +116,16 @@ def dump_spec(lake: Lake, name: str, days: list[str], policy: ScanPolicy | None 
             delivered[day] = [{"path": f.path, "size": f.size} for f in list_delivery(lake, name, day)]
     return {
         "table": name,
-        "partition_column": layout.partition_column,
-        "source_prefix": layout.source_prefix,
-        "landing_uri": lake.landing.root,
-        "lake_uri": lake.store.root,
+        "partition_column": target.partition_column,
+        "source_prefix": target.source_prefix,
+        "landing_uri": target.landing.root,
+        "lake_uri": target.store.root,
         "days": days,
         "delivered": delivered,
         "extracted": extracted,
-        "file_format": getattr(table.source, "format", "csv"),  # an extract is CSV
-        "csv": dataclasses.asdict(table.source.csv.options()),
-        "columns": [c.name for c in table.columns],
+        "file_format": target.file_format,
+        "csv": dataclasses.asdict(target.csv),
+        "columns": list(target.columns),
         "scan": policy.spec() if policy else None,
     }
 
