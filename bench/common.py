@@ -12,10 +12,12 @@ import platform
 import resource
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from dp_assets.config.loader import PACKAGED, LoadedConfig, load_config_from
 from dp_assets.demo import write_flight_deliveries
@@ -70,3 +72,60 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def rchar(io_file: Path) -> int:
+    """Bytes read through read-like calls, from files, sockets and pipes alike (Linux ``io``)."""
+    text = io_file.read_text()
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith("rchar:")))
+
+
+class OwnReads:
+    """What this process's own threads read while the block runs, children not included.
+
+    ``/proc/self/io`` is no measure of that: Linux adds a reaped child's reads to its parent's, so a
+    run's spark-submit (and the Spark application under it) would count as the orchestrator's.
+    ``/proc/self/task/<tid>/io`` counts one thread alone; a sampler keeps each thread's last value,
+    so a thread that ends within the block is counted up to its last sample. ``whole`` is the
+    process-wide figure over the same block, for comparison.
+    """
+
+    def __init__(self, every_seconds: float = 0.02) -> None:
+        self.every_seconds = every_seconds
+        self.own = 0
+        self.whole = 0
+
+    def __enter__(self) -> Self:
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_until_stopped, daemon=True)
+        self._whole_before = rchar(Path("/proc/self/io"))
+        self._before = self._threads()
+        self._last = dict(self._before)
+        self._sampler.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._sampler.join()
+        self._last.update(self._threads())
+        self.own = sum(value - self._before.get(tid, 0) for tid, value in self._last.items())
+        self.whole = rchar(Path("/proc/self/io")) - self._whole_before
+
+    def _sample_until_stopped(self) -> None:
+        self._sampler_tid = threading.get_native_id()  # its own reads of /proc are not the run's
+        while not self._stop.wait(self.every_seconds):
+            self._last.update(self._threads())
+
+    def _threads(self) -> dict[int, int]:
+        values = {}
+        for task in Path("/proc/self/task").iterdir():
+            tid = int(task.name)
+            if tid == getattr(self, "_sampler_tid", None):
+                continue
+            try:
+                values[tid] = rchar(task / "io")
+            except OSError:  # the thread ended between the listing and the read
+                continue
+        return values
