@@ -19,7 +19,14 @@ from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
 from dp_assets.stages.dump import dump_partitions, scan_policy
 from spark_jobs.dumping import deliveries
-from spark_jobs.dumping.deliveries import TableDump, dump_days, on_executors, staged_name
+from spark_jobs.dumping.deliveries import (
+    MAX_TASK_BYTES,
+    TableDump,
+    dump_days,
+    on_executors,
+    pack,
+    staged_name,
+)
 from spark_jobs.storage import S3Store
 
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
@@ -70,6 +77,20 @@ def staged_tables(dump: TableDump, days: list[str]) -> dict[str, Any]:
             with dump.store.open_read(f.path) as body:
                 out[f"{day}/{f.path.rsplit('/', 1)[-1]}"] = pq.read_table(io.BytesIO(body.read())).to_pylist()
     return out
+
+
+def test_files_pack_into_tasks_as_spark_packs_a_scan() -> None:
+    """Small files share a task (a day of them would otherwise pay a task each), a file past a
+    split's bytes has a task to itself, every core gets work, and the order is kept."""
+    small = [f"small-{n}" for n in range(31)]
+    groups = pack(small, [2_000] * 31, cores=2)
+    assert [f for g in groups for f in g] == small
+    assert 2 <= len(groups) <= 4, groups  # about a split per core: 31 small files, 2 cores
+
+    big = ["a", "b", "tiny", "c"]
+    sizes = [3 * MAX_TASK_BYTES, MAX_TASK_BYTES, 10, 2 * MAX_TASK_BYTES]
+    assert pack(big, sizes, cores=64) == [["a"], ["b"], ["tiny"], ["c"]]  # split = MAX_TASK_BYTES
+    assert pack(["only"], [0], cores=8) == [["only"]]
 
 
 def test_the_work_on_bytes_runs_on_spark_executors_as_on_threads(aws: str, isolated_home: Path) -> None:

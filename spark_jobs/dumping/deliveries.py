@@ -114,9 +114,10 @@ _R = TypeVar("_R")
 
 
 class MapWork(Protocol):
-    """Runs ``work`` on each item, wherever the work runs; the results in the items' order."""
+    """Runs ``work`` on each item, wherever the work runs; the results in the items' order.
+    ``sizes`` are the items' bytes, for whatever packs items into tasks."""
 
-    def __call__(self, work: Callable[[_T], _R], items: list[_T], /) -> list[_R]: ...
+    def __call__(self, work: Callable[[_T], _R], items: list[_T], sizes: list[int], /) -> list[_R]: ...
 
 
 # Delivered files copied, parsed and scanned at once: S3 requests wait on the network, pyarrow
@@ -125,7 +126,7 @@ class MapWork(Protocol):
 DUMP_THREADS = 4
 
 
-def threads(work: Callable[[_T], _R], items: list[_T]) -> list[_R]:
+def threads(work: Callable[[_T], _R], items: list[_T], sizes: list[int]) -> list[_R]:
     """``map_work`` in this process: ``DUMP_THREADS`` at a time, results in order."""
     with ThreadPoolExecutor(DUMP_THREADS, thread_name_prefix="dump") as pool:
         return list(pool.map(work, items))
@@ -157,17 +158,43 @@ def dump_as_specified(
     return dump_days(dump, spec["days"], listings, policy, spec["extracted"], map_work)
 
 
-def on_executors(spark_context: Any) -> MapWork:
-    """``map_work`` on a Spark application's executors: one task per item (a file is read and written
-    by one task), the results collected on the driver in order. The work and what it holds (the
-    stores) are pickled to the workers."""
+# Spark's own rule for packing files into a scan's tasks (spark.sql.files.maxPartitionBytes and
+# openCostInBytes, at their defaults): a task takes files up to a split's bytes, and each file
+# counts its bytes plus the cost of opening one.
+MAX_TASK_BYTES = 128 << 20
+OPEN_COST_BYTES = 4 << 20
 
-    def run(work: Callable[[_T], _R], items: list[_T]) -> list[_R]:
+
+def on_executors(spark_context: Any) -> MapWork:
+    """``map_work`` on a Spark application's executors, the results collected on the driver in order.
+    A file is read and written by one task, and a task takes a run of consecutive files packed by
+    Spark's rule for a scan (``pack``): a day of small files would otherwise pay a task's scheduling
+    and the pickled work per file, and large files still get a task each."""
+
+    def run(work: Callable[[_T], _R], items: list[_T], sizes: list[int]) -> list[_R]:
         if not items:
             return []
-        return spark_context.parallelize(items, len(items)).map(work).collect()
+        groups = pack(items, sizes, spark_context.defaultParallelism)
+        tasks = spark_context.parallelize(groups, len(groups))
+        return tasks.flatMap(lambda group: [work(item) for item in group]).collect()
 
     return run
+
+
+def pack(items: list[_T], sizes: list[int], cores: int) -> list[list[_T]]:
+    """Consecutive runs of ``items`` of at most one split each, as Spark packs a scan's files: the
+    split is the bytes per core, between one file's open cost and ``MAX_TASK_BYTES``."""
+    weights = [size + OPEN_COST_BYTES for size in sizes]
+    split = min(MAX_TASK_BYTES, max(OPEN_COST_BYTES, sum(weights) // max(cores, 1)))
+    groups: list[list[_T]] = []
+    bytes_in_group = 0
+    for item, weight in zip(items, weights, strict=True):
+        if not groups or bytes_in_group + weight > split:
+            groups.append([])
+            bytes_in_group = 0
+        groups[-1].append(item)
+        bytes_in_group += weight
+    return groups
 
 
 def dump_days(
@@ -210,7 +237,7 @@ def dump_days(
             copied = {day: [dict(e) for e in extracted[day]] for day in days}
         else:
             work = [(day, f) for day in days for f in listings[day]]
-            entries = map_work(lambda w: copy_delivered_file(dump, *w), work)
+            entries = map_work(lambda w: copy_delivered_file(dump, *w), work, [f.size for _, f in work])
             for (day, _), entry in zip(work, entries, strict=True):
                 copied[day].append(entry)
             for day in days:  # an extract is no delivery: the same rows on two days are snapshots
@@ -219,7 +246,9 @@ def dump_days(
                     if first:
                         entry.update(duplicate_of=first, rows=0, rejected=0)
         firsts = [(day, e) for day in days for e in copied[day] if not e.get("duplicate_of")]
-        staged = map_work(lambda w: stage_entry(dump, w[0], w[1]["file"], policy), firsts)
+        staged = map_work(
+            lambda w: stage_entry(dump, w[0], w[1]["file"], policy), firsts, [e["bytes"] for _, e in firsts]
+        )
         for (_, entry), done in zip(firsts, staged, strict=True):
             entry.update(done)  # a worker elsewhere fills in a copy of the entry
         for day in days:
