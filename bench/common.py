@@ -57,6 +57,13 @@ def peak_rss_mb() -> dict[str, float]:
     }
 
 
+def proc_status_mb(field: str) -> float:
+    """A memory figure of this process from ``/proc/self/status`` (``VmHWM``: peak RSS since the last
+    reset by writing 5 to ``/proc/self/clear_refs``)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(f"{field}:"))) / 1024
+
+
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     python = platform.python_version()
@@ -75,7 +82,8 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def rchar(io_file: Path) -> int:
-    """Bytes read through read-like calls, from files, sockets and pipes alike (Linux ``io``)."""
+    """Bytes read by read(2) and its kin from files and pipes (Linux ``io``); a socket's recv(2) is
+    not counted, so what is measured with it keeps its data in local files."""
     text = io_file.read_text()
     return int(next(line.split()[1] for line in text.splitlines() if line.startswith("rchar:")))
 

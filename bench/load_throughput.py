@@ -24,7 +24,17 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from bench.common import OUT, OwnReads, machine, median, peak_rss_mb, table, timed, workdir
+from bench.common import (
+    OUT,
+    OwnReads,
+    machine,
+    median,
+    peak_rss_mb,
+    proc_status_mb,
+    table,
+    timed,
+    workdir,
+)
 from dp_assets.config.loader import load_config_from
 from dp_assets.launchers.local import LocalSparkLauncher
 from dp_assets.launchers.select import build_launcher
@@ -209,11 +219,6 @@ def main() -> None:
     )
     print(f"the Dagster process's peak RSS during a run: {max(peak):,.0f} MB (goal #14: < 500 MB)")
     print(f"peak memory of the whole benchmark: {peak_rss_mb()}")
-
-
-def proc_status_mb(field: str) -> float:
-    status = Path("/proc/self/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(f"{field}:"))) / 1024
 
 
 if __name__ == "__main__":

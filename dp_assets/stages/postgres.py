@@ -123,11 +123,10 @@ def extract_partition(
                     copy = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER true)").format(query)
                     digest, size = hashlib.sha256(), 0
                     with cur.copy(copy) as stream, store.open_write(f"{raw_prefix}/{file}") as out:
-                        for chunk in stream:
-                            data = bytes(chunk)
-                            digest.update(data)
-                            out.write(data)
-                            size += len(data)
+                        for chunk in stream:  # psycopg's buffer, hashed and written without a copy
+                            digest.update(chunk)
+                            out.write(chunk)
+                            size += len(chunk)
                     entries.append(
                         {
                             "file": file,
