@@ -107,14 +107,20 @@ def evolve(
     }
 
 
-def manifests_in(store: Store, request: LoadRequest, days: list[str]) -> dict[str, dict[str, Any]]:
-    """The days' manifests of a load's table in ``store`` (its lake), refused as ``ready_manifests``
-    says."""
+def manifests_in(
+    store: Store, request: LoadRequest, days: list[str], dumped: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The days' manifests of a load's table in ``store`` (its lake), or as this run's dump returned
+    them (``dumped``: what it wrote there, not read back), refused as ``ready_manifests`` says."""
     layout = TableLayout(request["table"], request["partition_column"], "")
+
+    def stored(day: str) -> dict[str, Any] | None:
+        return read_json_if_exists(store, layout.manifest_path(day))
+
     return ready_manifests(
         request["table"],
         days,
-        lambda day: read_json_if_exists(store, layout.manifest_path(day)),
+        dumped.get if dumped is not None else stored,
         lambda day: store.uri(layout.manifest_path(day)),
     )
 

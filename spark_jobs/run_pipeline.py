@@ -140,8 +140,8 @@ class Tables:
         self.outcome: RunOutcome = {"failed": {}, "not_run": {}, "dump_seconds": {}}
         self.blocked: dict[str, str] = {}  # table (raw/<table> for a dump) -> why its readers must not run
 
-    def dump(self, spec: DumpSpec) -> bool:
-        """Dump a table's days, the work on bytes on the executors (one task per file); False when
+    def dump(self, spec: DumpSpec) -> dict[str, dict[str, Any]] | None:
+        """Dump a table's days, the work on bytes on the executors; the days' manifests, or None when
         its load must not run: the dump failed, or isolated a day (its blocking check failed)."""
         # pyarrow and numpy: the parser's and the scan's, in the environment a run that dumps ships
         from spark_jobs.dumping.deliveries import dump_as_specified, on_executors
@@ -160,7 +160,7 @@ class Tables:
             self.pipes.log.error(f"dump {table} failed:\n{traceback.format_exc()}")
             self.outcome["failed"][key] = error_text(exc)
             self.blocked[key] = f"{key} failed"
-            return False
+            return None
         seconds = time.monotonic() - started
         self.outcome["dump_seconds"][table] = round(seconds, 2)
         rows = sum(m["rows"] for m in manifests.values())
@@ -169,8 +169,8 @@ class Tables:
         )
         if any(m.get("isolated") for m in manifests.values()):
             self.blocked[key] = f"{key} failed blocking check {SENSITIVE_CHECK}"
-            return False
-        return True
+            return None
+        return manifests
 
     def fail(self, stage: str, spec: LoadRequest | DeriveSpec, exc: Exception) -> None:
         self.pipes.log.error(f"{stage} {spec['table']} failed:\n{traceback.format_exc()}")
@@ -198,17 +198,24 @@ class Tables:
             self.blocked[spec["table"]] = f"{spec['table']} failed check(s) {checks}"
 
     def table(self, dump: DumpSpec | None, load: LoadRequest | None) -> None:
-        """A table's dump, then its load, unless the dump stops it."""
-        if dump is not None and not self.dump(dump) and load is not None:
+        """A table's dump, then its load (on the manifests the dump just wrote), unless the dump
+        stops it."""
+        dumped = self.dump(dump) if dump is not None else None
+        if load is None:
+            return
+        if dump is not None and dumped is None:
             self.outcome["not_run"][load["asset_key"]] = f"upstream {self.blocked['raw/' + dump['table']]}"
             self.blocked[load["table"]] = f"{load['table']} was not run"
-        elif load is not None:
-            self.load(load)
+        else:
+            self.load(load, dumped)
 
-    def load(self, request: LoadRequest) -> None:
+    def load(self, request: LoadRequest, dumped: dict[str, dict[str, Any]] | None = None) -> None:
+        """Load a table's days, on the manifests its dump in this run returned, else on those in the
+        lake (a run that loads without dumping)."""
         spec: LoadSpec | LoadRequest = request
         try:
-            manifests = manifests_in(store_with(request["lake_uri"], self.credentials), request, self.days)
+            store = store_with(request["lake_uri"], self.credentials)
+            manifests = manifests_in(store, request, self.days, dumped)
             spec, schema = completed(request, manifests)
             if schema["added"]:
                 self.pipes.log.warning(
