@@ -99,7 +99,8 @@ def plan_release(
         if path.suffix in SHIPPED_SUFFIXES and path.name != "__init__.py":
             plan.files.append(ReleaseFile(f"spark_jobs/{path.name}", path.read_bytes()))
     plan.files.append(ReleaseFile("spark_jobs.zip", spark_jobs_zip()))
-    plan.files.append(ReleaseFile(job_env.ARCHIVE, job_env.archive()))  # pyarrow, numpy for the dump
+    for architecture in job_env.PLATFORMS:  # pyarrow, numpy for the dump, on x86_64 and Graviton nodes
+        plan.files.append(ReleaseFile(job_env.archive_name(architecture), job_env.archive(architecture)))
     plan.manifest = {
         "deployment_id": deployment_id,
         "env": env,

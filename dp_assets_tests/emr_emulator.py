@@ -396,26 +396,38 @@ class EmrEmulator:
             run.state_details = f"Job failed, please check complete logs. ExitCode: {ended.code}. {last}"
 
 
-def shared_cluster(log_uri: str | None = None, release_label: str = "emr-7.5.0") -> str:
-    """A long-running cluster in moto that someone else owns (for emr-existing); its id."""
+def shared_cluster(
+    log_uri: str | None = None,
+    release_label: str = "emr-7.5.0",
+    master: str = "m5.xlarge",
+    workers: Mapping[str, str] | None = None,
+) -> str:
+    """A long-running cluster in moto that someone else owns (for emr-existing); its id. ``workers``:
+    instance type by role (CORE, TASK) of its other instance groups; none by default."""
+    groups = [{"InstanceRole": "MASTER", "InstanceType": master, "InstanceCount": 1}]
+    groups += [
+        {"InstanceRole": role, "InstanceType": t, "InstanceCount": 2} for role, t in (workers or {}).items()
+    ]
     return boto3.client("emr").run_job_flow(
         Name="shared",
         ReleaseLabel=release_label,
         **({"LogUri": log_uri} if log_uri else {}),
-        Instances={
-            "InstanceGroups": [{"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}],
-            "KeepJobFlowAliveWhenNoSteps": True,
-        },
+        Instances={"InstanceGroups": groups, "KeepJobFlowAliveWhenNoSteps": True},
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",
     )["JobFlowId"]
 
 
-def serverless_application(release_label: str = "emr-7.5.0") -> str:
+def serverless_application(release_label: str = "emr-7.5.0", architecture: str = "X86_64") -> str:
     """An EMR Serverless Spark application in moto; its id. dp runs on a 7.x one only with
-    ``[spark.emr] python`` naming a custom image's interpreter (7.x images have Python 3.9)."""
+    ``[spark.emr] python`` naming a custom image's interpreter (7.x images have Python 3.9). moto
+    drops the application's ``architecture``; it is kept here, as AWS keeps it."""
     client = boto3.client("emr-serverless")
-    return client.create_application(name="dp", releaseLabel=release_label, type="SPARK")["applicationId"]
+    application_id = client.create_application(
+        name="dp", releaseLabel=release_label, type="SPARK", architecture=architecture
+    )["applicationId"]
+    get_backend("emr-serverless")[ACCOUNT][REGION].applications[application_id].architecture = architecture
+    return application_id
 
 
 @pytest.fixture(name="emr_emulator")

@@ -42,7 +42,8 @@ def test_release_layout_manifest_alias_and_pinned_uri(versioned_bucket: str, cap
             "config.toml",
             "manifest.json",
             "spark_jobs.zip",
-            "job_env.zip",
+            "job_env-x86_64.zip",
+            "job_env-aarch64.zip",
             *(
                 f"spark_jobs/{p.name}"
                 for p in spark_jobs_dir().iterdir()
@@ -59,9 +60,13 @@ def test_release_layout_manifest_alias_and_pinned_uri(versioned_bucket: str, cap
     with zipfile.ZipFile(BytesIO(body(versioned_bucket, f"{release}/spark_jobs.zip"))) as zf:
         shipped = set(zf.namelist())
     assert {"spark_jobs/run_pipeline.py", "spark_jobs/contract.py", "dagster_pipes/__init__.py"} <= shipped
-    with zipfile.ZipFile(BytesIO(body(versioned_bucket, f"{release}/job_env.zip"))) as zf:
-        unpacked = {n.split("/", 1)[0] for n in zf.namelist()}
-    assert {"pyarrow", "numpy"} <= unpacked  # the dump's packages, for the cluster's Python 3.11
+    for architecture, elf_machine in (("x86_64", 62), ("aarch64", 183)):  # EM_X86_64, EM_AARCH64
+        with zipfile.ZipFile(BytesIO(body(versioned_bucket, f"{release}/job_env-{architecture}.zip"))) as zf:
+            unpacked = {n.split("/", 1)[0] for n in zf.namelist()}
+            libraries = [n for n in zf.namelist() if n.endswith(".so") or ".so." in n]
+            machines = {int.from_bytes(zf.read(n)[18:20], "little") for n in libraries}
+        assert {"pyarrow", "numpy"} <= unpacked  # the dump's packages, for the cluster's Python 3.11
+        assert libraries and machines == {elf_machine}, (architecture, machines)  # built for that CPU
     alias = f"{ENV}/{PIPELINE}/config.toml"
     assert body(versioned_bucket, alias) == body(versioned_bucket, f"{release}/config.toml")
 

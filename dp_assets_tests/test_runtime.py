@@ -13,10 +13,17 @@ import pytest
 from moto.backends import get_backend
 
 from dp_assets.config.loader import ConfigError, load_config_from
+from dp_assets.config.model import EmrCluster
 from dp_assets.launchers.base import SparkLauncher
 from dp_assets.launchers.emr import EmrExistingLauncher, EmrLauncher, EmrServerlessLauncher
 from dp_assets.launchers.local import LocalSparkLauncher, default_spark_home
-from dp_assets.launchers.runtime import UnsupportedRuntime, emr_runtime, pinned_conf
+from dp_assets.launchers.runtime import (
+    UnsupportedRuntime,
+    emr_runtime,
+    instance_architecture,
+    one_architecture,
+    pinned_conf,
+)
 from dp_assets.launchers.select import build_launcher
 from dp_assets_tests.conftest import packaged_text
 from dp_assets_tests.emr_emulator import ACCOUNT, serverless_application, shared_cluster
@@ -194,3 +201,68 @@ def test_pinned_conf_names_the_runtime_interpreter() -> None:
         **PINNED,
         "spark.sql.ansi.enabled": "false",
     }
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "architecture"),
+    [
+        ("m7g.xlarge", "aarch64"),
+        ("r6gd.2xlarge", "aarch64"),
+        ("c6gn.large", "aarch64"),
+        ("im4gn.large", "aarch64"),
+        ("x2gd.medium", "aarch64"),
+        ("m5.xlarge", "x86_64"),
+        ("m6i.xlarge", "x86_64"),
+        ("m7a.large", "x86_64"),
+        ("g5.xlarge", "x86_64"),  # a GPU family, not Graviton
+        ("g4dn.xlarge", "x86_64"),
+        ("m7i-flex.large", "x86_64"),
+    ],
+)
+def test_graviton_instance_types_are_aarch64(instance_type: str, architecture: str) -> None:
+    assert instance_architecture(instance_type) == architecture
+
+
+def test_nodes_of_two_architectures_are_refused_by_name() -> None:
+    assert one_architecture("cluster j-1", ["m7g.xlarge", "r7g.large"]) == "aarch64"
+    with pytest.raises(UnsupportedRuntime, match=r"m5\.xlarge \(x86_64\), m7g\.xlarge \(aarch64\)"):
+        one_architecture("cluster j-1", ["m7g.xlarge", "m5.xlarge"])
+    with pytest.raises(UnsupportedRuntime, match=r"'db\.r5\.large' is not one dp can read"):
+        instance_architecture("db.r5.large")
+
+
+GRAVITON = {
+    "transient": lambda: EmrLauncher(
+        **COMMON,
+        **EmrCluster(master_instance_type="m5.xlarge", core_instance_type="m7g.xlarge").model_dump(),
+    ),
+    "existing": lambda: EmrExistingLauncher(
+        **COMMON, cluster_id=shared_cluster(workers={"CORE": "r7g.xlarge", "TASK": "c7g.xlarge"})
+    ),
+    "serverless": lambda: EmrServerlessLauncher(
+        **COMMON,
+        application_id=serverless_application(architecture="ARM64"),
+        execution_role_arn=f"arn:aws:iam::{ACCOUNT}:role/dp-job",
+        python="/usr/bin/python3.11",  # a custom image's: 7.x images have Python 3.9 only
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(GRAVITON))
+def test_graviton_targets_get_the_aarch64_job_environment(aws: str, kind: str) -> None:
+    """The job environment holds compiled packages: a run on Graviton nodes (transient cluster: the
+    core nodes, where the containers run; an existing cluster's core and task groups; a Serverless
+    application's ARM64) ships the release's aarch64 archive."""
+    launcher = GRAVITON[kind]()
+    runtime = launcher.runtime()
+    assert runtime.architecture == "aarch64" and runtime.describe().endswith(", aarch64")
+    archive = launcher.job_env_conf(runtime)[launcher.archives_conf]
+    assert archive == f"{COMMON['release_uri']}/job_env-aarch64.zip#dp_env"
+
+
+def test_an_existing_cluster_mixing_architectures_is_refused_before_submitting(aws: str) -> None:
+    cluster_id = shared_cluster(workers={"CORE": "m5.xlarge", "TASK": "m7g.xlarge"})
+    with pytest.raises(dg.Failure, match=f"cluster {cluster_id} runs containers on x86_64 and aarch64"):
+        EmrExistingLauncher(**COMMON, cluster_id=cluster_id).runtime()
+    x86 = EmrExistingLauncher(**COMMON, cluster_id=shared_cluster()).runtime()  # the master alone
+    assert x86.architecture == "x86_64"

@@ -29,7 +29,14 @@ from pydantic import Field
 
 from dp_assets.launchers import job_env
 from dp_assets.launchers.base import JobReport, SparkLauncher, with_partition_range
-from dp_assets.launchers.runtime import SparkRuntime, UnsupportedRuntime, emr_runtime, pinned_conf
+from dp_assets.launchers.runtime import (
+    SparkRuntime,
+    UnsupportedRuntime,
+    emr_runtime,
+    instance_architecture,
+    one_architecture,
+    pinned_conf,
+)
 
 STEP_DONE = {"COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"}
 CLUSTER_DONE = {"TERMINATED", "TERMINATED_WITH_ERRORS"}
@@ -215,7 +222,7 @@ class EmrPipesLauncher(SparkLauncher):
             env = session.get_bootstrap_env_vars()
             conf: dict[str, str] = {}
             if extras.get("dumps"):  # only a run that dumps needs the job environment
-                env, conf = {**env, "PYTHONPATH": f"./{job_env.ALIAS}"}, self.job_env_conf()
+                env, conf = {**env, "PYTHONPATH": f"./{job_env.ALIAS}"}, self.job_env_conf(runtime)
             handle = self.start(context, script, runtime, env, conf, session.default_remote_invocation_info)
             context.log.info(f"started {handle.ids}")
             outcome = self._wait(context, handle)
@@ -281,18 +288,25 @@ class EmrPipesLauncher(SparkLauncher):
             time.sleep(min(self.poll.interval_seconds, 5.0))
         return found
 
-    def target_runtime(self, release_label: str, serverless: bool = False) -> SparkRuntime:
-        """The runtime of a release label, or a Failure naming what dp cannot run."""
+    def target_runtime(
+        self, release_label: str, serverless: bool = False, architecture: Callable[[], str] = lambda: "x86_64"
+    ) -> SparkRuntime:
+        """The runtime of a release label on the target's CPU (``architecture()``), or a Failure
+        naming what dp cannot run."""
         try:
-            return emr_runtime(release_label, serverless=serverless, python=self.python)
+            return emr_runtime(
+                release_label, serverless=serverless, python=self.python, architecture=architecture()
+            )
         except UnsupportedRuntime as e:
             raise dg.Failure(str(e)) from e
 
-    def job_env_conf(self) -> dict[str, str]:
-        """The release's job environment (``job_env``), unpacked as ./dp_env beside the driver and
-        each executor and put on the executors' Python path (the driver's is in its env)."""
+    def job_env_conf(self, runtime: SparkRuntime) -> dict[str, str]:
+        """The release's job environment (``job_env``) for the target's CPU, unpacked as ./dp_env
+        beside the driver and each executor and put on the executors' Python path (the driver's is
+        in its env)."""
+        archive = join_s3(self.release_uri, job_env.archive_name(runtime.architecture))
         return {
-            self.archives_conf: f"{join_s3(self.release_uri, job_env.ARCHIVE)}#{job_env.ALIAS}",
+            self.archives_conf: f"{archive}#{job_env.ALIAS}",
             "spark.executorEnv.PYTHONPATH": f"./{job_env.ALIAS}",
         }
 
@@ -380,7 +394,9 @@ class EmrLauncher(_EmrStepLauncher):
     tags: dict[str, str]
 
     def runtime(self) -> SparkRuntime:
-        return self.target_runtime(self.release_label)
+        # the driver (cluster deploy mode) and the executors run in containers on the core nodes
+        nodes = self.core_instance_type if self.core_instance_count else self.master_instance_type
+        return self.target_runtime(self.release_label, architecture=lambda: instance_architecture(nodes))
 
     def start(
         self,
@@ -431,14 +447,41 @@ class EmrLauncher(_EmrStepLauncher):
         )
 
 
+def container_nodes(emr: Any, cluster: dict[str, Any]) -> list[str]:
+    """The instance types of a running cluster's nodes that host YARN containers: its core and task
+    nodes (instance groups or fleets), or the master alone when it has none."""
+    if cluster.get("InstanceCollectionType") == "INSTANCE_FLEET":
+        fleets = emr.list_instance_fleets(ClusterId=cluster["Id"])["InstanceFleets"]
+        nodes = [
+            (fleet["InstanceFleetType"], spec["InstanceType"])
+            for fleet in fleets
+            for spec in fleet["InstanceTypeSpecifications"]
+        ]
+    else:
+        groups = emr.list_instance_groups(ClusterId=cluster["Id"])["InstanceGroups"]
+        nodes = [(g["InstanceGroupType"], g["InstanceType"]) for g in groups]
+    workers = [t for role, t in nodes if role in ("CORE", "TASK")]
+    return workers or [t for role, t in nodes if role == "MASTER"]
+
+
+SERVERLESS_ARCHITECTURES = {"X86_64": "x86_64", "ARM64": "aarch64"}
+
+
 class EmrExistingLauncher(_EmrStepLauncher):
     """A step on a long-running cluster someone else owns: on interrupt only our step is cancelled."""
 
     cluster_id: str
 
     def runtime(self) -> SparkRuntime:
-        cluster = self.client("emr").describe_cluster(ClusterId=self.cluster_id)["Cluster"]
-        return self.target_runtime(cluster.get("ReleaseLabel", "(no release label)"))
+        emr = self.client("emr")
+        cluster = emr.describe_cluster(ClusterId=self.cluster_id)["Cluster"]
+        return self.target_runtime(
+            cluster.get("ReleaseLabel", "(no release label)"),
+            architecture=lambda: one_architecture(
+                f"cluster {self.cluster_id}",
+                container_nodes(emr, cluster),
+            ),
+        )
 
     def start(
         self,
@@ -482,7 +525,11 @@ class EmrServerlessLauncher(EmrPipesLauncher):
     def runtime(self) -> SparkRuntime:
         client = self.client("emr-serverless")
         application = client.get_application(applicationId=self.application_id)["application"]
-        return self.target_runtime(application.get("releaseLabel", "(no release label)"), serverless=True)
+        return self.target_runtime(
+            application.get("releaseLabel", "(no release label)"),
+            serverless=True,
+            architecture=lambda: SERVERLESS_ARCHITECTURES[application.get("architecture", "X86_64")],
+        )
 
     def start(
         self,

@@ -4,8 +4,9 @@ at the versions this environment runs, so a cluster parses and scans as a laptop
 
 It ships as site-packages on the driver's and the Python workers' ``PYTHONPATH``. There is no
 interpreter in it: the target's own runs it (EMR's ``/usr/bin/python3.11``). On EMR it is a zip in
-the release (``dp deploy`` builds it for CPython 3.11 on manylinux x86_64), which YARN or EMR
-Serverless unpacks beside the driver and each executor as ``./dp_env``. Locally it is a folder built
+the release (``dp deploy`` builds one for CPython 3.11 on manylinux per architecture, x86_64 and
+aarch64 for Graviton), which YARN or EMR Serverless unpacks beside the driver and each executor as
+``./dp_env``. Locally it is a folder built
 once for the interpreter the jobs run on, when that interpreter lacks the packages (a Spark lane's
 stand-in for EMR's Python); this environment's own needs none. uv builds both, from wheels only.
 """
@@ -26,10 +27,12 @@ from functools import cache
 from pathlib import Path
 
 JOB_PACKAGES = ("numpy", "pyarrow")
-ARCHIVE = "job_env.zip"  # in a release, beside spark_jobs.zip
 ALIAS = "dp_env"  # the folder YARN and EMR Serverless unpack it into, in the driver's and executors' cwd
 EMR_PYTHON_VERSION = "3.11"  # EMR 7.1+ and emr-spark-8's /usr/bin/python3.11 (runtime.EMR7_PYTHON)
-EMR_PLATFORM = "x86_64-manylinux_2_28"  # Amazon Linux 2023 on x86_64 instances
+PLATFORMS = {  # Amazon Linux 2023 (glibc 2.34) on each CPU EMR runs on
+    "x86_64": "x86_64-manylinux_2_28",
+    "aarch64": "aarch64-manylinux_2_28",
+}
 
 
 SKIPPED = {"__pycache__", "include", "tests", "src"}  # headers, test suites, sources: 9 MB unused
@@ -93,10 +96,16 @@ def for_interpreter(python: str) -> Path | None:
     return _built(f"local-{_key(python)}", lambda folder: _install(folder, ["--python", python]))
 
 
-def archive(python_version: str = EMR_PYTHON_VERSION, platform: str = EMR_PLATFORM) -> bytes:
-    """The job environment as a zip for a cluster: CPython ``python_version`` on ``platform``
-    (wheels only, so nothing is compiled for this machine instead), byte-identical for the same
-    versions."""
+def archive_name(architecture: str) -> str:
+    """The job environment's file in a release, beside spark_jobs.zip."""
+    return f"job_env-{architecture}.zip"
+
+
+def archive(architecture: str, python_version: str = EMR_PYTHON_VERSION) -> bytes:
+    """The job environment as a zip for a cluster: CPython ``python_version`` on manylinux for
+    ``architecture`` (wheels only, so nothing is compiled for this machine instead), byte-identical
+    for the same versions."""
+    platform = PLATFORMS[architecture]
 
     def build(folder: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="dp-job-env-") as tmp:
@@ -105,11 +114,12 @@ def archive(python_version: str = EMR_PYTHON_VERSION, platform: str = EMR_PLATFO
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
                 for path in sorted(Path(tmp).rglob("*")):
                     if path.is_file() and not SKIPPED.intersection(path.parts):
-                        name = path.relative_to(tmp).as_posix()
-                        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                        member = path.relative_to(tmp).as_posix()
+                        info = zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0))
                         info.external_attr = (0o755 if os.access(path, os.X_OK) else 0o644) << 16
                         zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
         folder.mkdir(parents=True)
-        (folder / ARCHIVE).write_bytes(buf.getvalue())
+        (folder / name).write_bytes(buf.getvalue())
 
-    return (_built(f"archive-{_key(python_version, platform)}", build) / ARCHIVE).read_bytes()
+    name = archive_name(architecture)
+    return (_built(f"archive-{_key(python_version, platform, name)}", build) / name).read_bytes()
