@@ -50,9 +50,14 @@ def store_with(root: str, credentials: dict[str, dict[str, str]]) -> Store:
     keys = credentials.get(root.removeprefix("s3://").split("/", 1)[0]) if root.startswith("s3://") else None
     if not keys:
         return store_for(root)
+    return store_for(root, _session((keys["access_key"], keys["secret_key"], keys["session_token"])))
+
+
+def _session(keys: tuple[str, str, str | None]) -> Any:
+    """A boto3 Session on these keys (access key, secret key, session token)."""
     import boto3
 
-    return store_for(root, boto3.Session(keys["access_key"], keys["secret_key"], keys["session_token"]))
+    return boto3.Session(*keys)
 
 
 def read_json(store: Store, path: str) -> Any:
@@ -168,12 +173,7 @@ def _version(obj: dict[str, Any]) -> str:
 
 
 def _reconnected(root: str, keys: tuple[str, str, str | None] | None) -> S3Store:
-    import boto3
-
-    if keys is None:
-        return S3Store(root)
-    access_key, secret_key, token = keys
-    return S3Store(root, boto3.Session(access_key, secret_key, token))
+    return S3Store(root, _session(keys) if keys else None)
 
 
 class S3Store:
