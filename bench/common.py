@@ -95,13 +95,15 @@ class OwnReads:
     run's spark-submit (and the Spark application under it) would count as the orchestrator's.
     ``/proc/self/task/<tid>/io`` counts one thread alone; a sampler keeps each thread's last value,
     so a thread that ends within the block is counted up to its last sample. ``whole`` is the
-    process-wide figure over the same block, for comparison.
+    process-wide figure over the same block, for comparison; ``sampler`` is what the sampler itself
+    read of ``/proc``, in ``whole`` but in neither of the others.
     """
 
     def __init__(self, every_seconds: float = 0.02) -> None:
         self.every_seconds = every_seconds
         self.own = 0
         self.whole = 0
+        self.sampler = 0
 
     def __enter__(self) -> Self:
         self._stop = threading.Event()
@@ -123,8 +125,11 @@ class OwnReads:
 
     def _sample_until_stopped(self) -> None:
         self._sampler_tid = threading.get_native_id()  # its own reads of /proc are not the run's
+        own_io = Path(f"/proc/self/task/{self._sampler_tid}/io")
+        before = rchar(own_io)
         while not self._stop.wait(self.every_seconds):
             self._last.update(self._threads())
+        self.sampler = rchar(own_io) - before
 
     def _threads(self) -> dict[int, int]:
         values = {}
@@ -134,6 +139,6 @@ class OwnReads:
                 continue
             try:
                 values[tid] = rchar(task / "io")
-            except OSError:  # the thread ended between the listing and the read
+            except (OSError, StopIteration):  # the thread ended between the listing and the read
                 continue
         return values

@@ -159,7 +159,7 @@ def main() -> None:
         with OwnReads() as reads:
             summary, wall = timed(lambda: run_range(loaded, DAY, DAY, instance))
         read.append(reads.own)
-        children.append(reads.whole - reads.own)
+        children.append(reads.whole - reads.own - reads.sampler)
         peak.append(proc_status_mb("VmHWM"))
         t = summary.tables["lineitem"]
         assert summary.ok, summary.render()

@@ -93,6 +93,7 @@ def launcher_statements(launcher: str, emr: Emr) -> list[Statement]:
                     "elasticmapreduce:DescribeStep",
                     "elasticmapreduce:ListSteps",
                     "elasticmapreduce:CancelSteps",
+                    "elasticmapreduce:ListInstances",  # the CPU of its nodes, for a run that dumps
                 ],
                 "Resource": _emr_arn(emr, f"cluster/{emr.cluster_id}"),
             }

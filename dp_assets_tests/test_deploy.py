@@ -177,6 +177,7 @@ def test_iam_policies_are_valid_and_scoped_to_the_config(launcher: str, aws: str
         shared = statement(orchestrator, "StepsOnSharedCluster")
         assert shared["Resource"] == "arn:aws:elasticmapreduce:eu-west-2:*:cluster/j-2AXXXXXXGAPLF"
         assert "elasticmapreduce:TerminateJobFlows" not in shared["Action"]  # never the shared cluster
+        assert "elasticmapreduce:ListInstances" in shared["Action"]  # its nodes' CPU, for a dump
     if launcher == "emr-serverless":
         passed = statement(orchestrator, "PassExecutionRole")
         assert passed["Resource"] == "arn:aws:iam::123456789012:role/dp-job"

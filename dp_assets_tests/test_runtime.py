@@ -217,6 +217,7 @@ def test_pinned_conf_names_the_runtime_interpreter() -> None:
         ("g5.xlarge", "x86_64"),  # a GPU family, not Graviton
         ("g4dn.xlarge", "x86_64"),
         ("m7i-flex.large", "x86_64"),
+        ("a1.large", "aarch64"),  # the first Graviton
     ],
 )
 def test_graviton_instance_types_are_aarch64(instance_type: str, architecture: str) -> None:
@@ -250,19 +251,21 @@ GRAVITON = {
 
 @pytest.mark.parametrize("kind", list(GRAVITON))
 def test_graviton_targets_get_the_aarch64_job_environment(aws: str, kind: str) -> None:
-    """The job environment holds compiled packages: a run on Graviton nodes (transient cluster: the
-    core nodes, where the containers run; an existing cluster's core and task groups; a Serverless
-    application's ARM64) ships the release's aarch64 archive."""
+    """The job environment holds compiled packages: a run that dumps on Graviton nodes (transient
+    cluster: the core nodes, where the containers run; an existing cluster's live core and task
+    nodes; a Serverless application's ARM64) ships the release's aarch64 archive."""
     launcher = GRAVITON[kind]()
-    runtime = launcher.runtime()
-    assert runtime.architecture == "aarch64" and runtime.describe().endswith(", aarch64")
-    archive = launcher.job_env_conf(runtime)[launcher.archives_conf]
+    archive = launcher.job_env_conf()[launcher.archives_conf]
     assert archive == f"{COMMON['release_uri']}/job_env-aarch64.zip#dp_env"
 
 
-def test_an_existing_cluster_mixing_architectures_is_refused_before_submitting(aws: str) -> None:
+def test_an_existing_cluster_mixing_architectures_is_refused_only_for_a_run_that_dumps(aws: str) -> None:
+    """A dump ships compiled packages for one CPU, so a cluster whose workers mix x86_64 and
+    Graviton cannot run it; loads and derived tables ship none, and run there as before."""
     cluster_id = shared_cluster(workers={"CORE": "m5.xlarge", "TASK": "m7g.xlarge"})
+    mixed = EmrExistingLauncher(**COMMON, cluster_id=cluster_id)
     with pytest.raises(dg.Failure, match=f"cluster {cluster_id} runs containers on x86_64 and aarch64"):
-        EmrExistingLauncher(**COMMON, cluster_id=cluster_id).runtime()
-    x86 = EmrExistingLauncher(**COMMON, cluster_id=shared_cluster()).runtime()  # the master alone
-    assert x86.architecture == "x86_64"
+        mixed.job_env_conf()
+    assert mixed.runtime().label == "emr-7.5.0"
+    x86 = EmrExistingLauncher(**COMMON, cluster_id=shared_cluster())  # the master alone
+    assert x86.job_env_conf()[x86.archives_conf].endswith("/job_env-x86_64.zip#dp_env")

@@ -106,7 +106,8 @@ class QuarantineSpec(TypedDict):
 class LoadRequest(TypedDict):
     """One table to load, as the orchestrator asks: its staged days typed into ``table_uri``, rejects
     into ``quarantine_uri``. What the dump decides (the days' rows, the columns evolution adds) the
-    job reads from the manifests under ``lake_uri``, after dumping in the same application."""
+    job takes from the days' manifests: those its dump in the same application returned, else the
+    ones under ``lake_uri``."""
 
     table: str
     asset_key: str

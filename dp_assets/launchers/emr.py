@@ -205,6 +205,8 @@ class EmrPipesLauncher(SparkLauncher):
         from dp_assets.launchers.s3_pipes import PipesS3ContextInjector, PrefixedS3MessageReader
 
         runtime = self.runtime()  # before anything is written or started
+        dumps = bool(extras.get("dumps"))  # only a run that dumps needs the job environment
+        job_env_conf = self.job_env_conf() if dumps else {}
         s3 = self.client("s3")
         bucket, prefix = split_s3(self.messages_uri)
         reader = PrefixedS3MessageReader(
@@ -220,10 +222,10 @@ class EmrPipesLauncher(SparkLauncher):
             extras=with_partition_range(context, extras),
         ) as session:
             env = session.get_bootstrap_env_vars()
-            conf: dict[str, str] = {}
-            if extras.get("dumps"):  # only a run that dumps needs the job environment
-                env, conf = {**env, "PYTHONPATH": f"./{job_env.ALIAS}"}, self.job_env_conf(runtime)
-            handle = self.start(context, script, runtime, env, conf, session.default_remote_invocation_info)
+            if dumps:
+                env = {**env, "PYTHONPATH": f"./{job_env.ALIAS}"}
+            invocation = session.default_remote_invocation_info
+            handle = self.start(context, script, runtime, env, job_env_conf, invocation)
             context.log.info(f"started {handle.ids}")
             outcome = self._wait(context, handle)
             self._forward_logs(context, s3, outcome)
@@ -288,23 +290,27 @@ class EmrPipesLauncher(SparkLauncher):
             time.sleep(min(self.poll.interval_seconds, 5.0))
         return found
 
-    def target_runtime(
-        self, release_label: str, serverless: bool = False, architecture: Callable[[], str] = lambda: "x86_64"
-    ) -> SparkRuntime:
-        """The runtime of a release label on the target's CPU (``architecture()``), or a Failure
-        naming what dp cannot run."""
+    def target_runtime(self, release_label: str, serverless: bool = False) -> SparkRuntime:
+        """The runtime of a release label, or a Failure naming what dp cannot run."""
         try:
-            return emr_runtime(
-                release_label, serverless=serverless, python=self.python, architecture=architecture()
-            )
+            return emr_runtime(release_label, serverless=serverless, python=self.python)
         except UnsupportedRuntime as e:
             raise dg.Failure(str(e)) from e
 
-    def job_env_conf(self, runtime: SparkRuntime) -> dict[str, str]:
-        """The release's job environment (``job_env``) for the target's CPU, unpacked as ./dp_env
-        beside the driver and each executor and put on the executors' Python path (the driver's is
-        in its env)."""
-        archive = join_s3(self.release_uri, job_env.archive_name(runtime.architecture))
+    def node_architecture(self) -> str:
+        """The CPU the job's containers run on (x86_64 or aarch64); UnsupportedRuntime when it is
+        none dp ships the job environment for."""
+        raise NotImplementedError
+
+    def job_env_conf(self) -> dict[str, str]:
+        """The release's job environment (``job_env``) for the CPU the containers run on, unpacked
+        as ./dp_env beside the driver and each executor and put on the executors' Python path (the
+        driver's is in its env); a Failure before anything starts when that CPU is not one."""
+        try:
+            architecture = self.node_architecture()
+        except UnsupportedRuntime as e:
+            raise dg.Failure(str(e)) from e
+        archive = join_s3(self.release_uri, job_env.archive_name(architecture))
         return {
             self.archives_conf: f"{archive}#{job_env.ALIAS}",
             "spark.executorEnv.PYTHONPATH": f"./{job_env.ALIAS}",
@@ -394,9 +400,12 @@ class EmrLauncher(_EmrStepLauncher):
     tags: dict[str, str]
 
     def runtime(self) -> SparkRuntime:
+        return self.target_runtime(self.release_label)
+
+    def node_architecture(self) -> str:
         # the driver (cluster deploy mode) and the executors run in containers on the core nodes
         nodes = self.core_instance_type if self.core_instance_count else self.master_instance_type
-        return self.target_runtime(self.release_label, architecture=lambda: instance_architecture(nodes))
+        return instance_architecture(nodes)
 
     def start(
         self,
@@ -447,21 +456,22 @@ class EmrLauncher(_EmrStepLauncher):
         )
 
 
+LIVE_INSTANCES = ["AWAITING_FULFILLMENT", "PROVISIONING", "BOOTSTRAPPING", "RUNNING"]
+
+
 def container_nodes(emr: Any, cluster: dict[str, Any]) -> list[str]:
-    """The instance types of a running cluster's nodes that host YARN containers: its core and task
-    nodes (instance groups or fleets), or the master alone when it has none."""
+    """The instance types of a running cluster's live nodes that host YARN containers: its core and
+    task nodes (instance groups or fleets), or the master alone when it has none."""
+    listing = emr.get_paginator("list_instances")
+
+    def live(**role: Any) -> list[str]:
+        pages = listing.paginate(ClusterId=cluster["Id"], InstanceStates=LIVE_INSTANCES, **role)
+        return sorted({i["InstanceType"] for page in pages for i in page["Instances"]})
+
     if cluster.get("InstanceCollectionType") == "INSTANCE_FLEET":
-        fleets = emr.list_instance_fleets(ClusterId=cluster["Id"])["InstanceFleets"]
-        nodes = [
-            (fleet["InstanceFleetType"], spec["InstanceType"])
-            for fleet in fleets
-            for spec in fleet["InstanceTypeSpecifications"]
-        ]
-    else:
-        groups = emr.list_instance_groups(ClusterId=cluster["Id"])["InstanceGroups"]
-        nodes = [(g["InstanceGroupType"], g["InstanceType"]) for g in groups]
-    workers = [t for role, t in nodes if role in ("CORE", "TASK")]
-    return workers or [t for role, t in nodes if role == "MASTER"]
+        workers = live(InstanceFleetType="CORE") + live(InstanceFleetType="TASK")
+        return workers or live(InstanceFleetType="MASTER")
+    return live(InstanceGroupTypes=["CORE", "TASK"]) or live(InstanceGroupTypes=["MASTER"])
 
 
 SERVERLESS_ARCHITECTURES = {"X86_64": "x86_64", "ARM64": "aarch64"}
@@ -473,15 +483,13 @@ class EmrExistingLauncher(_EmrStepLauncher):
     cluster_id: str
 
     def runtime(self) -> SparkRuntime:
+        cluster = self.client("emr").describe_cluster(ClusterId=self.cluster_id)["Cluster"]
+        return self.target_runtime(cluster.get("ReleaseLabel", "(no release label)"))
+
+    def node_architecture(self) -> str:
         emr = self.client("emr")
         cluster = emr.describe_cluster(ClusterId=self.cluster_id)["Cluster"]
-        return self.target_runtime(
-            cluster.get("ReleaseLabel", "(no release label)"),
-            architecture=lambda: one_architecture(
-                f"cluster {self.cluster_id}",
-                container_nodes(emr, cluster),
-            ),
-        )
+        return one_architecture(f"cluster {self.cluster_id}", container_nodes(emr, cluster))
 
     def start(
         self,
@@ -525,11 +533,18 @@ class EmrServerlessLauncher(EmrPipesLauncher):
     def runtime(self) -> SparkRuntime:
         client = self.client("emr-serverless")
         application = client.get_application(applicationId=self.application_id)["application"]
-        return self.target_runtime(
-            application.get("releaseLabel", "(no release label)"),
-            serverless=True,
-            architecture=lambda: SERVERLESS_ARCHITECTURES[application.get("architecture", "X86_64")],
-        )
+        return self.target_runtime(application.get("releaseLabel", "(no release label)"), serverless=True)
+
+    def node_architecture(self) -> str:
+        client = self.client("emr-serverless")
+        application = client.get_application(applicationId=self.application_id)["application"]
+        architecture = application.get("architecture", "X86_64")  # AWS's default
+        if architecture not in SERVERLESS_ARCHITECTURES:
+            raise UnsupportedRuntime(
+                f"EMR Serverless application {self.application_id} runs on {architecture}; dp ships the "
+                f"job environment for {', '.join(SERVERLESS_ARCHITECTURES)}"
+            )
+        return SERVERLESS_ARCHITECTURES[architecture]
 
     def start(
         self,

@@ -16,10 +16,10 @@ What EMR ships (AWS's EMR release guide, application versions per release):
   (its samples install 3.11 into a custom image), so 7.x there needs ``[spark.emr] python`` naming the
   interpreter of a custom image.
 
-A target's CPU architecture matters too: the job environment dp ships (``job_env``) holds compiled
-packages, one archive per architecture. EC2 instance types name Graviton (aarch64) with a ``g``
-among the attributes after the generation (m7g, c6gn, r6gd, im4gn); an EMR Serverless application
-says ``X86_64`` or ``ARM64``.
+A run that dumps also depends on the target's CPU: the job environment dp ships with it (``job_env``)
+holds compiled packages, one archive per architecture. EC2 instance types name Graviton (aarch64)
+with a ``g`` among the attributes after the generation (m7g, c6gn, r6gd, im4gn); an EMR Serverless
+application says ``X86_64`` or ``ARM64``.
 """
 
 from __future__ import annotations
@@ -46,26 +46,26 @@ class SparkRuntime:
     scala: str  # "2.12" or "2.13"
     python: str  # the interpreter the driver and the Python workers run on, on the target
     ansi_default: bool  # the target's own spark.sql.ansi.enabled, which dp overrides
-    architecture: str = "x86_64"  # the CPU the driver and executors run on: x86_64 or aarch64
 
     def describe(self) -> str:
-        python = f"Python {self.python}"
-        return f"{self.label}: Spark {self.spark} (Scala {self.scala}), {python}, {self.architecture}"
+        return f"{self.label}: Spark {self.spark} (Scala {self.scala}), Python {self.python}"
 
 
 _INSTANCE_TYPE = re.compile(r"([a-z]+)(\d+)([a-z-]*)\.[a-z0-9]+")
 
 
 def instance_architecture(instance_type: str) -> str:
-    """The CPU of an EC2 instance type: aarch64 for Graviton (a ``g`` among the attributes after the
-    generation: m7g, c6gn, r6gd, x2gd, im4gn), else x86_64 (m5, m6i, m7a, g5, g4dn)."""
+    """The CPU of an instance type EMR runs on: aarch64 for Graviton (a ``g`` among the attributes
+    after the generation: m7g, c6gn, r6gd, x2gd, im4gn; and the first Graviton, a1), else x86_64
+    (m5, m6i, m7a, g5, g4dn)."""
     match = _INSTANCE_TYPE.fullmatch(instance_type)
     if not match:
         raise UnsupportedRuntime(
             f"instance type {instance_type!r} is not one dp can read the CPU of; use an EC2 instance type "
             "like m7g.xlarge (Graviton) or m6i.xlarge"
         )
-    return "aarch64" if "g" in match.group(3) else "x86_64"
+    family, generation, attributes = match.groups()
+    return "aarch64" if "g" in attributes or (family, generation) == ("a", "1") else "x86_64"
 
 
 def one_architecture(where: str, instance_types: list[str]) -> str:
@@ -104,14 +104,12 @@ _EMR8 = re.compile(r"emr-spark-8\.\d+\.\d+")
 SUPPORTED_RELEASES = "emr-7.1.0 and later 7.x, and emr-spark-8.x"
 
 
-def emr_runtime(
-    release_label: str, *, serverless: bool = False, python: str | None = None, architecture: str = "x86_64"
-) -> SparkRuntime:
+def emr_runtime(release_label: str, *, serverless: bool = False, python: str | None = None) -> SparkRuntime:
     """The runtime of an EMR release, on EC2 or Serverless; ``python`` overrides the interpreter
     (a custom image or a shipped environment). UnsupportedRuntime names what dp cannot run."""
     where = f"EMR Serverless {release_label}" if serverless else release_label
     if _EMR8.fullmatch(release_label):
-        return SparkRuntime(release_label, "4.0", "2.13", python or EMR7_PYTHON, True, architecture)
+        return SparkRuntime(release_label, "4.0", "2.13", python or EMR7_PYTHON, ansi_default=True)
     emr7 = _EMR7.fullmatch(release_label)
     if not emr7:
         raise UnsupportedRuntime(
@@ -119,7 +117,7 @@ def emr_runtime(
             "(Spark 3.5 and 4.0 with Python 3.11)"
         )
     if python:
-        return SparkRuntime(release_label, "3.5", "2.12", python, False, architecture)
+        return SparkRuntime(release_label, "3.5", "2.12", python, ansi_default=False)
     if int(emr7.group(1)) == 0:
         raise UnsupportedRuntime(
             f"{where} ships Python 3.9 only, and dp's jobs need Python 3.10 or later; use emr-7.1.0 or "
@@ -131,7 +129,7 @@ def emr_runtime(
             "3.10 or later; use a custom image with python3.11 and set [spark.emr] python = "
             f'"{EMR7_PYTHON}", or an emr-spark-8 release'
         )
-    return SparkRuntime(release_label, "3.5", "2.12", EMR7_PYTHON, False, architecture)
+    return SparkRuntime(release_label, "3.5", "2.12", EMR7_PYTHON, ansi_default=False)
 
 
 def local_runtime(spark_home: Path, python: str) -> SparkRuntime:

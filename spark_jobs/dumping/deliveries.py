@@ -188,8 +188,8 @@ def pack(items: list[_T], sizes: list[int], cores: int) -> list[list[_T]]:
     split = min(MAX_TASK_BYTES, max(OPEN_COST_BYTES, sum(weights) // max(cores, 1)))
     groups: list[list[_T]] = []
     bytes_in_group = 0
-    for item, weight in zip(items, weights, strict=True):
-        if not groups or bytes_in_group + weight > split:
+    for item, size, weight in zip(items, sizes, weights, strict=True):
+        if not groups or bytes_in_group + size > split:
             groups.append([])
             bytes_in_group = 0
         groups[-1].append(item)
