@@ -249,8 +249,19 @@ GRAVITON = {
 }
 
 
+@pytest.fixture
+def job_envs(aws: str) -> None:
+    """The release holds a job environment per architecture, as `dp deploy` writes it."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="dp-release")
+    for architecture in ("x86_64", "aarch64"):
+        s3.put_object(
+            Bucket="dp-release", Key=f"test/demo/releases/r1/job_env-{architecture}.zip", Body=b"zip"
+        )
+
+
 @pytest.mark.parametrize("kind", list(GRAVITON))
-def test_graviton_targets_get_the_aarch64_job_environment(aws: str, kind: str) -> None:
+def test_graviton_targets_get_the_aarch64_job_environment(job_envs: None, kind: str) -> None:
     """The job environment holds compiled packages: a run that dumps on Graviton nodes (transient
     cluster: the core nodes, where the containers run; an existing cluster's live core and task
     nodes; a Serverless application's ARM64) ships the release's aarch64 archive."""
@@ -259,7 +270,9 @@ def test_graviton_targets_get_the_aarch64_job_environment(aws: str, kind: str) -
     assert archive == f"{COMMON['release_uri']}/job_env-aarch64.zip#dp_env"
 
 
-def test_an_existing_cluster_mixing_architectures_is_refused_only_for_a_run_that_dumps(aws: str) -> None:
+def test_an_existing_cluster_mixing_architectures_is_refused_only_for_a_run_that_dumps(
+    job_envs: None,
+) -> None:
     """A dump ships compiled packages for one CPU, so a cluster whose workers mix x86_64 and
     Graviton cannot run it; loads and derived tables ship none, and run there as before."""
     cluster_id = shared_cluster(workers={"CORE": "m5.xlarge", "TASK": "m7g.xlarge"})
@@ -269,3 +282,15 @@ def test_an_existing_cluster_mixing_architectures_is_refused_only_for_a_run_that
     assert mixed.runtime().label == "emr-7.5.0"
     x86 = EmrExistingLauncher(**COMMON, cluster_id=shared_cluster())  # the master alone
     assert x86.job_env_conf()[x86.archives_conf].endswith("/job_env-x86_64.zip#dp_env")
+
+
+def test_a_release_without_the_nodes_job_environment_fails_before_submitting(aws: str) -> None:
+    """A release deployed before dp shipped one job environment per architecture lacks the archive:
+    the run says so and what to do, instead of YARN failing to fetch it minutes into the step."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="dp-release")
+    old = "s3://dp-release/test/demo/releases/r0"
+    s3.put_object(Bucket="dp-release", Key="test/demo/releases/r0/job_env.zip", Body=b"zip")  # x86_64 only
+    launcher = GRAVITON["transient"]().model_copy(update={"release_uri": old})
+    with pytest.raises(dg.Failure, match=r"has no job_env-aarch64\.zip \(404\).*run `dp deploy`"):
+        launcher.job_env_conf()

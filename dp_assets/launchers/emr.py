@@ -306,11 +306,24 @@ class EmrPipesLauncher(SparkLauncher):
         """The release's job environment (``job_env``) for the CPU the containers run on, unpacked
         as ./dp_env beside the driver and each executor and put on the executors' Python path (the
         driver's is in its env); a Failure before anything starts when that CPU is not one."""
+        from botocore.exceptions import ClientError
+
         try:
             architecture = self.node_architecture()
         except UnsupportedRuntime as e:
             raise dg.Failure(str(e)) from e
-        archive = join_s3(self.release_uri, job_env.archive_name(architecture))
+        name = job_env.archive_name(architecture)
+        archive = join_s3(self.release_uri, name)
+        bucket, key = split_s3(archive)
+        try:  # YARN would fail to fetch it deep in the step's logs, minutes into the run
+            self.client("s3").head_object(Bucket=bucket, Key=key)
+        except ClientError as e:
+            code = e.response["Error"]["Code"]
+            raise dg.Failure(
+                f"the release {self.release_uri} has no {name} ({code}), the job environment for the "
+                f"{architecture} nodes this run dumps on; releases deployed before dp shipped one per "
+                "architecture lack it: run `dp deploy` and pin the config it prints"
+            ) from e
         return {
             self.archives_conf: f"{archive}#{job_env.ALIAS}",
             "spark.executorEnv.PYTHONPATH": f"./{job_env.ALIAS}",
