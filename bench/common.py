@@ -104,6 +104,7 @@ class OwnReads:
         self.own = 0
         self.whole = 0
         self.sampler = 0
+        self._sampler_tid: int | None = None  # set by the sampler thread itself
 
     def __enter__(self) -> Self:
         self._stop = threading.Event()
@@ -135,7 +136,7 @@ class OwnReads:
         values = {}
         for task in Path("/proc/self/task").iterdir():
             tid = int(task.name)
-            if tid == getattr(self, "_sampler_tid", None):
+            if tid == self._sampler_tid:
                 continue
             try:
                 values[tid] = rchar(task / "io")

@@ -6,9 +6,9 @@ It ships as site-packages on the driver's and the Python workers' ``PYTHONPATH``
 interpreter in it: the target's own runs it (EMR's ``/usr/bin/python3.11``). On EMR it is a zip in
 the release (``dp deploy`` builds one for CPython 3.11 on manylinux per architecture, x86_64 and
 aarch64 for Graviton), which YARN or EMR Serverless unpacks beside the driver and each executor as
-``./dp_env``. Locally it is a folder built
-once for the interpreter the jobs run on, when that interpreter lacks the packages (a Spark lane's
-stand-in for EMR's Python); this environment's own needs none. uv builds both, from wheels only.
+``./dp_env``. Locally it is a folder built once for the interpreter the jobs run on, when that
+interpreter lacks the packages (a Spark lane's stand-in for EMR's Python); this environment's own
+needs none. uv builds both, from wheels only.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def archive(architecture: str, python_version: str = EMR_PYTHON_VERSION) -> byte
     """The job environment as a zip for a cluster: CPython ``python_version`` on manylinux for
     ``architecture`` (wheels only, so nothing is compiled for this machine instead), byte-identical
     for the same versions."""
-    platform = PLATFORMS[architecture]
+    platform, name = PLATFORMS[architecture], archive_name(architecture)
 
     def build(folder: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="dp-job-env-") as tmp:
@@ -121,5 +121,4 @@ def archive(architecture: str, python_version: str = EMR_PYTHON_VERSION) -> byte
         folder.mkdir(parents=True)
         (folder / name).write_bytes(buf.getvalue())
 
-    name = archive_name(architecture)
     return (_built(f"archive-{_key(python_version, platform, name)}", build) / name).read_bytes()
