@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
 import io
@@ -18,6 +19,7 @@ from dp_assets.config.loader import PACKAGED, load_config_from
 from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
 from dp_assets.stages.dump import dump_partitions, scan_policy
+from spark_jobs.contract import LINE, REASON, SOURCE
 from spark_jobs.dumping import deliveries
 from spark_jobs.dumping.deliveries import (
     MAX_TASK_BYTES,
@@ -27,6 +29,7 @@ from spark_jobs.dumping.deliveries import (
     pack,
     staged_name,
 )
+from spark_jobs.dumping.parts import LineCuts
 from spark_jobs.storage import S3Store
 
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
@@ -46,10 +49,10 @@ def test_a_failure_leaves_the_days_without_a_new_manifest_not_dumped(
     write_flight_deliveries(lake, dt.date(2013, 1, 1), dt.date(2013, 1, 3))
     stage_file = deliveries.stage_file
 
-    def failing(open_raw, name, *args):  # type: ignore[no-untyped-def]
+    def failing(open_raw, name, *args, **kwargs):  # type: ignore[no-untyped-def]
         if "2013-01-02" in name:
             raise OSError(f"disk full while staging {name}")
-        return stage_file(open_raw, name, *args)
+        return stage_file(open_raw, name, *args, **kwargs)
 
     monkeypatch.setattr(deliveries, "stage_file", failing)
     with pytest.raises(OSError, match="disk full"):
@@ -79,6 +82,81 @@ def staged_tables(dump: TableDump, days: list[str]) -> dict[str, Any]:
     return out
 
 
+def staged_rows(dump: TableDump, days: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each day's staged rows, in line order, whatever files they were staged to."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for name, table in staged_tables(dump, days).items():
+        rows.setdefault(name.split("/", 1)[0], []).extend(table)
+    return {day: sorted(r, key=lambda row: (row[SOURCE], row[LINE])) for day, r in rows.items()}
+
+
+def test_a_large_csv_file_is_staged_in_parts_as_it_is_whole(isolated_home: Path) -> None:
+    """A CSV file is cut after a record's newline every ``part_bytes`` while it is copied, never
+    inside a quoted value, and its parts are parsed and scanned side by side: the staged rows (line
+    numbers included), the manifests and the scan are the whole file's. A part that meets an
+    anomaly sends its file back to the whole-file parse, which rejects the bad line."""
+    loaded = load_config_from(PACKAGED, home=isolated_home)
+    lake = Lake(loaded)
+    write_flight_deliveries(lake, dt.date(2013, 1, 1), dt.date(2013, 1, 3))
+    landing = Path(lake.landing.root)  # type: ignore[attr-defined]
+    delivered = sorted(landing.rglob("*.csv"))
+    lines = delivered[1].read_text().splitlines(keepends=True)
+    lines[700] = "2013,1,2,too,few,fields\n"  # in a later part: its day is parsed whole
+    delivered[1].write_text("".join(lines))
+    quoted = delivered[2].read_text().replace(",UA,", ',"U\nA",')  # values across lines, all along
+    delivered[2].write_text(quoted)
+    policy = scan_policy(loaded, loaded.config.tables["flights"])
+    dump = lake.dump("flights")
+    listings = {day: dump.landing.list(dump.delivery_prefix(day)) for day in DAYS}
+
+    whole = dump_days(dump, DAYS, listings, policy)
+    whole_rows = staged_rows(dump, DAYS)
+    in_parts = dataclasses.replace(dump, part_bytes=20_000)
+    parted = dump_days(in_parts, DAYS, listings, policy)
+
+    staged = [sorted(f.path.rsplit("/", 1)[-1] for f in dump.store.list(dump.staged_prefix(d))) for d in DAYS]
+    assert staged[0] == [f"flights_2013-01-01.csv.part-0000{n}.parquet" for n in range(4)], staged
+    assert staged[1] == ["flights_2013-01-02.csv.parquet"]
+    assert len(staged[2]) == 5 and parted["2013-01-03"]["files"][0]["parts"] == 5
+    assert staged_rows(dump, DAYS) == whole_rows
+    assert {r["carrier"] for r in whole_rows["2013-01-03"]} >= {"U\nA"}
+    assert whole_rows["2013-01-02"][699][REASON] == "expected 19 fields, got 6"
+    assert whole_rows["2013-01-02"][699][LINE] == 701
+
+    def comparable(manifest: dict[str, Any]) -> dict[str, Any]:
+        files = [{k: v for k, v in f.items() if k != "parts"} for f in manifest["files"]]
+        return {**manifest, "dumped_at": None, "files": files}
+
+    assert all(m["rows"] > 0 and m["scan"]["rows_scanned"] == m["rows"] for m in parted.values())
+    assert {d: comparable(m) for d, m in parted.items()} == {d: comparable(m) for d, m in whole.items()}
+
+
+def test_a_cut_is_never_inside_a_quoted_value() -> None:
+    """Wherever the copy's chunks end, the cuts fall on record boundaries: each part parses into
+    whole records that add up to the file's, and says the physical line it starts on."""
+    rows = [["id", "text", "z"]]
+    values = ["plain", '"quoted" twice', "across\nlines\n", "a,b", ""]
+    rows += [[str(n), values[n % len(values)], "z"] for n in range(3000)]
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    data = text.getvalue().encode()
+    for every in (50, 1000, 5000):
+        for chunk in (7, 1000, 1 << 20):
+            cuts = LineCuts(every)
+            for start in range(0, len(data), chunk):
+                cuts.update(data[start : start + chunk])
+            parts = cuts.parts(len(data))
+            assert len(parts) > len(data) // (every + 100), (every, chunk)
+            parsed = []
+            for part in parts:
+                assert part.first_line == data[: part.start].count(b"\n") + 1
+                parsed += list(csv.reader(io.StringIO(data[part.start : part.end].decode(), newline="")))
+            assert parsed == rows, (every, chunk)
+    gzipped = LineCuts(10)
+    gzipped.update(b"\x1f\x8b" + data)
+    assert gzipped.parts(len(data) + 2) == []
+
+
 def test_files_pack_into_tasks_as_spark_packs_a_scan() -> None:
     """Small files share a task (a day of them would otherwise pay a task each), a file past a
     split's bytes has a task to itself, every core gets work, and the order is kept."""
@@ -96,7 +174,7 @@ def test_files_pack_into_tasks_as_spark_packs_a_scan() -> None:
 def test_the_work_on_bytes_runs_on_spark_executors_as_on_threads(aws: str, isolated_home: Path) -> None:
     """Mapped on a Spark application's executors (the stores pickled to its Python workers, S3 on
     moto over HTTP), the dump's copy, parse and scan write what threads write: the same manifests
-    and staged rows."""
+    and staged rows, also when the files are parsed in parts (ranged GETs)."""
     from pyspark.sql import SparkSession
 
     loaded = load_config_from(PACKAGED, home=isolated_home)
@@ -114,7 +192,7 @@ def test_the_work_on_bytes_runs_on_spark_executors_as_on_threads(aws: str, isola
             with lake.landing.open_read(f.path) as body:
                 s3.put_object(Bucket="landing", Key=f"drops/{f.path}", Body=body.read())
     remote = dataclasses.replace(
-        local, landing=S3Store("s3://landing/drops"), store=S3Store("s3://lake/zone")
+        local, landing=S3Store("s3://landing/drops"), store=S3Store("s3://lake/zone"), part_bytes=30_000
     )
     listings = {day: remote.landing.list(remote.delivery_prefix(day)) for day in DAYS}
     builder = (
@@ -131,11 +209,12 @@ def test_the_work_on_bytes_runs_on_spark_executors_as_on_threads(aws: str, isola
         spark.stop()
 
     def comparable(manifest: dict[str, Any]) -> dict[str, Any]:
-        files = [{**f, "source": None} for f in manifest["files"]]
+        files = [{**f, "source": None, "parts": None} for f in manifest["files"]]
         return {**manifest, "dumped_at": None, "files": files}
 
     assert all(m["rows"] > 0 and "scan" in m for m in on_spark.values())
+    assert [f["parts"] for m in on_spark.values() for f in m["files"]] == [3, 3, 3]
+    assert staged_rows(remote, DAYS) == staged_rows(local, DAYS)
     assert {d: comparable(m) for d, m in on_spark.items()} == {
         d: comparable(m) for d, m in on_threads.items()
     }
-    assert staged_tables(remote, DAYS) == staged_tables(local, DAYS)

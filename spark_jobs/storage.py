@@ -7,6 +7,7 @@ the lake is.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -31,7 +32,12 @@ class Store(Protocol):
     def exists(self, path: str) -> bool: ...
     def list(self, prefix: str) -> list[StoredFile]: ...
     def list_after(self, prefix: str, start_after: str | None, limit: int | None) -> list[StoredFile]: ...
-    def open_read(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
+    def open_read(
+        self, path: str, start: int = 0, end: int | None = None
+    ) -> contextlib.AbstractContextManager[IO[bytes]]:
+        """The file's bytes from ``start`` up to ``end`` (exclusive; None: its end)."""
+        ...
+
     def open_write(self, path: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
     def delete(self, path: str) -> None: ...
     def delete_prefix(self, prefix: str) -> int: ...
@@ -72,6 +78,24 @@ def read_json_if_exists(store: Store, path: str) -> Any | None:
 def write_json(store: Store, path: str, data: Any) -> None:
     with store.open_write(path) as f:
         f.write(json.dumps(data, indent=2, sort_keys=True).encode())
+
+
+class _Window(io.RawIOBase):
+    """At most ``length`` bytes of an open file, from where it stands (all of them: None)."""
+
+    def __init__(self, f: IO[bytes], length: int | None) -> None:
+        self._f, self._left = f, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        want = len(buffer) if self._left is None else min(len(buffer), self._left)
+        chunk = self._f.read(want)
+        buffer[: len(chunk)] = chunk
+        if self._left is not None:
+            self._left -= len(chunk)
+        return len(chunk)
 
 
 class LocalStore:
@@ -119,9 +143,13 @@ class LocalStore:
         return out
 
     @contextlib.contextmanager
-    def open_read(self, path: str) -> Iterator[IO[bytes]]:
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> Iterator[IO[bytes]]:
         with open(Path(self.root, path), "rb") as f:
-            yield f
+            if start or end is not None:
+                f.seek(start)
+                yield _Window(f, None if end is None else end - start)
+            else:
+                yield f
 
     @contextlib.contextmanager
     def open_write(self, path: str) -> Iterator[IO[bytes]]:
@@ -237,8 +265,10 @@ class S3Store:
         return out
 
     @contextlib.contextmanager
-    def open_read(self, path: str) -> Iterator[IO[bytes]]:
-        body = self._s3.get_object(Bucket=self.bucket, Key=self._key(path))["Body"]
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> Iterator[IO[bytes]]:
+        last = "" if end is None else end - 1
+        span = {"Range": f"bytes={start}-{last}"} if start or end is not None else {}
+        body = self._s3.get_object(Bucket=self.bucket, Key=self._key(path), **span)["Body"]
         try:
             yield body
         finally:

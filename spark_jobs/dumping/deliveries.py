@@ -20,9 +20,17 @@ from typing import Any, Protocol, TypeVar
 
 from spark_jobs.contract import CsvOptions, DumpSpec
 from spark_jobs.dumping.layout import TableLayout
+from spark_jobs.dumping.parts import LineCuts, Part
 from spark_jobs.dumping.scan import ScanPolicy, redact, scan_staged_file, summarize
-from spark_jobs.dumping.staging import stage_file
+from spark_jobs.dumping.sniff import is_wide
+from spark_jobs.dumping.staging import NeedsWholeFile, stage_file
 from spark_jobs.storage import Store, StoredFile, read_json_if_exists, write_json
+
+# Spark's own rule for packing files into a scan's tasks (spark.sql.files.maxPartitionBytes and
+# openCostInBytes, at their defaults): a task takes files up to a split's bytes, and each file
+# counts its bytes plus the cost of opening one.
+MAX_TASK_BYTES = 128 << 20
+OPEN_COST_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class TableDump(TableLayout):
     file_format: str  # csv | jsonl | parquet (an extract is CSV)
     csv: CsvOptions
     columns: tuple[str, ...]  # the design's, which a header is matched against
+    part_bytes: int = MAX_TASK_BYTES  # a large CSV file is parsed in parts of about a task's bytes
 
 
 class ChangedDuringCopy(RuntimeError):
@@ -51,12 +60,17 @@ def clean_up(dump: TableDump, days: list[str]) -> int:
     )
 
 
-def copy_with_sha256(src: Store, src_path: str, dst: Store, dst_path: str) -> dict[str, Any]:
-    """Byte-exact streaming copy; returns the bytes copied and their sha256."""
+def copy_with_sha256(
+    src: Store, src_path: str, dst: Store, dst_path: str, watch: Callable[[bytes], None] | None = None
+) -> dict[str, Any]:
+    """Byte-exact streaming copy; returns the bytes copied and their sha256. ``watch`` sees every
+    chunk on the way."""
     digest, size = hashlib.sha256(), 0
     with src.open_read(src_path) as fin, dst.open_write(dst_path) as fout:
         while chunk := fin.read(8 << 20):
             digest.update(chunk)
+            if watch is not None:
+                watch(chunk)
             fout.write(chunk)
             size += len(chunk)
     return {"bytes": size, "sha256": digest.hexdigest()}
@@ -97,16 +111,21 @@ def isolate_delivery(dump: TableDump, day: str, entries: list[dict[str, Any]]) -
 
 
 def copy_delivered_file(dump: TableDump, day: str, f: StoredFile) -> dict[str, Any]:
-    """Copy one delivered file byte for byte into the raw zone; its manifest entry so far."""
+    """Copy one delivered file byte for byte into the raw zone; its manifest entry so far, with the
+    ``parts`` its parse can be cut into when it is a large CSV file that allows it (``LineCuts``)."""
     rel = f.path[len(dump.delivery_prefix(day)) + 1 :]
-    copied = copy_with_sha256(dump.landing, f.path, dump.store, f"{dump.raw_prefix(day)}/{rel}")
+    cuts = LineCuts(dump.part_bytes) if dump.file_format == "csv" and not is_wide(dump.csv.encoding) else None
+    copied = copy_with_sha256(
+        dump.landing, f.path, dump.store, f"{dump.raw_prefix(day)}/{rel}", cuts.update if cuts else None
+    )
     if copied["bytes"] != f.size:
         raise ChangedDuringCopy(
             f"table {dump.name!r}, partition {day}: copied {copied['bytes']} bytes of "
             f"{dump.landing.uri(f.path)} but the delivery lists {f.size}; the file changed during the "
             "copy — re-run the dump"
         )
-    return {"file": rel, "source": dump.landing.uri(f.path), **copied}
+    parts = cuts.parts(copied["bytes"]) if cuts else []
+    return {"file": rel, "source": dump.landing.uri(f.path), **copied, "parts": parts}
 
 
 _T = TypeVar("_T")
@@ -156,13 +175,6 @@ def dump_as_specified(
     policy = ScanPolicy.from_spec(spec["scan"]) if spec["scan"] else None
     dump = table_dump(spec, landing, store)
     return dump_days(dump, spec["days"], listings, policy, spec["extracted"], map_work)
-
-
-# Spark's own rule for packing files into a scan's tasks (spark.sql.files.maxPartitionBytes and
-# openCostInBytes, at their defaults): a task takes files up to a split's bytes, and each file
-# counts its bytes plus the cost of opening one.
-MAX_TASK_BYTES = 128 << 20
-OPEN_COST_BYTES = 4 << 20
 
 
 def on_executors(spark_context: Any) -> MapWork:
@@ -245,9 +257,10 @@ def dump_days(
                     first = _first_delivered_as(dump, day, entry["file"], entry["sha256"], marked)
                     if first:
                         entry.update(duplicate_of=first, rows=0, rejected=0)
+        parts = {(day, e["file"]): e.pop("parts", []) for day in days for e in copied[day]}
         firsts = [(day, e) for day in days for e in copied[day] if not e.get("duplicate_of")]
-        staged = map_work(
-            lambda w: stage_entry(dump, w[0], w[1]["file"], policy), firsts, [e["bytes"] for _, e in firsts]
+        staged = stage_files(
+            dump, [(day, e["file"], e["bytes"], parts[day, e["file"]]) for day, e in firsts], policy, map_work
         )
         for (_, entry), done in zip(firsts, staged, strict=True):
             entry.update(done)  # a worker elsewhere fills in a copy of the entry
@@ -292,19 +305,93 @@ def staged_name(rel: str) -> str:
     return f"{rel.replace('/', '__')}.{hashlib.sha256(rel.encode()).hexdigest()[:8]}"
 
 
-def stage_entry(dump: TableDump, day: str, rel: str, policy: ScanPolicy | None) -> dict[str, Any]:
-    """Parse one raw file into the staged zone (and scan it); what that adds to its manifest entry."""
+def stage_files(
+    dump: TableDump,
+    files: list[tuple[str, str, int, list[Part]]],
+    policy: ScanPolicy | None,
+    map_work: MapWork,
+) -> list[dict[str, Any]]:
+    """Stage each (day, file, bytes, parts): what each adds to its manifest entry. A file with parts
+    is parsed (and scanned) as its parts side by side, each to a staged file of its own, and their
+    outcomes summed. When a part meets what only the whole file's parse describes (an anomaly, which
+    the exact path reports line by line, or a column without a header name), that file is staged
+    whole after all, so the outcome is always the one of staging it whole."""
+    pieces = [(i, day, rel, part) for i, (day, rel, _, parts) in enumerate(files) for part in parts or [None]]
+    done = map_work(
+        lambda w: stage_entry(dump, w[1], w[2], policy, w[3]),
+        pieces,
+        [part.end - part.start if part else files[i][2] for i, _, _, part in pieces],
+    )
+    outcomes: list[list[dict[str, Any]]] = [[] for _ in files]
+    for (i, *_), outcome in zip(pieces, done, strict=True):
+        outcomes[i].append(outcome)
+    merged = [_summed(o) for o in outcomes]
+    again = [i for i, m in enumerate(merged) if m is None]
+    redone = map_work(
+        lambda i: stage_entry(dump, files[i][0], files[i][1], policy, drop_parts=len(files[i][3])),
+        again,
+        [files[i][2] for i in again],
+    )
+    for i, outcome in zip(again, redone, strict=True):
+        merged[i] = outcome
+    return [m for m in merged if m is not None]
+
+
+def _summed(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A file's manifest additions from its parts' (one part: the whole file's); None when a part
+    asks for the whole file to be staged."""
+    if any("whole" in p for p in parts):
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    summed = {
+        **parts[0],
+        "rows": sum(p["rows"] for p in parts),
+        "rejected": sum(p["rejected"] for p in parts),
+        "parts": len(parts),
+    }
+    scans = [p["scan"] for p in parts if "scan" in p]
+    if scans:
+        total = summarize([{"scan": s} for s in scans])
+        total["findings"].sort(key=lambda f: (f["column"], f["identifier"]))
+        summed["scan"] = {"rows": sum(s["rows"] for s in scans), **total}
+    return summed
+
+
+def staged_path(dump: TableDump, day: str, rel: str, part: int | None = None) -> str:
+    """Where a delivered file (or part ``part`` of it) is staged."""
+    suffix = "" if part is None else f".part-{part:05d}"
+    return f"{dump.staged_prefix(day)}/{staged_name(rel)}{suffix}.parquet"
+
+
+def stage_entry(
+    dump: TableDump,
+    day: str,
+    rel: str,
+    policy: ScanPolicy | None,
+    part: Part | None = None,
+    drop_parts: int = 0,
+) -> dict[str, Any]:
+    """Parse one raw file (or one ``part`` of it) into the staged zone, and scan it; what that adds
+    to its manifest entry, or ``{"whole": why}`` when the part cannot be parsed apart from the rest.
+    ``drop_parts``: the file was staged in that many parts before, deleted first."""
     raw_path = f"{dump.raw_prefix(day)}/{rel}"
-    staged_path = f"{dump.staged_prefix(day)}/{staged_name(rel)}.parquet"
-    with dump.store.open_write(staged_path) as sink:
-        staged = stage_file(
-            lambda: dump.store.open_read(raw_path),
-            rel,
-            dump.csv,
-            list(dump.columns),
-            sink,
-            dump.file_format,
-        )
+    for index in range(drop_parts):
+        dump.store.delete(staged_path(dump, day, rel, index))
+    path = staged_path(dump, day, rel, part.index if part else None)
+    try:
+        with dump.store.open_write(path) as sink:
+            staged = stage_file(
+                lambda *span: dump.store.open_read(raw_path, *span),
+                rel,
+                dump.csv,
+                list(dump.columns),
+                sink,
+                dump.file_format,
+                part=part,
+            )
+    except NeedsWholeFile as why:
+        return {"whole": str(why)}
     done: dict[str, Any] = dict(
         rows=staged.rows,
         rejected=staged.rejected,
@@ -315,9 +402,10 @@ def stage_entry(dump: TableDump, day: str, rel: str, policy: ScanPolicy | None) 
         warnings=staged.warnings,  # about the file (its bytes, header names), never its values
     )
     if not staged.columns and not staged.rows:
-        dump.store.delete(staged_path)  # nothing to stage: empty, header-less or not text
+        dump.store.delete(path)  # nothing to stage: empty, header-less or not text
     elif policy is not None:
-        done["scan"] = scan_staged_file(dump.store, staged_path, policy, rel).as_dict()
+        seed = rel if part is None else f"{rel}#{part.index}"  # a sample of each part
+        done["scan"] = scan_staged_file(dump.store, path, policy, seed).as_dict()
     return done
 
 

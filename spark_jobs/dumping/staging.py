@@ -30,6 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from spark_jobs.contract import LINE, RAW, REASON, SOURCE, CsvOptions  # the staged columns the load reads
+from spark_jobs.dumping.parts import Part
 from spark_jobs.dumping.records import stage_jsonl, stage_parquet
 from spark_jobs.dumping.sniff import decompressed, sniff
 from spark_jobs.dumping.staged import (
@@ -54,6 +55,10 @@ _BLOCK = 1 << 20
 
 class NeedsExactPath(Exception):
     """The fast reader met something only the exact path can describe row by row."""
+
+
+class NeedsWholeFile(Exception):
+    """A part of a file cannot be parsed apart from the rest: stage the file whole."""
 
 
 def _settle_unnamed(staged: StagedFile, header: list[str], filled: set[str]) -> None:
@@ -82,12 +87,26 @@ def stage_file(
     sink: IO[bytes],
     file_format: str = "csv",
     sample_rows: int | None = None,
+    part: Part | None = None,
 ) -> StagedFile:
     """Stage one delivered file (``open_source()`` opens its bytes) into Parquet written to ``sink``.
     Its compression and text encoding come from its bytes (``sniff``); a CSV or JSON Lines file that
     is not text stages nothing. JSON Lines and Parquet are staged by ``records``; of a Parquet file,
-    only the first ``sample_rows`` rows, when given (validation's sample)."""
+    only the first ``sample_rows`` rows, when given (validation's sample).
+
+    With ``part``, only that part of a CSV file is staged (``open_source(start, end)`` opens its
+    bytes), by the fast path; anything else raises ``NeedsWholeFile``."""
     sniffed = sniff(open_source, name, fmt.encoding, file_format)
+    if part is not None:
+        if file_format != "csv" or sniffed.compression or sniffed.encoding or sniffed.not_text:
+            raise NeedsWholeFile(f"{name} is not uncompressed single-byte text")
+        try:
+            with open_source() as whole, open_source(part.start, part.end) as span:
+                staged = _stage_fast(span, name, fmt, design_columns, sink, part, whole.read(_BLOCK))
+        except NeedsExactPath as why:
+            raise NeedsWholeFile(str(why)) from why
+        staged.warnings = sniffed.warnings + staged.warnings
+        return staged
     if file_format == "parquet":
         staged = stage_parquet(
             lambda: decompressed_source(open_source, sniffed.compression),
@@ -129,9 +148,18 @@ def stage_file(
 
 
 def _stage_fast(
-    stream: IO[bytes], name: str, fmt: CsvOptions, design: list[str], sink: IO[bytes]
+    stream: IO[bytes],
+    name: str,
+    fmt: CsvOptions,
+    design: list[str],
+    sink: IO[bytes],
+    part: Part | None = None,
+    file_head: bytes = b"",
 ) -> StagedFile:
+    """``stream`` staged by pyarrow. A ``part`` after the first holds no header: the header is read
+    from ``file_head``, the file's first bytes, and its lines are numbered from the part's first."""
     bad: list[str] = []
+    later_part = part is not None and part.index > 0
 
     def on_invalid(row: Any) -> str:
         bad.append(f"row {row.number}: expected {row.expected_columns} fields, got {row.actual_columns}")
@@ -141,10 +169,13 @@ def _stage_fast(
         head = stream.read(_BLOCK)
         if not head.strip():
             return StagedFile(notes=["empty file" if not head else "blank file"])
-        if _is_utf8(fmt.encoding) and head.startswith(codecs.BOM_UTF8):
+        if _is_utf8(fmt.encoding) and head.startswith(codecs.BOM_UTF8) and not later_part:
             head = head[len(codecs.BOM_UTF8) :]
+        header_text = file_head.removeprefix(codecs.BOM_UTF8) if later_part else head
         first = next(
-            csv.reader(io.StringIO(head.decode(fmt.encoding, "replace"), newline=""), delimiter=fmt.delimiter)
+            csv.reader(
+                io.StringIO(header_text.decode(fmt.encoding, "replace"), newline=""), delimiter=fmt.delimiter
+            )
         )
         if "\ufffd" in "".join(first):
             raise NeedsExactPath(f"header is not valid {fmt.encoding}")
@@ -152,6 +183,8 @@ def _stage_fast(
         columns = normalize_header(first) if fmt.header else [f"column_{i + 1}" for i in range(width)]
         if fmt.header and not set(columns) & set(design):
             raise NeedsExactPath(f"header {first!r} shares no column with the design")
+        if part is not None and fmt.header and any(is_blank(n) for n in first):
+            raise NeedsExactPath("a column without a header name is settled over the whole file")
         generated = [f"f{i}" for i in range(width)]
         source = _Prefixed(head, stream, fmt.delimiter)
         reader = pacsv.open_csv(
@@ -161,7 +194,7 @@ def _stage_fast(
                 block_size=_BLOCK,
                 encoding=fmt.encoding,
                 column_names=generated,
-                skip_rows=1 if fmt.header else 0,
+                skip_rows=1 if fmt.header and not later_part else 0,
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter=fmt.delimiter,
@@ -178,7 +211,7 @@ def _stage_fast(
         staged = StagedFile(columns=columns)
         unnamed = [i for i, n in enumerate(first) if fmt.header and is_blank(n)]
         filled: set[str] = set()
-        line = 2 if fmt.header else 1
+        line = part.first_line if later_part else 2 if fmt.header else 1
         schema = staged_schema(columns)
         with pq.ParquetWriter(sink, schema) as writer:
             for batch in reader:
