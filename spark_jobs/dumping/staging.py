@@ -101,8 +101,8 @@ def stage_file(
         if file_format != "csv" or sniffed.compression or sniffed.encoding or sniffed.not_text:
             raise NeedsWholeFile(f"{name} is not uncompressed single-byte text")
         try:
-            with open_source() as whole, open_source(part.start, part.end) as span:
-                staged = _stage_fast(span, name, fmt, design_columns, sink, part, whole.read(_BLOCK))
+            with open_source(0, _BLOCK) as head, open_source(part.start, part.end) as span:
+                staged = _stage_fast(span, name, fmt, design_columns, sink, part, head.read())
         except NeedsExactPath as why:
             raise NeedsWholeFile(str(why)) from why
         staged.warnings = sniffed.warnings + staged.warnings
