@@ -258,6 +258,8 @@ def dump_days(
                     if first:
                         entry.update(duplicate_of=first, rows=0, rejected=0)
         parts = {(day, e["file"]): e.pop("parts", []) for day in days for e in copied[day]}
+        if policy is not None and (policy.action in ("mask", "hash") or policy.sample_rows is not None):
+            parts = {key: [] for key in parts}  # protect and sample over whole files, as declared
         firsts = [(day, e) for day in days for e in copied[day] if not e.get("duplicate_of")]
         staged = stage_files(
             dump, [(day, e["file"], e["bytes"], parts[day, e["file"]]) for day, e in firsts], policy, map_work
@@ -359,8 +361,9 @@ def _summed(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def staged_path(dump: TableDump, day: str, rel: str, part: int | None = None) -> str:
-    """Where a delivered file (or part ``part`` of it) is staged."""
-    suffix = "" if part is None else f".part-{part:05d}"
+    """Where a delivered file (or part ``part`` of it) is staged. A part's name carries a hash of
+    the file's, as a nested file's does, so no delivered file's name stages to it."""
+    suffix = "" if part is None else f".part-{part:05d}-{hashlib.sha256(rel.encode()).hexdigest()[:8]}"
     return f"{dump.staged_prefix(day)}/{staged_name(rel)}{suffix}.parquet"
 
 

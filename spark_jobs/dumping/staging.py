@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from spark_jobs.contract import LINE, RAW, REASON, SOURCE, CsvOptions  # the staged columns the load reads
 from spark_jobs.dumping.parts import Part
 from spark_jobs.dumping.records import stage_jsonl, stage_parquet
-from spark_jobs.dumping.sniff import decompressed, sniff
+from spark_jobs.dumping.sniff import RAW_HEAD_BYTES, decompressed, sniff
 from spark_jobs.dumping.staged import (
     BATCH_ROWS,
     META_COLUMNS,
@@ -96,10 +96,12 @@ def stage_file(
 
     With ``part``, only that part of a CSV file is staged (``open_source(start, end)`` opens its
     bytes), by the fast path; anything else raises ``NeedsWholeFile``."""
-    sniffed = sniff(open_source, name, fmt.encoding, file_format)
-    if part is not None:
+    if part is not None:  # its head only (a ranged read): the file is large
+        sniffed = sniff(lambda: open_source(0, RAW_HEAD_BYTES), name, fmt.encoding, file_format)
         if file_format != "csv" or sniffed.compression or sniffed.encoding or sniffed.not_text:
             raise NeedsWholeFile(f"{name} is not uncompressed single-byte text")
+        if '"' in fmt.null_value:
+            raise NeedsWholeFile(f"the null value {fmt.null_value!r} holds a quote")
         try:
             with open_source(0, _BLOCK) as head, open_source(part.start, part.end) as span:
                 staged = _stage_fast(span, name, fmt, design_columns, sink, part, head.read())
@@ -107,6 +109,7 @@ def stage_file(
             raise NeedsWholeFile(str(why)) from why
         staged.warnings = sniffed.warnings + staged.warnings
         return staged
+    sniffed = sniff(open_source, name, fmt.encoding, file_format)
     if file_format == "parquet":
         staged = stage_parquet(
             lambda: decompressed_source(open_source, sniffed.compression),
@@ -157,7 +160,8 @@ def _stage_fast(
     file_head: bytes = b"",
 ) -> StagedFile:
     """``stream`` staged by pyarrow. A ``part`` after the first holds no header: the header is read
-    from ``file_head``, the file's first bytes, and its lines are numbered from the part's first."""
+    from ``file_head``, the file's first bytes, and its lines are numbered from the part's first.
+    A part's values and header must hold no quote character (see ``parts``)."""
     bad: list[str] = []
     later_part = part is not None and part.index > 0
 
@@ -168,6 +172,8 @@ def _stage_fast(
     try:
         head = stream.read(_BLOCK)
         if not head.strip():
+            if later_part:  # blank lines: the whole file's parse says where
+                raise NeedsExactPath("a part of blank lines")
             return StagedFile(notes=["empty file" if not head else "blank file"])
         if _is_utf8(fmt.encoding) and head.startswith(codecs.BOM_UTF8) and not later_part:
             head = head[len(codecs.BOM_UTF8) :]
@@ -185,6 +191,8 @@ def _stage_fast(
             raise NeedsExactPath(f"header {first!r} shares no column with the design")
         if part is not None and fmt.header and any(is_blank(n) for n in first):
             raise NeedsExactPath("a column without a header name is settled over the whole file")
+        if part is not None and any('"' in n or "\n" in n or "\r" in n for n in first):
+            raise NeedsExactPath("the header holds a quote or a line break")
         generated = [f"f{i}" for i in range(width)]
         source = _Prefixed(head, stream, fmt.delimiter)
         reader = pacsv.open_csv(
@@ -219,6 +227,8 @@ def _stage_fast(
                     raise NeedsExactPath(bad[0] if bad else source.suspect)
                 n = batch.num_rows
                 cols = list(batch.columns)
+                if part is not None and any(pc.any(pc.match_substring(c, '"')).as_py() for c in cols):
+                    raise NeedsExactPath("a value holds a quote character: the cuts may be wrong")
                 filled.update(columns[i] for i in unnamed if cols[i].null_count < n)
                 spans = pa.array(np.ones(n, dtype=np.int64))
                 for col in cols:
