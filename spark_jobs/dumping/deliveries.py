@@ -362,7 +362,7 @@ def _summed(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def staged_path(dump: TableDump, day: str, rel: str, part: int | None = None) -> str:
     """Where a delivered file (or part ``part`` of it) is staged. A part's name carries a hash of
-    the file's, as a nested file's does, so no delivered file's name stages to it."""
+    the file's, as a nested file's does, so only a delivered name made to copy it stages to one."""
     suffix = "" if part is None else f".part-{part:05d}-{hashlib.sha256(rel.encode()).hexdigest()[:8]}"
     return f"{dump.staged_prefix(day)}/{staged_name(rel)}{suffix}.parquet"
 

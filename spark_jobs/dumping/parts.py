@@ -7,7 +7,7 @@ line it starts on. The copy already reads every byte for the sha256; ``LineCuts`
 bytes go by, so finding the cuts costs no read of its own.
 
 Whether every quote opens or closes a value is known only by parsing, so each part's parse checks
-it (``staging``): no parsed value, nor the header, may hold a quote character. A part that starts
+it (``staging._check_part``): no parsed value, nor the header, may hold a quote character. A part that starts
 where the whole file's parse would be outside any quoted value (part 0 does) and passes that check
 holds only quotes that open and close values, an even number of them, so it ends outside one too,
 and the next part starts right. A file that fails the check anywhere (a literal quote, as in

@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
+import functools
 import io
 import re
 import zlib
@@ -172,10 +173,12 @@ def _stage_fast(
     try:
         head = stream.read(_BLOCK)
         if not head.strip():
-            if later_part:  # blank lines: the whole file's parse says where
+            if part is not None:  # blank lines: the whole file's parse says where
                 raise NeedsExactPath("a part of blank lines")
             return StagedFile(notes=["empty file" if not head else "blank file"])
-        if _is_utf8(fmt.encoding) and head.startswith(codecs.BOM_UTF8) and not later_part:
+        if later_part and head.startswith(codecs.BOM_UTF8):  # pyarrow drops one that starts a stream
+            raise NeedsExactPath("a part starts with a byte-order mark")
+        if _is_utf8(fmt.encoding) and head.startswith(codecs.BOM_UTF8):
             head = head[len(codecs.BOM_UTF8) :]
         header_text = file_head.removeprefix(codecs.BOM_UTF8) if later_part else head
         first = next(
@@ -227,8 +230,8 @@ def _stage_fast(
                     raise NeedsExactPath(bad[0] if bad else source.suspect)
                 n = batch.num_rows
                 cols = list(batch.columns)
-                if part is not None and any(pc.any(pc.match_substring(c, '"')).as_py() for c in cols):
-                    raise NeedsExactPath("a value holds a quote character: the cuts may be wrong")
+                if part is not None:
+                    _check_part(cols)
                 filled.update(columns[i] for i in unnamed if cols[i].null_count < n)
                 spans = pa.array(np.ones(n, dtype=np.int64))
                 for col in cols:
@@ -251,6 +254,21 @@ def _stage_fast(
         raise
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError, EOFError, zlib.error) as e:
         raise NeedsExactPath(f"fast reader stopped: {str(e).splitlines()[0][:200]}") from e
+
+
+def _check_part(columns: list[pa.Array]) -> None:
+    """What a part's batch must satisfy to parse as it would in the whole file. No value holds a
+    quote (else the cuts may be wrong: see ``parts``) or a carriage return (pyarrow may drop the
+    newline after one that ends its read block, apache/arrow#51368, and a part's blocks are not the
+    whole file's). No record nears a block's length: one that spans three blocks fails pyarrow,
+    which depends on where the blocks fall."""
+    for held in ('"', "\r"):
+        if any(pc.any(pc.match_substring(c, held)).as_py() for c in columns):
+            raise NeedsExactPath(f"a value holds {held!r}: parsed whole")
+    lengths = [pc.fill_null(pc.binary_length(c), 0) for c in columns]
+    longest = pc.max(functools.reduce(pc.add, lengths)).as_py() or 0
+    if longest + 3 * len(columns) > _BLOCK // 2:  # each field's quotes and delimiter
+        raise NeedsExactPath(f"a record of about {longest:,} bytes: parsed whole")
 
 
 def _is_utf8(encoding: str) -> bool:
