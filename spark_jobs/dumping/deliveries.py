@@ -110,11 +110,20 @@ def isolate_delivery(dump: TableDump, day: str, entries: list[dict[str, Any]]) -
     return dump.store.uri(target)
 
 
-def copy_delivered_file(dump: TableDump, day: str, f: StoredFile) -> dict[str, Any]:
+def cuttable(dump: TableDump, policy: ScanPolicy | None) -> bool:
+    """Whether the table's large files may be parsed in parts: CSV in a narrow encoding (a newline is
+    one byte), under a scan that decides per row (one that samples, masks or hashes decides over
+    whole files, as declared)."""
+    if policy is not None and (policy.action in ("mask", "hash") or policy.sample_rows is not None):
+        return False
+    return dump.file_format == "csv" and not is_wide(dump.csv.encoding)
+
+
+def copy_delivered_file(dump: TableDump, day: str, f: StoredFile, cut: bool) -> dict[str, Any]:
     """Copy one delivered file byte for byte into the raw zone; its manifest entry so far, with the
-    ``parts`` its parse can be cut into when it is a large CSV file that allows it (``LineCuts``)."""
+    ``parts`` its parse can be cut into (``LineCuts``) when ``cut`` and the file allows it."""
     rel = f.path[len(dump.delivery_prefix(day)) + 1 :]
-    cuts = LineCuts(dump.part_bytes) if dump.file_format == "csv" and not is_wide(dump.csv.encoding) else None
+    cuts = LineCuts(dump.part_bytes) if cut else None
     copied = copy_with_sha256(
         dump.landing, f.path, dump.store, f"{dump.raw_prefix(day)}/{rel}", cuts.update if cuts else None
     )
@@ -249,7 +258,8 @@ def dump_days(
             copied = {day: [dict(e) for e in extracted[day]] for day in days}
         else:
             work = [(day, f) for day in days for f in listings[day]]
-            entries = map_work(lambda w: copy_delivered_file(dump, *w), work, [f.size for _, f in work])
+            cut = cuttable(dump, policy)
+            entries = map_work(lambda w: copy_delivered_file(dump, *w, cut), work, [f.size for _, f in work])
             for (day, _), entry in zip(work, entries, strict=True):
                 copied[day].append(entry)
             for day in days:  # an extract is no delivery: the same rows on two days are snapshots
@@ -258,8 +268,6 @@ def dump_days(
                     if first:
                         entry.update(duplicate_of=first, rows=0, rejected=0)
         parts = {(day, e["file"]): e.pop("parts", []) for day in days for e in copied[day]}
-        if policy is not None and (policy.action in ("mask", "hash") or policy.sample_rows is not None):
-            parts = {key: [] for key in parts}  # protect and sample over whole files, as declared
         firsts = [(day, e) for day in days for e in copied[day] if not e.get("duplicate_of")]
         staged = stage_files(
             dump, [(day, e["file"], e["bytes"], parts[day, e["file"]]) for day, e in firsts], policy, map_work
@@ -315,9 +323,10 @@ def stage_files(
 ) -> list[dict[str, Any]]:
     """Stage each (day, file, bytes, parts): what each adds to its manifest entry. A file with parts
     is parsed (and scanned) as its parts side by side, each to a staged file of its own, and their
-    outcomes summed. When a part meets what only the whole file's parse describes (an anomaly, which
-    the exact path reports line by line, or a column without a header name), that file is staged
-    whole after all, so the outcome is always the one of staging it whole."""
+    outcomes summed. When a part meets what only the whole file's parse can be trusted with (an
+    anomaly, which the exact path reports line by line, a quote or carriage return in a value, or
+    the rest ``staging._check_part`` lists), that file is staged whole after all, so the outcome is
+    always the one of staging it whole."""
     pieces = [(i, day, rel, part) for i, (day, rel, _, parts) in enumerate(files) for part in parts or [None]]
     done = map_work(
         lambda w: stage_entry(dump, w[1], w[2], policy, w[3]),
@@ -407,8 +416,7 @@ def stage_entry(
     if not staged.columns and not staged.rows:
         dump.store.delete(path)  # nothing to stage: empty, header-less or not text
     elif policy is not None:
-        seed = rel if part is None else f"{rel}#{part.index}"  # a sample of each part
-        done["scan"] = scan_staged_file(dump.store, path, policy, seed).as_dict()
+        done["scan"] = scan_staged_file(dump.store, path, policy, rel).as_dict()
     return done
 
 

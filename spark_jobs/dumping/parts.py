@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spark_jobs.dumping.sniff import COMPRESSIONS
+from spark_jobs.dumping.sniff import compression_of
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class LineCuts:
     def update(self, chunk: bytes) -> None:
         if not self.cuttable:
             return
-        compressed = self._offset == 0 and any(chunk.startswith(m) for m, _ in COMPRESSIONS.values())
+        compressed = self._offset == 0 and compression_of(chunk) is not None
         lone_crs = chunk.count(b"\r") - chunk.count(b"\r\n") - chunk.endswith(b"\r")
         if compressed or lone_crs or (self._ends_in_cr and not chunk.startswith(b"\n")):
             self.cuttable = False

@@ -56,6 +56,15 @@ def decompressed(raw: IO[bytes], compression: str | None) -> IO[bytes]:
     return raw
 
 
+def compression_of(first: bytes) -> str | None:
+    """The compression a file's first bytes name by their magic, if any."""
+    magic = first[:4]
+    compression = next((c for c, (m, _) in COMPRESSIONS.items() if magic.startswith(m)), None)
+    if compression == "bzip2" and not magic[3:4].isdigit():
+        return None  # text that happens to start with "BZh"
+    return compression
+
+
 def is_wide(encoding: str) -> bool:
     """UTF-16 and UTF-32 text holds NUL bytes; the encodings CSV is usually in do not."""
     return encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32"))
@@ -72,10 +81,7 @@ def sniff(
     decompress ``HEAD_BYTES`` from, as a bzip2 block can be."""
     with open_source() as raw:
         first = raw.read(RAW_HEAD_BYTES)
-    magic = first[:4]
-    compression = next((c for c, (m, _) in COMPRESSIONS.items() if magic.startswith(m)), None)
-    if compression == "bzip2" and not magic[3:4].isdigit():
-        compression = None  # text that happens to start with "BZh"
+    compression = compression_of(first)
     warnings = []
     by_suffix = compression_by_suffix(name)
     if by_suffix != compression:
