@@ -28,7 +28,9 @@ from dp_assets_tests.conftest import packaged_text
 from dp_assets_tests.helpers import check_results, demo_lake, materializations, materialize_keys, read_table
 from spark_jobs.contract import CURRENT
 
-pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
+# The tests marked spark_job run again on each EMR Spark line (.ci/run): those that take the jobs
+# through Spark's APIs. Publishing, overrides and kills are the orchestrator's and the lake's, the
+# same on every line.
 
 START, END = "2013-01-01", "2013-01-03"
 
@@ -48,6 +50,7 @@ def three_days(tmp_path_factory: pytest.TempPathFactory):
     return loaded, delivered, result, instance
 
 
+@pytest.mark.spark_job
 def test_range_loads_every_row_into_hive_partitions(three_days) -> None:
     loaded, delivered, result, _ = three_days
     assert result.success
@@ -62,6 +65,7 @@ def test_range_loads_every_row_into_hive_partitions(three_days) -> None:
     assert str(table.schema.field("time_hour").type) == "timestamp[us, tz=UTC]"
 
 
+@pytest.mark.spark_job
 def test_every_check_passes_and_reports_through_pipes(three_days) -> None:
     _, _, result, _ = three_days
     assert check_results(result) == {
@@ -76,6 +80,7 @@ def test_every_check_passes_and_reports_through_pipes(three_days) -> None:
     }
 
 
+@pytest.mark.spark_job
 def test_one_run_one_spark_application_for_the_range(three_days) -> None:
     _, delivered, result, instance = three_days
     steps = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
@@ -86,6 +91,7 @@ def test_one_run_one_spark_application_for_the_range(three_days) -> None:
     assert sorted(m.partition for m in mats) == sorted(delivered)
 
 
+@pytest.mark.spark_job
 def test_the_job_ran_on_the_runtime_the_launcher_pinned(three_days) -> None:
     """The job reports the Spark and Python it really ran on: the launcher's runtime (this
     environment's, or the lane's DP_SPARK_HOME/DP_SPARK_PYTHON), in UTC with ANSI mode on."""
@@ -100,6 +106,7 @@ def test_the_job_ran_on_the_runtime_the_launcher_pinned(three_days) -> None:
     assert (reported["python"], reported["ansi"], reported["time_zone"]) == (version, "true", "UTC")
 
 
+@pytest.mark.spark_job
 def test_the_host_time_zone_changes_nothing(
     three_days, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,6 +126,7 @@ def test_the_host_time_zone_changes_nothing(
     assert rows(tokyo.output_path) == rows(loaded.output_path)
 
 
+@pytest.mark.spark_job
 def test_materializations_carry_counts_schema_and_config_provenance(three_days) -> None:
     loaded, delivered, result, _ = three_days
     for node in ("raw/flights", "flights"):
@@ -135,6 +143,7 @@ def test_materializations_carry_counts_schema_and_config_provenance(three_days) 
     assert columns[-3:] == ["row_hash", "load_date", "flight_date"]
 
 
+@pytest.mark.spark_job
 def test_each_partition_carries_its_own_statistics(three_days) -> None:
     """Row count, null counts and min/max per partition, as computed independently from the files."""
     loaded, _, result, _ = three_days
@@ -158,6 +167,7 @@ def test_each_partition_carries_its_own_statistics(three_days) -> None:
     assert all(md["files"].value == 1 and md["bytes"].value > 0 for md in raw.values())
 
 
+@pytest.mark.spark_job
 def test_every_number_on_a_partition_is_that_partitions_own(three_days) -> None:
     """Bytes are each day's own (its published folder); what only the whole range has (partitions,
     seconds, totals) is one JSON entry, which the UI does not plot across partitions."""
@@ -176,6 +186,7 @@ def test_every_number_on_a_partition_is_that_partitions_own(three_days) -> None:
     assert all(md["range_totals"].value["dump_seconds"] > 0 for md in raw.values())
 
 
+@pytest.mark.spark_job
 def test_manifest_records_files_rows_bytes_sha256(three_days) -> None:
     loaded, delivered, _, _ = three_days
     lake = Lake(loaded)
@@ -187,6 +198,7 @@ def test_manifest_records_files_rows_bytes_sha256(three_days) -> None:
     assert entry["bytes"] == raw_file.stat().st_size
 
 
+@pytest.mark.spark_job
 def test_rerun_is_idempotent(three_days) -> None:
     loaded, delivered, _, _ = three_days
     before = (
@@ -402,6 +414,7 @@ def test_a_table_written_before_versions_keeps_its_days_when_published_again(tmp
     assert {c["values"]: c["counts"] for c in pc.value_counts(days).to_pylist()} == delivered
 
 
+@pytest.mark.spark_job
 def test_table_is_registered_in_the_spark_catalog(three_days) -> None:
     """A new Spark application reads the table through the catalog, partitions included, no repair."""
     loaded, delivered, result, _ = three_days

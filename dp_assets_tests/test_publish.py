@@ -20,8 +20,6 @@ from dp_assets_tests.helpers import (
     unreferenced_versions,
 )
 
-pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
-
 START, END = "2013-01-01", "2013-01-03"
 DAYS = ["2013-01-01", "2013-01-02", "2013-01-03"]
 DROPPED = 10  # version B of each delivery lacks its last 10 rows

@@ -54,7 +54,6 @@ def row_hashes(home: Path) -> list[str]:
     return sorted(pq.read_table(folder, columns=["row_hash"])["row_hash"].to_pylist())
 
 
-@pytest.mark.spark_job
 def test_next_dp_run_releases_a_killed_run_and_equals_a_clean_run(tmp_path: Path) -> None:
     home, clean = tmp_path / "home", tmp_path / "clean"
     for h in (home, clean):
@@ -98,7 +97,6 @@ def test_next_dp_run_releases_a_killed_run_and_equals_a_clean_run(tmp_path: Path
     assert unreferenced_versions(table) == []  # the killed run's half-written version is deleted
 
 
-@pytest.mark.spark_job
 def test_two_instances_loading_overlapping_days_serialize_on_the_lake_lock(tmp_path: Path) -> None:
     """Two `dp run`s on different Dagster instances (so no shared pool or run queue), one lake,
     overlapping days: the table's lock makes them take turns; both succeed and no day is lost."""

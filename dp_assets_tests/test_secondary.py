@@ -7,14 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from dp_assets.config.loader import LoadedConfig, load_config_from
 from dp_assets.runner import summarize
 from dp_assets_tests.helpers import demo_lake, materialize_range, read_table, through_catalog
 from spark_jobs.contract import SECONDARY_CHECK
-
-pytestmark = pytest.mark.spark_job  # also run on each EMR Spark line (.ci/run)
 
 DAY = "2013-01-02"
 DERIVED = "flights_by_origin"
