@@ -14,12 +14,18 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from dp_assets_tests.emr_emulator import emr_emulator_fixture  # noqa: F401  (the emr_emulator fixture)
+from dp_assets_tests.jvm import fast_start_options
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "SPARK_SUBMIT_OPTS" not in os.environ and spark_available():
+        os.environ["SPARK_SUBMIT_OPTS"] = fast_start_options()  # jvm.py: every Spark JVM starts faster
 
 
 @pytest.fixture(autouse=True)

@@ -46,6 +46,7 @@ from moto.emr.responses import ElasticMapReduceResponse
 from moto.emrserverless.models import EMRServerlessBackend, JobRun
 
 from dp_assets.launchers.local import catalog_conf
+from dp_assets_tests.jvm import fast_start_options
 from dp_assets_tests.runtimes import EMR_INTERPRETERS, emr_spark_home, node_python
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -98,7 +99,8 @@ def release_runner(master: str = "local[2]") -> Runner:
             argv += ["--conf", f"{key}={value}"]
         if py_files:
             argv += ["--py-files", ",".join(map(str, py_files))]
-        return LocalCommand([*argv, str(script)], {"SPARK_HOME": str(home)})
+        fast_start = fast_start_options(home, node_python("3.11"))  # a test's JVM, not a node's: jvm.py
+        return LocalCommand([*argv, str(script)], {"SPARK_HOME": str(home), "SPARK_SUBMIT_OPTS": fast_start})
 
     return run
 
