@@ -63,7 +63,17 @@ def _venv(name: str, python: str, packages: list[str]) -> Path:
             shutil.rmtree(venv, ignore_errors=True)
             subprocess.run([uv, "venv", "-q", "-p", python, str(venv)], check=True)
             subprocess.run(
-                [uv, "pip", "install", "-q", "-p", str(venv / "bin" / "python"), *packages], check=True
+                [
+                    uv,
+                    "pip",
+                    "install",
+                    "-q",
+                    "--compile-bytecode",
+                    "-p",
+                    str(venv / "bin" / "python"),
+                    *packages,
+                ],
+                check=True,
             )
             (venv / ".ready").touch()
     return venv

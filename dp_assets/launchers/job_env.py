@@ -93,7 +93,9 @@ def for_interpreter(python: str) -> Path | None:
     have = subprocess.run([python, "-c", probe], capture_output=True, text=True)
     if have.returncode == 0 and have.stdout.split() == requirements():
         return None
-    return _built(f"local-{_key(python)}", lambda folder: _install(folder, ["--python", python]))
+    # With their bytecode, written by that interpreter: a Spark Python worker imports them on start.
+    python_args = ["--python", python, "--compile-bytecode"]
+    return _built(f"local-{_key(python, 'bytecode')}", lambda folder: _install(folder, python_args))
 
 
 def archive_name(architecture: str) -> str:
