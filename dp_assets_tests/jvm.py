@@ -16,6 +16,7 @@ without them, as users do.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -24,8 +25,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dp_assets.launchers import job_env
-from dp_assets.launchers.local import SPARK_HOME_ENV, SPARK_PYTHON_ENV, catalog_conf, default_spark_home
+import dagster as dg
+
+from dp_assets.launchers.local import (
+    SPARK_HOME_ENV,
+    SPARK_PYTHON_ENV,
+    LocalSparkLauncher,
+    default_spark_home,
+)
 
 QUICK_COMPILER = "-XX:TieredStopAtLevel=1"
 
@@ -64,22 +71,26 @@ def archive_for(spark_home: Path, python: str) -> Path | None:
         script = Path(folder) / "warm_up.py"
         script.write_text(WARM_UP)
         dumped = Path(folder) / "spark.jsa"
-        confs = {**catalog_conf(f"{folder}/catalog"), "spark.ui.enabled": "false"}
-        env_path = job_env.for_interpreter(python)
+        # The local launcher's own command and environment, with the warm-up in place of its job.
+        launcher = LocalSparkLauncher(
+            master="local[2]",
+            conf={"spark.ui.enabled": "false"},
+            catalog_dir=f"{folder}/catalog",
+            spark_home=str(spark_home),
+            python=python,
+        )
+        try:
+            runtime = launcher.runtime()
+        except dg.Failure as refused:  # not a runtime the launcher runs: no archive either
+            print(f"no class-data archive for {spark_home}: {refused.description}", file=sys.stderr)
+            return None
+        command = [*launcher.command("run_pipeline.py", runtime)[:-1], str(script), f"{folder}/out"]
         env = {
             **os.environ,
-            "SPARK_HOME": str(spark_home),
-            "PYSPARK_PYTHON": python,
-            "PYSPARK_DRIVER_PYTHON": python,
+            **launcher.driver_env(runtime),
             "SPARK_SUBMIT_OPTS": f"{QUICK_COMPILER} -XX:ArchiveClassesAtExit={dumped}",
-            **({"PYTHONPATH": str(env_path)} if env_path else {}),
         }
-        command = [str(spark_home / "bin" / "spark-submit"), "--master", "local[2]"]
-        for name, value in confs.items():
-            command += ["--conf", f"{name}={value}"]
-        done = subprocess.run(
-            [*command, str(script), f"{folder}/out"], env=env, cwd=folder, capture_output=True, timeout=600
-        )
+        done = subprocess.run(command, env=env, cwd=folder, capture_output=True, timeout=600)
         if done.returncode != 0 or not dumped.exists():
             print(f"no class-data archive for {spark_home}: {done.stderr.decode()[-2000:]}", file=sys.stderr)
             return None
@@ -89,6 +100,7 @@ def archive_for(spark_home: Path, python: str) -> Path | None:
     return archive
 
 
+@functools.cache  # an archive's key lists its Spark's jars: once per installation, not per step
 def fast_start_options(spark_home: Path | None = None, python: str | None = None) -> str:
     """``SPARK_SUBMIT_OPTS`` for a Spark installation: by default the one the local launcher runs
     (``DP_SPARK_HOME`` on a lane), with the jobs' interpreter."""
