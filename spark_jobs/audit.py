@@ -153,15 +153,18 @@ def warm_catalog(spark: SparkSession, catalog_tables: list[str | None]) -> None:
         ).start()
 
 
-def catalog_switch(spark: SparkSession, name: str | None, root: str, pc: str) -> CatalogSwitch | None:
+def catalog_switch(
+    spark: SparkSession, name: str | None, root: str, pc: str, written: list[tuple[str, str]] | None = None
+) -> CatalogSwitch | None:
     """How publishing points table ``name`` ("<database>.<table>") of Spark's catalog (Derby locally,
     the cluster's metastore on EMR, e.g. Glue) at the published versions: the partitions it lists are
     switched to their new locations by one call of the metastore client (one transaction in a Hive
     metastore; Glue's client updates them one by one), and the new ones added by another, so
     spark.table() and Hive/Athena see each partition old or new, never mixed, and need no repair
     step. A crash midway leaves the publish journal, which the next run finishes first. The table is
-    created, and its new columns added, from the version published. None when the run has no
-    catalog."""
+    created, and its new columns added, from the version published: its ``written`` schema as the
+    audit read it, else (finishing a killed run's publish) a published partition's. None when the
+    run has no catalog."""
     if not name or not uses_metastore(spark):
         return None
     database, table = name.split(".", 1)
@@ -173,7 +176,7 @@ def catalog_switch(spark: SparkSession, name: str | None, root: str, pc: str) ->
     def switch(locations: dict[str, str | None]) -> None:
         published = {d: loc for d, loc in sorted(locations.items()) if loc}
         if published:
-            _create_or_evolve(spark, database, table, root, pc, next(iter(published.values())))
+            _create_or_evolve(spark, database, table, root, pc, next(iter(published.values())), written)
         elif not spark.catalog.tableExists(f"{database}.{table}"):
             return
         listed = _partitions(spark, quoted, pc)
@@ -192,13 +195,21 @@ def catalog_switch(spark: SparkSession, name: str | None, root: str, pc: str) ->
 
 
 def _create_or_evolve(
-    spark: SparkSession, database: str, table: str, root: str, pc: str, sample: str
+    spark: SparkSession,
+    database: str,
+    table: str,
+    root: str,
+    pc: str,
+    sample: str,
+    written: list[tuple[str, str]] | None,
 ) -> None:
-    """Create the table from a published partition's columns, or add the columns it lacks (schema
-    evolution reaches the catalog too)."""
+    """Create the table from the version's columns (``written``, else a published partition's, which
+    costs a Spark job to read), or add the columns it lacks (schema evolution reaches the catalog
+    too)."""
     quoted = f"`{database}`.`{table}`"
-    columns = [(f.name, f.dataType.simpleString()) for f in spark.read.parquet(sample).schema.fields]
-    columns.append((pc, "date"))
+    if not written:
+        written = [(f.name, f.dataType.simpleString()) for f in spark.read.parquet(sample).schema.fields]
+    columns = [(n, t) for n, t in written if n != pc] + [(pc, "date")]
     with _CREATING_DATABASES:  # tables publish side by side: one creates the database
         if not spark.catalog.databaseExists(database):  # asking first: Hive logs an ERROR for IF NOT EXISTS
             spark.sql(f"CREATE DATABASE `{database}`")

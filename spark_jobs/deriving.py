@@ -138,6 +138,7 @@ def derive_table(
         failed = [c.name for c in checks if not c.passed]
         record = {"run": run, "days": days, "counts": counts, "failed_checks": failed}
         return hold_back(pipes, spec["asset_key"], spec["table"], checks, [publisher], record)
+    catalog = catalog_switch(spark, spec["catalog_table"], spec["table_uri"], pc, audited["schema"])
     publisher.publish(override or run, days, catalog, from_rejected=bool(override))
     phases.done("publish (lake and catalog)")
     superseded = publisher.drop_superseded(days)

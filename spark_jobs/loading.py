@@ -384,6 +384,7 @@ def load_table(
             pipes, spec["asset_key"], spec["table"], checks, [zones.table, zones.quarantine], record
         )
     version = override or run
+    catalog = catalog_switch(spark, spec["catalog_table"], spec["table_uri"], pc, audited["schema"])
     zones.table.publish(version, days, catalog, from_rejected=bool(override), beside=[zones.quarantine])
     phases.done("publish (lake and catalog)")
     superseded = zones.table.drop_superseded(days) + zones.quarantine.drop_superseded(days)
