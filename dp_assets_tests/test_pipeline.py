@@ -427,3 +427,26 @@ def test_table_is_registered_in_the_spark_catalog(three_days) -> None:
     )
     assert f"COUNT {sum(delivered.values())}" in out
     assert f"PARTITIONS {[f'flight_date={d}' for d in delivered]}" in out
+
+
+def test_evolved_columns_reach_a_catalog_table_an_earlier_run_created(tmp_path: Path) -> None:
+    """A delivery with a new column (evolution = "add") adds it to the catalog table an earlier run
+    created, from the version the audit read: a new application reads it through the catalog."""
+    from dp_assets_tests.bad_inputs import CLEAN, KINDS, day_of, write_config
+
+    extra = next(k for k in KINDS if k.name == "extra column")
+    for day, content in ((day_of(0), CLEAN), (day_of(1), extra.content)):
+        folder = tmp_path / "landing" / "events" / day
+        folder.mkdir(parents=True)
+        (folder / "d.csv").write_bytes(content)
+    loaded = load_config_from(str(write_config(tmp_path / "config.toml")), home=tmp_path)
+    for day in (day_of(0), day_of(1)):
+        assert helpers.materialize_range(loaded, day, day).success
+    out = helpers.through_catalog(
+        loaded,
+        'table = spark.table("corpus.events")\n'
+        'print("COLUMNS", table.columns)\n'
+        'print("NOTES", sorted(((r[0], r[1]) for r in table.select("id", "note").collect()), key=str))',
+    )
+    assert "COLUMNS ['id', 'name', 'amount', 'ts', 'row_hash', 'load_date', 'note', 'event_date']" in out
+    assert "NOTES [(1, 'hi'), (1, None), (2, None), (3, None)]" in out
