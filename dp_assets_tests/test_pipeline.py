@@ -24,6 +24,7 @@ from dp_assets.partitions import daily_partitions
 from dp_assets.runner import run_range
 from dp_assets.stages.tables import TABLES_OP
 from dp_assets_tests import helpers
+from dp_assets_tests.bad_inputs import CLEAN, KINDS, day_of, write_config
 from dp_assets_tests.conftest import packaged_text
 from dp_assets_tests.helpers import check_results, demo_lake, materializations, materialize_keys, read_table
 from spark_jobs.contract import CURRENT
@@ -429,11 +430,10 @@ def test_table_is_registered_in_the_spark_catalog(three_days) -> None:
     assert f"PARTITIONS {[f'flight_date={d}' for d in delivered]}" in out
 
 
+@pytest.mark.spark_job  # ALTER TABLE ... ADD COLUMNS through each line's catalog
 def test_evolved_columns_reach_a_catalog_table_an_earlier_run_created(tmp_path: Path) -> None:
     """A delivery with a new column (evolution = "add") adds it to the catalog table an earlier run
     created, from the version the audit read: a new application reads it through the catalog."""
-    from dp_assets_tests.bad_inputs import CLEAN, KINDS, day_of, write_config
-
     extra = next(k for k in KINDS if k.name == "extra column")
     for day, content in ((day_of(0), CLEAN), (day_of(1), extra.content)):
         folder = tmp_path / "landing" / "events" / day
