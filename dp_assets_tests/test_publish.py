@@ -141,3 +141,33 @@ def test_an_override_killed_while_moving_its_version_back_publishes_it_whole(tmp
         "part-2.parquet",
     ]
     assert not (table / "_rejected" / "r1").exists() and published_folders(table) == {day: copied}
+
+
+@pytest.mark.spark_job
+def test_the_audit_sees_a_version_s_schema_as_written(tmp_path: Path) -> None:
+    """The audit takes a version's schema from a file's footer on the driver (no Spark job), so a
+    column written with another type than designed reaches ``schema_matches_design`` as it is; a
+    version Spark did not write (no Spark schema in its footers) is read by inference."""
+    import pyarrow as pa
+    from pyspark.sql import SparkSession
+
+    from spark_jobs.audit import audit
+
+    spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+    try:
+        by_spark, by_arrow = tmp_path / "spark", tmp_path / "arrow"
+        rows = [(1, "7", "2024-01-01"), (1, "8", "2024-01-01"), (2, None, "2024-01-02")]
+        frame = spark.createDataFrame(rows, "id bigint, amount string, d string")
+        frame.write.partitionBy("d").parquet(str(by_spark))
+        for day in ("2024-01-01", "2024-01-02"):
+            (by_arrow / f"d={day}").mkdir(parents=True)
+            pq.write_table(pa.table({"id": [1], "amount": [2.5]}), by_arrow / f"d={day}" / "part-0.parquet")
+        days = ["2024-01-01", "2024-01-02", "2024-01-03"]  # no rows for the third day
+        written = audit(spark, str(by_spark), days, "d", ["id"], ["amount"])
+        inferred = audit(spark, str(by_arrow), days, "d", [], [])
+    finally:
+        spark.stop()
+    assert written["schema"] == [("id", "bigint"), ("amount", "string"), ("d", "date")]
+    assert {d: s["rows"] for d, s in written["stats"].items()} == {"2024-01-01": 2, "2024-01-02": 1}
+    assert (written["nulls"], written["dup_keys"], written["dup_rows"]) == ({"amount": 1}, 1, 2)
+    assert inferred["schema"] == [("id", "bigint"), ("amount", "double"), ("d", "date")]

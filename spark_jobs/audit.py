@@ -7,6 +7,7 @@ override publishes it.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from dagster_pipes import PipesContext
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, StructField, StructType
 
 from spark_jobs.common import as_int, as_json, partition_stats
 from spark_jobs.lake_io import CatalogSwitch, Hdfs, Publisher, fault_point
@@ -36,7 +38,8 @@ def audit(
     spark: SparkSession, root: str, days: list[str], pc: str, key: list[str], required: list[str]
 ) -> dict[str, Any]:
     """What the checks need of a version not yet visible (the run's own, or a rejected version),
-    read in two passes: partition statistics and null counts, then duplicate keys."""
+    read in two passes: partition statistics and null counts, then duplicate keys. Its schema comes
+    from a file's footer, which Spark would read in a job of its own."""
     hdfs = Hdfs(spark)
     paths = [f"{root}/{pc}={d}" for d in days if hdfs.exists(f"{root}/{pc}={d}")]
     if not paths:
@@ -49,7 +52,12 @@ def audit(
             "dup_rows": 0,
             "bytes": 0,
         }
-    written = spark.read.option("basePath", root).parquet(*paths)
+    written = spark.read.option("basePath", root)
+    stored = hdfs.spark_schema(paths[0])
+    if stored:  # the version's own schema, with its days' partition column as Spark infers it
+        fields = [f for f in StructType.fromJson(json.loads(stored)).fields if f.name != pc]
+        written = written.schema(StructType([*fields, StructField(pc, DateType())]))
+    written = written.parquet(*paths)
     stats = partition_stats(written, pc)
     for day, day_stats in stats.items():
         day_stats["bytes"] = hdfs.size(f"{root}/{pc}={day}")

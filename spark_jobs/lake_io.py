@@ -26,6 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from spark_jobs.contract import CURRENT, REJECTED, REJECTED_RECORD, VERSIONS
 
+SPARK_SCHEMA_KEY = "org.apache.spark.sql.parquet.row.metadata"  # Spark's schema in a Parquet footer
 JOURNALS = "_publish"  # <table>/_publish/<run>.json: a switch in progress
 
 # Points the catalog's partitions at their new locations ({day: location, or None to drop it}).
@@ -99,6 +100,24 @@ class Hdfs:
     def list_names(self, uri: str) -> list[str]:
         fs, path = self._fs(uri)
         return [s.getPath().getName() for s in fs.listStatus(path)] if fs.exists(path) else []
+
+    def spark_schema(self, folder: str) -> str | None:
+        """The schema (JSON) Spark stored in the footer of a Parquet file in ``folder``, read on the
+        driver: what ``spark.read.parquet`` infers from such a footer, without the Spark job it runs
+        to read it. None when the folder holds no Parquet file that Spark wrote."""
+        fs, path = self._fs(folder)
+        parquet = self._jvm.org.apache.parquet.hadoop
+        for status in fs.listStatus(path):
+            name = status.getPath().getName()
+            if name.endswith(".parquet") and not name.startswith(("_", ".")):
+                footer = parquet.ParquetFileReader.open(
+                    parquet.util.HadoopInputFile.fromPath(status.getPath(), self._conf)
+                )
+                try:
+                    return footer.getFooter().getFileMetaData().getKeyValueMetaData().get(SPARK_SCHEMA_KEY)
+                finally:
+                    footer.close()
+        return None
 
     def write_text(self, uri: str, text: str) -> None:
         fs, path = self._fs(uri)
