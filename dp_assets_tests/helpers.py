@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import pyarrow.dataset as pads
 from dp_assets.config.loader import PACKAGED, LoadedConfig, load_config_from
 from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake, published_dataset
-from spark_jobs.contract import CURRENT, VERSIONS
+from dp_assets.launchers.base import JobEvent, PipesResult
+from spark_jobs.contract import CURRENT, DUMPED_MESSAGE, VERSIONS, DumpDone
 from spark_jobs.dumping.deliveries import dump_as_specified
 from spark_jobs.lake_io import referenced_versions
 from spark_jobs.storage import store_for
@@ -151,12 +153,15 @@ spark = builder.getOrCreate()
     return proc.stdout
 
 
-def dumps_as_the_job_does(extras: dict[str, Any]) -> dict[str, float]:
-    """What ``spark_jobs/run_pipeline.py`` does with a run's dumps, done in this process (on threads)
-    for a launcher that stands in for Spark; the outcome's ``dump_seconds``."""
-    seconds = {}
+def dumps_as_the_job_does(extras: dict[str, Any]) -> Iterator[dict[str, DumpDone]]:
+    """What ``spark_jobs/run_pipeline.py`` does with a run's dumps, done in this process for a
+    launcher that stands in for Spark: the message it sends as each finishes."""
     for spec in extras["dumps"]:
         started = time.monotonic()
         dump_as_specified(spec, store_for(spec["landing_uri"]), store_for(spec["lake_uri"]))
-        seconds[spec["table"]] = round(time.monotonic() - started, 2)
-    return seconds
+        yield {DUMPED_MESSAGE: {"table": spec["table"], "seconds": round(time.monotonic() - started, 2)}}
+
+
+def pipes_results(events: Iterator[JobEvent]) -> Iterator[PipesResult]:
+    """A launcher's results as an asset yields them, without the job's custom messages."""
+    return (e for e in events if not isinstance(e, dict))

@@ -20,7 +20,7 @@ from dp_assets.config.loader import PACKAGED, load_config_from
 from dp_assets.definitions import build_definitions
 from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
-from dp_assets.launchers.base import JobReport, spark_jobs_dir, spark_jobs_zip
+from dp_assets.launchers.base import Reported, spark_jobs_dir, spark_jobs_zip
 from dp_assets.stages.derive import derived_tables
 from dp_assets.stages.dump import dump_spec, scan_policy
 from dp_assets.stages.load import load_request
@@ -72,11 +72,34 @@ def test_declared_checks_are_the_contracts(isolated_home: Path) -> None:
     assert declared == set(contract.LOAD_CHECKS)
 
 
-def test_the_run_outcome_is_read_from_the_last_custom_message() -> None:
-    outcome = {"failed": {"flights": "boom"}, "not_run": {}}
-    report = JobReport.of([], [{"other": 1}, {contract.OUTCOME_MESSAGE: outcome}])
-    assert report.outcome == outcome
-    assert JobReport.of([], []).outcome is None  # the job never got to the end of its run
+class ReceivingSession:
+    """A Pipes session's two queues as its reader thread fills them."""
+
+    def __init__(self) -> None:
+        self.messages: list[object] = []
+        self.results: list[dg.MaterializeResult] = []
+
+    def get_custom_messages(self) -> tuple[object, ...]:
+        return tuple(self.messages)
+
+    def get_results(self, implicit_materializations: bool, metadata: object) -> tuple[object, ...]:
+        assert not implicit_materializations  # the job reports each asset itself
+        return tuple(self.results)
+
+
+def test_what_a_job_reported_is_handed_on_once_messages_first() -> None:
+    session = ReceivingSession()
+    reported = Reported(session)  # type: ignore[arg-type]
+    assert reported.new() == []
+    dumped = {contract.DUMPED_MESSAGE: {"table": "flights", "seconds": 1.0}}
+    loaded = dg.MaterializeResult(asset_key="flights")
+    session.messages.append(dumped)
+    session.results.append(loaded)
+    assert reported.new() == [dumped, loaded]  # the dump's message before its table's load
+    outcome = {contract.OUTCOME_MESSAGE: {"failed": {}, "not_run": {}}}
+    session.messages += ["not a dict", outcome]
+    assert reported.new() == [outcome]
+    assert reported.new() == []
 
 
 def imported_modules(source: str, unconditional_only: bool = False) -> set[str]:

@@ -38,7 +38,7 @@ from dp_assets_tests.emr_emulator import (
     serverless_application,
     shared_cluster,
 )
-from dp_assets_tests.helpers import materializations
+from dp_assets_tests.helpers import materializations, pipes_results
 
 RELEASE_BUCKET, PIPES_BUCKET, LOG_BUCKET = "dp-release", "dp-pipes", "dp-logs"
 RELEASE = f"s3://{RELEASE_BUCKET}/test/demo/releases/r1"
@@ -149,7 +149,7 @@ def materialize(
         check_specs=[dg.AssetCheckSpec("rows_positive", asset="emr_demo")],
     )
     def emr_demo(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
-        yield from spark.run_job(context, script, extras or {}).results
+        yield from pipes_results(spark.run_job(context, script, extras or {}))
 
     return dg.materialize(
         [emr_demo],

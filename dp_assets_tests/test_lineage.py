@@ -20,10 +20,10 @@ from dp_assets.config.loader import LoadedConfig, load_config_from
 from dp_assets.definitions import build_definitions
 from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake
-from dp_assets.launchers.base import JobReport, SparkLauncher
+from dp_assets.launchers.base import SparkLauncher
 from dp_assets_tests.conftest import packaged_text
 from dp_assets_tests.helpers import dumps_as_the_job_does, materialize_keys
-from spark_jobs.contract import LOAD_CHECKS, SCHEMA_EVOLUTION
+from spark_jobs.contract import LOAD_CHECKS, OUTCOME_MESSAGE, SCHEMA_EVOLUTION
 
 # Dagster's pydantic compatibility layer warns about the stand-in launcher class; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20")
@@ -76,8 +76,7 @@ class ReportsLikeSpark(SparkLauncher):
     starting Spark."""
 
     def run_job(self, context, script, extras):  # type: ignore[no-untyped-def]
-        results: list[dg.MaterializeResult | dg.AssetCheckResult] = []
-        dumped = dumps_as_the_job_does(extras)
+        yield from dumps_as_the_job_does(extras)
         for load in extras["loads"]:
             added = [("row_hash", "string"), ("load_date", "date"), (load["partition_column"], "date")]
             columns = [(c["name"], c["type"]) for c in load["design"]] + added
@@ -85,18 +84,16 @@ class ReportsLikeSpark(SparkLauncher):
             evolution = {"before": design, "after": design, "added": [], "ignored": []}
             schema = dg.TableSchema([dg.TableColumn(n, t) for n, t in columns])
             key = dg.AssetKey(load["table"])
-            results.append(
-                dg.MaterializeResult(
-                    asset_key=key,
-                    metadata={
-                        "dagster/row_count": dg.MetadataValue.int(943),
-                        "dagster/column_schema": dg.MetadataValue.table_schema(schema),
-                        SCHEMA_EVOLUTION: dg.MetadataValue.json(evolution),
-                    },
-                )
+            yield dg.MaterializeResult(
+                asset_key=key,
+                metadata={
+                    "dagster/row_count": dg.MetadataValue.int(943),
+                    "dagster/column_schema": dg.MetadataValue.table_schema(schema),
+                    SCHEMA_EVOLUTION: dg.MetadataValue.json(evolution),
+                },
             )
-            results += [dg.AssetCheckResult(asset_key=key, check_name=c, passed=True) for c in LOAD_CHECKS]
-        return JobReport(results, {"failed": {}, "not_run": {}, "dump_seconds": dumped})
+            yield from (dg.AssetCheckResult(asset_key=key, check_name=c, passed=True) for c in LOAD_CHECKS)
+        yield {OUTCOME_MESSAGE: {"failed": {}, "not_run": {}}}
 
 
 def run(loaded: LoadedConfig, keys: list) -> tuple[dg.ExecuteInProcessResult, str]:

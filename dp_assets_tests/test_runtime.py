@@ -27,6 +27,7 @@ from dp_assets.launchers.runtime import (
 from dp_assets.launchers.select import build_launcher
 from dp_assets_tests.conftest import packaged_text
 from dp_assets_tests.emr_emulator import ACCOUNT, serverless_application, shared_cluster
+from dp_assets_tests.helpers import pipes_results
 from dp_assets_tests.runtimes import MissingRuntime, interpreter
 from dp_assets_tests.test_launcher_choice import EMR, loaded_with
 from spark_jobs.contract import RUN_SCRIPT
@@ -182,7 +183,7 @@ def test_existing_targets_are_checked_before_anything_is_submitted(aws: str, mak
 
     @dg.asset
     def table(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
-        yield from spark.run_job(context, RUN_SCRIPT, {}).results
+        yield from pipes_results(spark.run_job(context, RUN_SCRIPT, {}))
 
     for bucket in ("dp-pipes", "dp-release"):
         boto3.client("s3").create_bucket(Bucket=bucket)

@@ -75,6 +75,9 @@ SPARK_RUNTIME = "spark_runtime"
 PROGRESS = "» "
 # The custom message closing every run: which tables failed, and which were not run because of it.
 OUTCOME_MESSAGE = "dp_outcome"
+# The custom message of each dump as it finishes (a ``DumpDone``): the orchestrator reports
+# ``raw/<t>`` from its manifests while the application goes on.
+DUMPED_MESSAGE = "dp_dumped"
 # A load's materialization: the schema evolution the job decided ({before, after, added, ignored}).
 SCHEMA_EVOLUTION = "schema_evolution"
 # The dump's blocking check: no sensitive data in columns not declared sensitive.
@@ -226,4 +229,10 @@ class RunOutcome(TypedDict):
 
     failed: dict[str, str]
     not_run: dict[str, str]
-    dump_seconds: dict[str, float]  # table -> how long its dump took, for those that finished
+
+
+class DumpDone(TypedDict):
+    """A dump that finished: its manifests are written (``DUMPED_MESSAGE``)."""
+
+    table: str
+    seconds: float

@@ -6,8 +6,9 @@ by side on a few threads: each table's dump (its files copied, parsed and scanne
 executors, its manifests written here), then its load (completed from those manifests), and each
 derived table once the tables it reads are done. A table that fails is reported as failed with its
 cause and the others go on; a load whose dump failed (or isolated a day), and a derived table whose
-upstream failed (or failed a check) in this run, are not run. The run's outcome is the last message,
-so the orchestrator fails exactly those assets and reports each finished dump from its manifests.
+upstream failed (or failed a check) in this run, are not run. Each finished dump sends a message, so
+the orchestrator reports it from its manifests while the run goes on; the run's outcome is the last
+message, so the orchestrator fails exactly the assets that failed or did not run.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from pyspark.sql import SparkSession
 from spark_jobs.audit import TableOutcome, warm_catalog
 from spark_jobs.common import days_between, use_s3_credentials
 from spark_jobs.contract import (
+    DUMPED_MESSAGE,
     OUTCOME_MESSAGE,
     PROGRESS,
     ROW_COUNT,
     SECONDARY_CHECK,
     SENSITIVE_CHECK,
     DeriveSpec,
+    DumpDone,
     DumpSpec,
     LoadRequest,
     LoadSpec,
@@ -137,7 +140,7 @@ class Tables:
         self.credentials = spec["s3_credentials"]
         self.credentialed = use_s3_credentials(spark, self.credentials)
         self.keep_seconds = spec["keep_superseded_seconds"]
-        self.outcome: RunOutcome = {"failed": {}, "not_run": {}, "dump_seconds": {}}
+        self.outcome: RunOutcome = {"failed": {}, "not_run": {}}
         self.blocked: dict[str, str] = {}  # table (raw/<table> for a dump) -> why its readers must not run
 
     def dump(self, spec: DumpSpec) -> dict[str, dict[str, Any]] | None:
@@ -162,11 +165,12 @@ class Tables:
             self.blocked[key] = f"{key} failed"
             return None
         seconds = time.monotonic() - started
-        self.outcome["dump_seconds"][table] = round(seconds, 2)
         rows = sum(m["rows"] for m in manifests.values())
         self.pipes.log.info(
             f"{PROGRESS}dump {table}: done, {rows:,} rows in {len(manifests)} partition(s) ({seconds:.1f} s)"
         )
+        done: DumpDone = {"table": table, "seconds": round(seconds, 2)}
+        self.pipes.report_custom_message({DUMPED_MESSAGE: done})
         if any(m.get("isolated") for m in manifests.values()):
             self.blocked[key] = f"{key} failed blocking check {SENSITIVE_CHECK}"
             return None

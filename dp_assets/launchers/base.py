@@ -8,8 +8,7 @@ import os
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +16,32 @@ import dagster as dg
 import dagster_pipes
 
 import spark_jobs
-from spark_jobs.contract import OUTCOME_MESSAGE, RunOutcome
 
 # Dagster's own Pipes session reads this preview property of every message reader, ours or not.
 warnings.filterwarnings("ignore", "Function `PipesMessageReader.expected_writer_count`", dg.PreviewWarning)
 
 PipesResult = dg.MaterializeResult | dg.AssetCheckResult
+# What a job sends: a result, or a custom message (a dict such as ``{OUTCOME_MESSAGE: RunOutcome}``).
+JobEvent = PipesResult | dict[str, Any]
 
 
-@dataclass(frozen=True)
-class JobReport:
-    """What a Spark job reported through Pipes: its materializations and checks, and the run's
-    outcome (None when the job never sent it, i.e. it did not get to the end of its run)."""
+class Reported:
+    """What a Pipes session received since the last ``new()``, so a launcher can hand each result and
+    custom message on while the application still runs (Dagster stores them as they come, not all
+    after the end). Messages come first: the job sends a dump's message before its table's load
+    results, and whatever result a call sees was received after the messages that preceded it."""
 
-    results: Sequence[PipesResult]
-    outcome: RunOutcome | None
+    def __init__(self, session: dg.PipesSession, metadata: Mapping[str, Any] | None = None) -> None:
+        self._session, self._metadata = session, metadata
+        self._messages = self._results = 0
 
-    @classmethod
-    def of(cls, results: Sequence[PipesResult], messages: Sequence[Any]) -> JobReport:
-        outcomes = [m[OUTCOME_MESSAGE] for m in messages if isinstance(m, dict) and OUTCOME_MESSAGE in m]
-        return cls(results, outcomes[-1] if outcomes else None)
+    def new(self) -> list[JobEvent]:
+        messages = self._session.get_custom_messages()[self._messages :]
+        results = self._session.get_results(implicit_materializations=False, metadata=self._metadata)
+        results = results[self._results :]
+        self._messages += len(messages)
+        self._results += len(results)
+        return [*(m for m in messages if isinstance(m, dict)), *results]
 
 
 def spark_jobs_dir() -> Path:
@@ -103,12 +108,15 @@ def with_partition_range(context: dg.AssetExecutionContext, extras: Mapping[str,
 
 
 class SparkLauncher(dg.ConfigurableResource):
-    """Runs a script from ``spark_jobs/`` as one Spark application through Dagster Pipes and returns
-    what it reported.
+    """Runs a script from ``spark_jobs/`` as one Spark application through Dagster Pipes, yielding
+    what it reports while it runs.
 
     Every launcher pins its target's interpreter, UTC and ``ansi`` on each job (``pinned_conf``)."""
 
     ansi: bool = True  # [spark] ansi: spark.sql.ansi.enabled for every job, on every runtime
 
-    def run_job(self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]) -> JobReport:
+    def run_job(
+        self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
+    ) -> Iterator[JobEvent]:
+        """What the job reports, as it reports it; raises at the end when the application failed."""
         raise NotImplementedError(f"{type(self).__name__} does not run Spark jobs")

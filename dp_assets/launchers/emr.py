@@ -18,7 +18,7 @@ import gzip
 import re
 import shlex
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -28,7 +28,7 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 from pydantic import Field
 
 from dp_assets.launchers import job_env
-from dp_assets.launchers.base import JobReport, SparkLauncher, with_partition_range
+from dp_assets.launchers.base import JobEvent, Reported, SparkLauncher, with_partition_range
 from dp_assets.launchers.runtime import (
     SparkRuntime,
     UnsupportedRuntime,
@@ -82,10 +82,14 @@ class Timeout(Exception):
     pass
 
 
-def poll_until_done(check: Callable[[], Outcome | None], poll: PollConfig) -> Outcome:
-    """The one poll loop: call ``check`` every interval until it returns an outcome or time is up."""
+def poll_until_done(
+    check: Callable[[], Outcome | None], poll: PollConfig, meanwhile: Callable[[], list[JobEvent]] = list
+) -> Generator[JobEvent, None, Outcome]:
+    """The one poll loop: call ``check`` every interval until it returns an outcome or time is up,
+    yielding between polls what ``meanwhile`` has (what the job reported so far)."""
     deadline = time.monotonic() + poll.max_wait_seconds
     while (outcome := check()) is None:
+        yield from meanwhile()
         if time.monotonic() >= deadline:
             raise Timeout(f"not done after {poll.max_wait_seconds:g} s")
         time.sleep(poll.interval_seconds)
@@ -201,7 +205,9 @@ class EmrPipesLauncher(SparkLauncher):
     ) -> Handle:
         raise NotImplementedError
 
-    def run_job(self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]) -> JobReport:
+    def run_job(
+        self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
+    ) -> Iterator[JobEvent]:
         from dp_assets.launchers.s3_pipes import PipesS3ContextInjector, PrefixedS3MessageReader
 
         runtime = self.runtime()  # before anything is written or started
@@ -227,21 +233,23 @@ class EmrPipesLauncher(SparkLauncher):
             invocation = session.default_remote_invocation_info
             handle = self.start(context, script, runtime, env, job_env_conf, invocation)
             context.log.info(f"started {handle.ids}")
-            outcome = self._wait(context, handle)
-            self._forward_logs(context, s3, outcome)
+            reported = Reported(session, handle.metadata)
+            outcome = yield from self._wait(context, handle, reported)
+            failure = self._forward_logs(context, s3, outcome)
+        yield from reported.new()  # what the reader received after the last poll
+        if failure is not None:
+            raise failure
         if not session.message_handler.received_closed_message:
             raise dg.Failure(
                 f"{outcome.summary}, but the job's Pipes session never closed: its report is incomplete",
                 metadata=handle.metadata,
             )
-        return JobReport.of(
-            session.get_results(metadata=handle.metadata, implicit_materializations=False),
-            session.get_custom_messages(),
-        )
 
-    def _wait(self, context: dg.AssetExecutionContext, handle: Handle) -> Outcome:
+    def _wait(
+        self, context: dg.AssetExecutionContext, handle: Handle, reported: Reported
+    ) -> Generator[JobEvent, None, Outcome]:
         try:
-            outcome = poll_until_done(handle.check, self.poll)
+            outcome = yield from poll_until_done(handle.check, self.poll, reported.new)
         except (KeyboardInterrupt, DagsterExecutionInterruptedError) as exc:
             context.log.warning(f"interrupted: cancelling {handle.ids}")
             handle.cancel()
@@ -252,10 +260,12 @@ class EmrPipesLauncher(SparkLauncher):
         context.log.info(outcome.summary)
         return outcome
 
-    def _forward_logs(self, context: dg.AssetExecutionContext, s3: Any, outcome: Outcome) -> None:
-        """The step's and, on failure, the driver's stdout/stderr to the run log; on failure, raise
-        with the driver's traceback (or stderr tail). EMR ships logs to S3 after the end: wait for
-        them up to ``log_wait_seconds``."""
+    def _forward_logs(
+        self, context: dg.AssetExecutionContext, s3: Any, outcome: Outcome
+    ) -> dg.Failure | None:
+        """The step's and, on failure, the driver's stdout/stderr to the run log; on failure, the
+        error to raise, with the driver's traceback (or stderr tail). EMR ships logs to S3 after the
+        end: wait for them up to ``log_wait_seconds``."""
         deadline = time.monotonic() + self.poll.log_wait_seconds
         logs: dict[str, str] = {}
         if outcome.log_prefix:
@@ -265,7 +275,7 @@ class EmrPipesLauncher(SparkLauncher):
             if text.strip():
                 context.log.info(f"{stream} of the step:\n{text}")
         if outcome.ok:
-            return
+            return None
         container, driver = "", {}
         if outcome.containers_prefix and YARN_APPLICATION.search(logs.get("stderr", "")):
             containers, step_stderr = outcome.containers_prefix, logs["stderr"]
@@ -277,7 +287,7 @@ class EmrPipesLauncher(SparkLauncher):
                 context.log.info(f"{stream} of the Spark driver ({container}):\n{text}")
         excerpt = failure_excerpt(driver) or failure_excerpt(logs)
         where = outcome.log_prefix or "(no LogUri)"
-        raise dg.Failure(
+        return dg.Failure(
             outcome.summary
             + (f"\ndriver output:\n{excerpt}" if excerpt else f"\nno step logs under {where}"),
             metadata={"log_prefix": where},

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +27,8 @@ from pydantic import Field
 
 from dp_assets.launchers import job_env
 from dp_assets.launchers.base import (
-    JobReport,
+    JobEvent,
+    Reported,
     SparkLauncher,
     local_spark_jobs_zip,
     spark_jobs_dir,
@@ -64,6 +67,9 @@ def catalog_conf(catalog_dir: str) -> dict[str, str]:
 # How often the reader looks for the job's next message: often enough for progress lines, seldom
 # enough not to take a core's time from Spark (Dagster's own reader's 10 ms cost 4 s of CPU in a demo).
 POLL_SECONDS = 0.1
+# How often a run hands on what its job reported so far (Dagster stores each event as it comes).
+REPORT_SECONDS = 0.5
+STOP_SECONDS = 20.0  # after SIGINT, for the job to stop Spark and close its Pipes session
 
 
 def complete_lines(path: str, should_stop: Callable[[], bool]) -> Iterator[str]:
@@ -141,17 +147,44 @@ class LocalSparkLauncher(SparkLauncher):
         env = job_env.for_interpreter((runtime or self.runtime()).python)
         return {"SPARK_HOME": self.spark_home_path(), **({"PYTHONPATH": str(env)} if env else {})}
 
-    def run_job(self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]) -> JobReport:
+    def run_job(
+        self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
+    ) -> Iterator[JobEvent]:
         runtime = self.runtime()
         context.log.info(f"Spark runtime {runtime.describe()}")
         with tempfile.TemporaryDirectory(prefix="dp-pipes-") as folder:
-            reader = LineSafeFileMessageReader(os.path.join(folder, "messages"))
-            client = dg.PipesSubprocessClient(env=self.driver_env(runtime), message_reader=reader)
-            invocation = client.run(
+            with dg.open_pipes_session(
                 context=context,
-                command=self.command(script, runtime),
+                context_injector=dg.PipesTempFileContextInjector(),
+                message_reader=LineSafeFileMessageReader(os.path.join(folder, "messages")),
                 extras=with_partition_range(context, extras),
-            )
-            return JobReport.of(
-                invocation.get_results(implicit_materializations=False), invocation.get_custom_messages()
-            )
+            ) as session:
+                reported = Reported(session)
+                env = {**os.environ, **self.driver_env(runtime), **session.get_bootstrap_env_vars()}
+                process = subprocess.Popen(self.command(script, runtime), env=env)
+                try:
+                    while not finished(process, REPORT_SECONDS):
+                        yield from reported.new()
+                finally:  # interrupted (or the run stopped reading): Spark must not outlive it
+                    stop(process)
+            yield from reported.new()  # what the reader received after the process ended
+        if process.returncode != 0:
+            raise dg.Failure(f"spark-submit exited with code {process.returncode}")
+
+
+def finished(process: subprocess.Popen[bytes], seconds: float) -> bool:
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT first, so the job can stop Spark and close its session; then SIGKILL."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    if not finished(process, STOP_SECONDS):
+        process.kill()
+        process.wait()

@@ -22,7 +22,7 @@ from dp_assets.config.loader import LoadedConfig
 from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.console import EACH_LOGGED
 from dp_assets.lake import Lake
-from dp_assets.launchers.base import SparkLauncher
+from dp_assets.launchers.base import JobEvent, SparkLauncher
 from dp_assets.liveness import table_writer
 from dp_assets.stages.derive import DerivedTable, derived_tables
 from dp_assets.stages.dump import (
@@ -42,11 +42,14 @@ from dp_assets.stages.load import (
     retarget,
 )
 from spark_jobs.contract import (
+    DUMPED_MESSAGE,
+    OUTCOME_MESSAGE,
     PROGRESS,
     RUN_SCRIPT,
     SECONDARY_CHECK,
     DumpSpec,
     LoadRequest,
+    RunOutcome,
     RunSpec,
     SecondarySpec,
 )
@@ -188,16 +191,18 @@ def prepare_dumps(
     return dumps
 
 
-def report_dumps(
-    context: dg.AssetExecutionContext,
-    pipeline: PipelineConfigResource,
-    dumps: dict[str, DumpSpec],
-    seconds: dict[str, float],
-) -> Iterator[Event]:
-    """``raw/<t>`` and its checks for each dump the application finished."""
-    for name, spec in dumps.items():
-        if name in seconds:
-            yield from report_dump(context, pipeline, name, spec, seconds[name])
+class Application:
+    """A Spark application's events as its launcher yields them while it runs; when the application
+    fails, ``error`` says how, and what it reported before that stands."""
+
+    def __init__(self, events: Iterator[JobEvent]) -> None:
+        self._events, self.error = events, None
+
+    def __iter__(self) -> Iterator[JobEvent]:
+        try:
+            yield from self._events
+        except Exception as exc:  # only the launcher's: the reader's own errors do not pass through here
+            self.error = f"the Spark application failed: {error_text(exc)}"
 
 
 def run_spark(
@@ -264,36 +269,36 @@ def run_spark(
     then = f", then the same into {secondary['name']}" if secondary else ""
     context.log.info(f"{PROGRESS}spark: starting one application to {' and '.join(work)}{then}")
     by_name = {d.name: d for d in derives}
-    try:
-        report = spark.run_job(context, RUN_SCRIPT, run_spec)
-    except Exception as exc:  # the application failed as a whole: each of its tables did
-        for key in [*(dump_key(n) for n in dumps), *map(dg.AssetKey, written)]:
-            failures.fail(context, key, f"the Spark application failed: {error_text(exc)}")
-        return
-    outcome = report.outcome or {"failed": {}, "not_run": {}, "dump_seconds": {}}
-    yield from report_dumps(context, pipeline, dumps, outcome["dump_seconds"])
     loaded_names = {s["table"] for s in loads}
-    materialized = set()
-    for result in report.results:
-        if isinstance(result, dg.MaterializeResult) and result.asset_key is not None:
-            name = result.asset_key.to_user_string()
-            materialized.add(name)
-            result = (
-                finish_load(context, pipeline, name, result)
+    reported: set[str] = set()  # asset keys the job reported as done
+    outcome: RunOutcome = {"failed": {}, "not_run": {}}
+    application = Application(spark.run_job(context, RUN_SCRIPT, run_spec))
+    for event in application:
+        if isinstance(event, dict):  # a custom message
+            if done := event.get(DUMPED_MESSAGE):
+                name = done["table"]
+                reported.add(dump_key(name).to_user_string())
+                yield from report_dump(context, pipeline, name, dumps[name], done["seconds"])
+            outcome = event.get(OUTCOME_MESSAGE, outcome)
+            continue
+        if isinstance(event, dg.MaterializeResult) and event.asset_key is not None:
+            name = event.asset_key.to_user_string()
+            reported.add(name)
+            event = (
+                finish_load(context, pipeline, name, event)
                 if name in loaded_names
-                else by_name[name].finish(context, pipeline, result)
+                else by_name[name].finish(context, pipeline, event)
             )
-        yield result
+        yield event
     for key, cause in outcome["failed"].items():
         failures.fail(context, dg.AssetKey.from_user_string(key), cause)
     for key, why in outcome["not_run"].items():
         failures.skip(context, dg.AssetKey.from_user_string(key), why)
-    unfinished = [dump_key(n).to_user_string() for n in dumps if n not in outcome["dump_seconds"]]
-    for name in [*unfinished, *written]:
-        if name not in materialized and name not in outcome["failed"] and name not in outcome["not_run"]:
-            failures.fail(
-                context, dg.AssetKey.from_user_string(name), "the Spark job reported nothing for it"
-            )
+    for name in [*(dump_key(n).to_user_string() for n in dumps), *written]:
+        if name not in reported and name not in outcome["failed"] and name not in outcome["not_run"]:
+            cause = application.error or "the Spark job reported nothing for it"
+            failures.fail(context, dg.AssetKey.from_user_string(name), cause)
+    materialized = reported & set(written)
     if publish_rejected and loaded.config.secondary:
         days = f"--start {context.partition_keys[0]} --end {context.partition_keys[-1]}"
         for name in sorted(materialized):
