@@ -38,13 +38,14 @@ from dp_assets_tests.emr_emulator import (
     serverless_application,
     shared_cluster,
 )
-from dp_assets_tests.helpers import materializations, pipes_results
+from dp_assets_tests.helpers import materializations, pipes_results, range_tags
 
 RELEASE_BUCKET, PIPES_BUCKET, LOG_BUCKET = "dp-release", "dp-pipes", "dp-logs"
 RELEASE = f"s3://{RELEASE_BUCKET}/test/demo/releases/r1"
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 
 JOB = """
+import os
 import sys
 import time
 
@@ -66,6 +67,12 @@ with open_dagster_pipes(
     rows = count_rows(extras["partition_key_range"])
     key_range = {"raw_value": extras["partition_key_range"], "type": "json"}
     pipes.report_asset_materialization(metadata={"rows": rows, "range": key_range})
+    if "handshake" in extras:  # the orchestrator touches it once it has the materialization
+        deadline = time.monotonic() + 60
+        while not os.path.exists(extras["handshake"]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the orchestrator got nothing while the job ran")
+            time.sleep(0.1)
     pipes.report_asset_check("rows_positive", passed=rows > 0, metadata={"rows": rows})
 """
 
@@ -184,6 +191,32 @@ def test_good_path_reports_metadata_and_check(kind: str, release: str, emr_emula
     assert check.check_name == "rows_positive" and check.passed
     # The job ran from the release; its zip was on the path.
     assert emr_emulator.commands and emr_emulator.commands[0].argv[-1].endswith("pipes_job.py")
+
+
+@pytest.mark.parametrize("kind", list(LAUNCHERS))
+def test_results_reach_dagster_while_the_job_runs(
+    kind: str, release: str, emr_emulator: EmrEmulator, tmp_path: Path
+) -> None:
+    """After its materialization the job waits until the asset has received it: a launcher that
+    handed results over only once the job ended would leave it waiting until it failed."""
+    handshake = tmp_path / "received"
+
+    @dg.asset(
+        partitions_def=DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        check_specs=[dg.AssetCheckSpec("rows_positive", asset="emr_demo")],
+    )
+    def emr_demo(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
+        for event in pipes_results(spark.run_job(context, "pipes_job.py", {"handshake": str(handshake)})):
+            if isinstance(event, dg.MaterializeResult):
+                handshake.touch()
+            yield event
+
+    result = dg.materialize(
+        [emr_demo], resources={"spark": LAUNCHERS[kind]()}, tags=range_tags("2024-01-01", "2024-01-02")
+    )
+    assert result.success
+    assert [c.check_name for c in result.get_asset_check_evaluations()] == ["rows_positive"]
 
 
 def test_step_finishing_between_polls_reads_as_its_end_state(

@@ -1,6 +1,7 @@
 """No Pipes message is ever half-read: a job that writes one large message in small pieces with
 pauses (what a loaded machine makes of one large write) reaches Dagster whole, with every message
-after it. Dagster's own file reader parses the partial line and loses the rest."""
+after it. Dagster's own file reader parses the partial line and loses the rest. And each message
+reaches the asset while the job still runs (the EMR launchers' twin is in test_emr_launchers)."""
 
 import os
 import sys
@@ -10,8 +11,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dp_assets.launchers.local import LineSafeFileMessageReader
-from dp_assets_tests.helpers import materializations
+from dp_assets.launchers.base import SparkLauncher
+from dp_assets.launchers.local import LineSafeFileMessageReader, LocalSparkLauncher
+from dp_assets_tests.helpers import materializations, pipes_results
 
 SLOW_JOB = """
 import json
@@ -74,3 +76,38 @@ def test_dagsters_own_file_reader_loses_it(script: Path) -> None:
     """Why dp has its own reader: the measured failure (JSONDecodeError in the reader thread)."""
     result = run_with(dg.PipesTempFileMessageReader(), script)
     assert not result.success or not result.get_asset_check_evaluations()
+
+
+WAITING_JOB = """
+import os
+import time
+
+from dagster_pipes import open_dagster_pipes
+
+with open_dagster_pipes() as pipes:
+    pipes.report_asset_materialization(metadata={"rows": 1})
+    deadline = time.monotonic() + 60  # the orchestrator touches the file once it has the materialization
+    while not os.path.exists(pipes.extras["handshake"]):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the orchestrator got nothing while the job ran")
+        time.sleep(0.1)
+    pipes.report_asset_check("after_the_handshake", passed=True)
+"""
+
+
+def test_the_local_launcher_hands_results_on_while_the_job_runs(tmp_path: Path) -> None:
+    """spark-submit runs a job that waits, after its materialization, until the asset has received
+    it: a launcher that handed results over only once the process ended would leave it waiting."""
+    script, handshake = tmp_path / "waiting_job.py", tmp_path / "received"
+    script.write_text(WAITING_JOB)
+
+    @dg.asset(check_specs=[dg.AssetCheckSpec("after_the_handshake", asset="waiting")])
+    def waiting(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
+        for event in pipes_results(spark.run_job(context, str(script), {"handshake": str(handshake)})):
+            if isinstance(event, dg.MaterializeResult):
+                handshake.touch()
+            yield event
+
+    result = dg.materialize([waiting], resources={"spark": LocalSparkLauncher()}, raise_on_error=False)
+    assert result.success
+    assert [e.check_name for e in result.get_asset_check_evaluations()] == ["after_the_handshake"]
