@@ -7,6 +7,7 @@ bring back metadata and the check for every launcher; every fault must fail the 
 
 import gzip
 import textwrap
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +321,33 @@ def test_interrupt_cancels_only_our_step(release: str, emr_emulator: EmrEmulator
     assert [s["Status"]["State"] for s in steps] == ["CANCELLED", "COMPLETED"]
     assert emr_emulator.cancel_requests == [(launcher.cluster_id, [steps[0]["Id"]])]
     assert emr.describe_cluster(ClusterId=launcher.cluster_id)["Cluster"]["Status"]["State"] == "WAITING"
+
+
+def test_a_run_that_stops_reading_cancels_its_step(
+    release: str, emr_emulator: EmrEmulator, tmp_path: Path
+) -> None:
+    """The run fails while it handles a result the job reported (the job still runs), and closes what
+    the launcher yields: the step is cancelled, not left running on the cluster."""
+    launcher = existing()
+
+    @dg.asset(partitions_def=DAILY, backfill_policy=dg.BackfillPolicy.single_run())
+    def emr_demo(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
+        extras = {"handshake": str(tmp_path / "never")}
+        with closing(spark.run_job(context, "pipes_job.py", extras)) as events:
+            for event in events:
+                raise RuntimeError(f"failed while handling {type(event).__name__}")
+        yield from ()
+
+    result = dg.materialize(
+        [emr_demo],
+        resources={"spark": launcher},
+        tags=range_tags("2024-01-01", "2024-01-02"),
+        raise_on_error=False,
+    )
+    assert "failed while handling MaterializeResult" in failure_text(result)
+    (step,) = boto3.client("emr").list_steps(ClusterId=launcher.cluster_id)["Steps"]
+    assert step["Status"]["State"] == "CANCELLED"
+    assert emr_emulator.cancel_requests == [(launcher.cluster_id, [step["Id"]])]
 
 
 @pytest.mark.parametrize("kind", ["transient", "serverless"])

@@ -4,8 +4,11 @@ after it. Dagster's own file reader parses the partial line and loses the rest. 
 reaches the asset while the job still runs (the EMR launchers' twin is in test_emr_launchers)."""
 
 import os
+import subprocess
 import sys
 import tempfile
+import time
+from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
@@ -111,3 +114,24 @@ def test_the_local_launcher_hands_results_on_while_the_job_runs(tmp_path: Path) 
     result = dg.materialize([waiting], resources={"spark": LocalSparkLauncher()}, raise_on_error=False)
     assert result.success
     assert [e.check_name for e in result.get_asset_check_evaluations()] == ["after_the_handshake"]
+
+
+def test_a_run_that_stops_reading_stops_its_local_job(tmp_path: Path) -> None:
+    """The run fails while it handles a result the job reported, and closes what the launcher
+    yields (a traceback would keep it open): spark-submit and its job are stopped, not left waiting."""
+    script = tmp_path / "waiting_job.py"
+    script.write_text(WAITING_JOB)
+
+    @dg.asset
+    def waiting(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
+        with closing(spark.run_job(context, str(script), {"handshake": str(tmp_path / "never")})) as events:
+            for event in events:
+                raise RuntimeError(f"failed while handling {type(event).__name__}")
+        yield from ()
+
+    result = dg.materialize([waiting], resources={"spark": LocalSparkLauncher()}, raise_on_error=False)
+    assert not result.success
+    deadline = time.monotonic() + 10  # the driver exits on its SIGINT, just after spark-submit
+    while running := subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline, f"still running: {running}"
+        time.sleep(0.2)

@@ -257,6 +257,10 @@ class EmrPipesLauncher(SparkLauncher):
         except Timeout as exc:
             handle.cancel()
             raise dg.Failure(f"{handle.ids} timed out ({exc}); cancelled", metadata=handle.metadata) from exc
+        except GeneratorExit:  # the run stopped reading (interrupted, or failed, while handling a result)
+            context.log.warning(f"the run stopped: cancelling {handle.ids}")
+            handle.cancel()
+            raise
         context.log.info(outcome.summary)
         return outcome
 

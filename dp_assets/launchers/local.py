@@ -9,6 +9,7 @@ lacks pyarrow and numpy, the same job environment (``job_env``) a cluster gets.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -161,7 +162,8 @@ class LocalSparkLauncher(SparkLauncher):
             ) as session:
                 reported = Reported(session)
                 env = {**os.environ, **self.driver_env(runtime), **session.get_bootstrap_env_vars()}
-                process = subprocess.Popen(self.command(script, runtime), env=env)
+                # A session of its own, so stopping it reaches the Python driver spark-submit starts
+                process = subprocess.Popen(self.command(script, runtime), env=env, start_new_session=True)
                 try:
                     while not finished(process, REPORT_SECONDS):
                         yield from reported.new()
@@ -181,10 +183,12 @@ def finished(process: subprocess.Popen[bytes], seconds: float) -> bool:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT first, so the job can stop Spark and close its session; then SIGKILL."""
+    """SIGINT to spark-submit and the Python driver it started (its session), so the job can stop
+    Spark and close its Pipes session; then SIGKILL to what is left of them."""
     if process.poll() is not None:
         return
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     if not finished(process, STOP_SECONDS):
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()

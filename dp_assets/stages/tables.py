@@ -14,7 +14,7 @@ failed in this run. Nothing downstream of a failure runs.
 """
 
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 
 import dagster as dg
 
@@ -272,24 +272,28 @@ def run_spark(
     loaded_names = {s["table"] for s in loads}
     reported: set[str] = set()  # asset keys the job reported as done
     outcome: RunOutcome = {"failed": {}, "not_run": {}}
-    application = Application(spark.run_job(context, RUN_SCRIPT, run_spec))
-    for event in application:
-        if isinstance(event, dict):  # a custom message
-            if done := event.get(DUMPED_MESSAGE):
-                name = done["table"]
-                reported.add(dump_key(name).to_user_string())
-                yield from report_dump(context, pipeline, name, dumps[name], done["seconds"])
-            outcome = event.get(OUTCOME_MESSAGE, outcome)
-            continue
-        if isinstance(event, dg.MaterializeResult) and event.asset_key is not None:
-            name = event.asset_key.to_user_string()
-            reported.add(name)
-            event = (
-                finish_load(context, pipeline, name, event)
-                if name in loaded_names
-                else by_name[name].finish(context, pipeline, event)
-            )
-        yield event
+    events = spark.run_job(context, RUN_SCRIPT, run_spec)
+    application = Application(events)
+    # Closed on the way out: a step failing while it handles an event stops the application (a
+    # traceback holding this frame would keep the launcher's generator, and Spark, alive).
+    with closing(events):
+        for event in application:
+            if isinstance(event, dict):  # a custom message
+                if done := event.get(DUMPED_MESSAGE):
+                    name = done["table"]
+                    reported.add(dump_key(name).to_user_string())
+                    yield from report_dump(context, pipeline, name, dumps[name], done["seconds"])
+                outcome = event.get(OUTCOME_MESSAGE, outcome)
+                continue
+            if isinstance(event, dg.MaterializeResult) and event.asset_key is not None:
+                name = event.asset_key.to_user_string()
+                reported.add(name)
+                event = (
+                    finish_load(context, pipeline, name, event)
+                    if name in loaded_names
+                    else by_name[name].finish(context, pipeline, event)
+                )
+            yield event
     for key, cause in outcome["failed"].items():
         failures.fail(context, dg.AssetKey.from_user_string(key), cause)
     for key, why in outcome["not_run"].items():
