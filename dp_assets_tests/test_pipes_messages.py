@@ -85,9 +85,10 @@ WAITING_JOB = """
 import os
 import time
 
-from dagster_pipes import open_dagster_pipes
+from spark_jobs.pipes_bootstrap import end_with_parent, open_pipes  # from spark_jobs.zip, as dp's jobs
 
-with open_dagster_pipes() as pipes:
+end_with_parent()
+with open_pipes() as pipes:
     pipes.report_asset_materialization(metadata={"rows": 1})
     deadline = time.monotonic() + 60  # the orchestrator touches the file once it has the materialization
     while not os.path.exists(pipes.extras["handshake"]):
@@ -118,7 +119,8 @@ def test_the_local_launcher_hands_results_on_while_the_job_runs(tmp_path: Path) 
 
 def test_a_run_that_stops_reading_stops_its_local_job(tmp_path: Path) -> None:
     """The run fails while it handles a result the job reported, and closes what the launcher
-    yields (a traceback would keep it open): spark-submit and its job are stopped, not left waiting."""
+    yields (a traceback would keep it open): spark-submit is stopped, and the job's Python driver
+    with it, not left waiting."""
     script = tmp_path / "waiting_job.py"
     script.write_text(WAITING_JOB)
 

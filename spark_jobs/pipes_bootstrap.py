@@ -8,6 +8,10 @@ unchanged under every launcher.
 
 from __future__ import annotations
 
+import _thread
+import os
+import threading
+import time
 from typing import Any
 
 from dagster_pipes import (
@@ -44,3 +48,18 @@ def open_pipes() -> PipesContext:
             else PipesDefaultMessageWriter()
         ),
     )
+
+
+def end_with_parent(interval_seconds: float = 1.0) -> None:
+    """Stop this job once the process that started it is gone (spark-submit's JVM locally, stopped
+    when its Dagster run stops; the driver's container elsewhere): KeyboardInterrupt in the main
+    thread, so the job still closes its Pipes session. A job between two Spark calls would otherwise
+    go on in pure Python, e.g. writing a dump's manifests, with nobody left to read what it reports."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_seconds)
+        _thread.interrupt_main()
+
+    threading.Thread(target=watch, name="dp-parent-watch", daemon=True).start()

@@ -45,7 +45,7 @@ from spark_jobs.deriving import derive_table
 from spark_jobs.evolution import completed, manifests_in
 from spark_jobs.lake_io import Hdfs, Publisher
 from spark_jobs.loading import load_table
-from spark_jobs.pipes_bootstrap import open_pipes
+from spark_jobs.pipes_bootstrap import end_with_parent, open_pipes
 from spark_jobs.storage import store_with
 
 TABLE_THREADS = 4  # tables in flight at once in the one application
@@ -338,6 +338,7 @@ class Tables:
 def main() -> None:
     # pyspark checks for pandas while converting rows, and warns about a pandas the job never uses.
     warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+    end_with_parent()
     with open_pipes() as opened:
         pipes: PipesContext = OneAtATime(opened)  # type: ignore[assignment]
         spec: RunSpec = opened.extras  # type: ignore[assignment]

@@ -9,7 +9,6 @@ lacks pyarrow and numpy, the same job environment (``job_env``) a cluster gets.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -162,8 +161,9 @@ class LocalSparkLauncher(SparkLauncher):
             ) as session:
                 reported = Reported(session)
                 env = {**os.environ, **self.driver_env(runtime), **session.get_bootstrap_env_vars()}
-                # A session of its own, so stopping it reaches the Python driver spark-submit starts
-                process = subprocess.Popen(self.command(script, runtime), env=env, start_new_session=True)
+                # In the run's process group: a run killed with its group takes Spark with it, and the
+                # lake's table lock counts that group alive until all of it is gone (``liveness``).
+                process = subprocess.Popen(self.command(script, runtime), env=env)
                 try:
                     while not finished(process, REPORT_SECONDS):
                         yield from reported.new()
@@ -183,12 +183,11 @@ def finished(process: subprocess.Popen[bytes], seconds: float) -> bool:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT to spark-submit and the Python driver it started (its session), so the job can stop
-    Spark and close its Pipes session; then SIGKILL to what is left of them."""
+    """SIGINT to spark-submit's JVM, so Spark stops, then SIGKILL; the job's Python driver, the
+    JVM's child, stops itself once the JVM is gone (``pipes_bootstrap.end_with_parent``)."""
     if process.poll() is not None:
         return
-    os.killpg(process.pid, signal.SIGINT)
+    process.send_signal(signal.SIGINT)
     if not finished(process, STOP_SECONDS):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        process.kill()
         process.wait()
