@@ -201,7 +201,7 @@ class Application:
     def __iter__(self) -> Iterator[JobEvent]:
         try:
             yield from self._events
-        except Exception as exc:  # only the launcher's: the reader's own errors do not pass through here
+        except Exception as exc:  # the launcher's only: errors in handling an event stay the step's
             self.error = f"the Spark application failed: {error_text(exc)}"
 
 
