@@ -165,3 +165,22 @@ def dumps_as_the_job_does(extras: dict[str, Any]) -> Iterator[dict[str, DumpDone
 def pipes_results(events: Iterator[JobEvent]) -> Iterator[PipesResult]:
     """A launcher's results as an asset yields them, without the job's custom messages."""
     return (e for e in events if not isinstance(e, dict))
+
+
+# A test job's wait, after its materialization, until the orchestrator has it: the asset touches the
+# file named ``handshake`` (``touching_on_materialization``) as soon as the launcher hands it over.
+AWAIT_HANDSHAKE = """
+deadline = time.monotonic() + 60
+while not os.path.exists(handshake):
+    if time.monotonic() > deadline:
+        raise RuntimeError("the orchestrator got nothing while the job ran")
+    time.sleep(0.1)
+"""
+
+
+def touching_on_materialization(events: Iterator[JobEvent], handshake: Path) -> Iterator[PipesResult]:
+    """``pipes_results``, touching ``handshake`` when the materialization arrives."""
+    for event in pipes_results(events):
+        if isinstance(event, dg.MaterializeResult):
+            handshake.touch()
+        yield event

@@ -39,13 +39,20 @@ from dp_assets_tests.emr_emulator import (
     serverless_application,
     shared_cluster,
 )
-from dp_assets_tests.helpers import materializations, pipes_results, range_tags
+from dp_assets_tests.helpers import (
+    AWAIT_HANDSHAKE,
+    materializations,
+    pipes_results,
+    range_tags,
+    touching_on_materialization,
+)
 
 RELEASE_BUCKET, PIPES_BUCKET, LOG_BUCKET = "dp-release", "dp-pipes", "dp-logs"
 RELEASE = f"s3://{RELEASE_BUCKET}/test/demo/releases/r1"
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 
-JOB = """
+JOB = (
+    """
 import os
 import sys
 import time
@@ -68,14 +75,14 @@ with open_dagster_pipes(
     rows = count_rows(extras["partition_key_range"])
     key_range = {"raw_value": extras["partition_key_range"], "type": "json"}
     pipes.report_asset_materialization(metadata={"rows": rows, "range": key_range})
-    if "handshake" in extras:  # the orchestrator touches it once it has the materialization
-        deadline = time.monotonic() + 60
-        while not os.path.exists(extras["handshake"]):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the orchestrator got nothing while the job ran")
-            time.sleep(0.1)
+    if "handshake" in extras:
+        handshake = extras["handshake"]
+"""
+    + textwrap.indent(AWAIT_HANDSHAKE, " " * 8)
+    + """
     pipes.report_asset_check("rows_positive", passed=rows > 0, metadata={"rows": rows})
 """
+)
 
 SPARK_JOB = """
 import boto3
@@ -208,10 +215,9 @@ def test_results_reach_dagster_while_the_job_runs(
         check_specs=[dg.AssetCheckSpec("rows_positive", asset="emr_demo")],
     )
     def emr_demo(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
-        for event in pipes_results(spark.run_job(context, "pipes_job.py", {"handshake": str(handshake)})):
-            if isinstance(event, dg.MaterializeResult):
-                handshake.touch()
-            yield event
+        yield from touching_on_materialization(
+            spark.run_job(context, "pipes_job.py", {"handshake": str(handshake)}), handshake
+        )
 
     result = dg.materialize(
         [emr_demo], resources={"spark": LAUNCHERS[kind]()}, tags=range_tags("2024-01-01", "2024-01-02")

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from contextlib import closing
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from dp_assets.launchers.base import SparkLauncher
 from dp_assets.launchers.local import LineSafeFileMessageReader, LocalSparkLauncher
-from dp_assets_tests.helpers import materializations, pipes_results
+from dp_assets_tests.helpers import AWAIT_HANDSHAKE, materializations, touching_on_materialization
 
 SLOW_JOB = """
 import json
@@ -81,7 +82,8 @@ def test_dagsters_own_file_reader_loses_it(script: Path) -> None:
     assert not result.success or not result.get_asset_check_evaluations()
 
 
-WAITING_JOB = """
+WAITING_JOB = (
+    """
 import os
 import time
 
@@ -90,13 +92,13 @@ from spark_jobs.pipes_bootstrap import end_with_parent, open_pipes  # from spark
 end_with_parent()
 with open_pipes() as pipes:
     pipes.report_asset_materialization(metadata={"rows": 1})
-    deadline = time.monotonic() + 60  # the orchestrator touches the file once it has the materialization
-    while not os.path.exists(pipes.extras["handshake"]):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the orchestrator got nothing while the job ran")
-        time.sleep(0.1)
+    handshake = pipes.extras["handshake"]
+"""
+    + textwrap.indent(AWAIT_HANDSHAKE, " " * 4)
+    + """
     pipes.report_asset_check("after_the_handshake", passed=True)
 """
+)
 
 
 def test_the_local_launcher_hands_results_on_while_the_job_runs(tmp_path: Path) -> None:
@@ -107,10 +109,9 @@ def test_the_local_launcher_hands_results_on_while_the_job_runs(tmp_path: Path) 
 
     @dg.asset(check_specs=[dg.AssetCheckSpec("after_the_handshake", asset="waiting")])
     def waiting(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
-        for event in pipes_results(spark.run_job(context, str(script), {"handshake": str(handshake)})):
-            if isinstance(event, dg.MaterializeResult):
-                handshake.touch()
-            yield event
+        yield from touching_on_materialization(
+            spark.run_job(context, str(script), {"handshake": str(handshake)}), handshake
+        )
 
     result = dg.materialize([waiting], resources={"spark": LocalSparkLauncher()}, raise_on_error=False)
     assert result.success

@@ -8,7 +8,7 @@ import os
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,6 @@ class SparkLauncher(dg.ConfigurableResource):
 
     def run_job(
         self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
-    ) -> Iterator[JobEvent]:
+    ) -> Generator[JobEvent, None, None]:
         """What the job reports, as it reports it; raises at the end when the application failed."""
         raise NotImplementedError(f"{type(self).__name__} does not run Spark jobs")

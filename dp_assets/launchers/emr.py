@@ -18,7 +18,7 @@ import gzip
 import re
 import shlex
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -83,7 +83,7 @@ class Timeout(Exception):
 
 
 def poll_until_done(
-    check: Callable[[], Outcome | None], poll: PollConfig, meanwhile: Callable[[], list[JobEvent]] = list
+    check: Callable[[], Outcome | None], poll: PollConfig, meanwhile: Callable[[], list[JobEvent]]
 ) -> Generator[JobEvent, None, Outcome]:
     """The one poll loop: call ``check`` every interval until it returns an outcome or time is up,
     yielding between polls what ``meanwhile`` has (what the job reported so far)."""
@@ -207,7 +207,7 @@ class EmrPipesLauncher(SparkLauncher):
 
     def run_job(
         self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
-    ) -> Iterator[JobEvent]:
+    ) -> Generator[JobEvent, None, None]:
         from dp_assets.launchers.s3_pipes import PipesS3ContextInjector, PrefixedS3MessageReader
 
         runtime = self.runtime()  # before anything is written or started

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from threading import Event
 from typing import Any
@@ -149,7 +149,7 @@ class LocalSparkLauncher(SparkLauncher):
 
     def run_job(
         self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
-    ) -> Iterator[JobEvent]:
+    ) -> Generator[JobEvent, None, None]:
         runtime = self.runtime()
         context.log.info(f"Spark runtime {runtime.describe()}")
         with tempfile.TemporaryDirectory(prefix="dp-pipes-") as folder:

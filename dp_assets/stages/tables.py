@@ -13,8 +13,8 @@ naming each table that failed (with its cause) and each that did not run because
 failed in this run. Nothing downstream of a failure runs.
 """
 
-from collections.abc import Iterator
-from contextlib import ExitStack, closing
+from collections.abc import Generator, Iterator
+from contextlib import ExitStack
 
 import dagster as dg
 
@@ -47,6 +47,7 @@ from spark_jobs.contract import (
     PROGRESS,
     RUN_SCRIPT,
     SECONDARY_CHECK,
+    DumpDone,
     DumpSpec,
     LoadRequest,
     RunOutcome,
@@ -193,10 +194,18 @@ def prepare_dumps(
 
 class Application:
     """A Spark application's events as its launcher yields them while it runs; when the application
-    fails, ``error`` says how, and what it reported before that stands."""
+    fails, ``error`` says how, and what it reported before that stands. Leaving its ``with`` block
+    closes the launcher's generator, so a step failing while it handles an event stops the
+    application (a traceback holding the step's frame would keep the generator, and Spark, alive)."""
 
-    def __init__(self, events: Iterator[JobEvent]) -> None:
+    def __init__(self, events: Generator[JobEvent, None, None]) -> None:
         self._events, self.error = events, None
+
+    def __enter__(self) -> "Application":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._events.close()
 
     def __iter__(self) -> Iterator[JobEvent]:
         try:
@@ -272,14 +281,11 @@ def run_spark(
     loaded_names = {s["table"] for s in loads}
     reported: set[str] = set()  # asset keys the job reported as done
     outcome: RunOutcome = {"failed": {}, "not_run": {}}
-    events = spark.run_job(context, RUN_SCRIPT, run_spec)
-    application = Application(events)
-    # Closed on the way out: a step failing while it handles an event stops the application (a
-    # traceback holding this frame would keep the launcher's generator, and Spark, alive).
-    with closing(events):
+    with Application(spark.run_job(context, RUN_SCRIPT, run_spec)) as application:
         for event in application:
             if isinstance(event, dict):  # a custom message
-                if done := event.get(DUMPED_MESSAGE):
+                if DUMPED_MESSAGE in event:
+                    done: DumpDone = event[DUMPED_MESSAGE]
                     name = done["table"]
                     reported.add(dump_key(name).to_user_string())
                     yield from report_dump(context, pipeline, name, dumps[name], done["seconds"])
