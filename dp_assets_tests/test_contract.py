@@ -10,9 +10,11 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import typing
 import zipfile
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -169,3 +171,98 @@ def test_dump_spec_is_exactly_the_contract(isolated_home: Path) -> None:
     assert set(spec["scan"]["identifiers"][0]) == contract.IdentifierSpec.__required_keys__
     assert set(spec["delivered"]["2013-01-01"][0]) == contract.DeliveredFile.__required_keys__
     assert set(spec["csv"]) == {f.name for f in dataclasses.fields(contract.CsvOptions)}
+
+
+def contract_dicts() -> dict[str, Any]:
+    """Each TypedDict of the contract, by name."""
+    return {name: kind for name, kind in vars(contract).items() if typing.is_typeddict(kind)}
+
+
+def annotated_as(annotation: ast.expr | None, known: dict[str, Any]) -> str | None:
+    """The contract TypedDict an annotation names (``X``, ``"X"``, ``X | None``), if any."""
+    if isinstance(annotation, ast.Name) and annotation.id in known:
+        return annotation.id
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        return annotation.value if annotation.value in known else None
+    if isinstance(annotation, ast.BinOp):
+        return annotated_as(annotation.left, known) or annotated_as(annotation.right, known)
+    return None
+
+
+def key_uses(source: str, known: dict[str, Any]) -> tuple[int, list[str]]:
+    """How many keys a module's functions name on a contract TypedDict, and where one is not its: a
+    dict literal assigned to a name annotated with it (or one missing a required key), and
+    ``name["key"]`` or ``name.get("key")`` on an argument or a name annotated with it."""
+    uses, misuses = 0, []
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        typed = {
+            arg.arg: kind
+            for arg in [*function.args.args, *function.args.kwonlyargs]
+            if (kind := annotated_as(arg.annotation, known))
+        }
+        for node in ast.walk(function):
+            if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+                continue
+            kind = annotated_as(node.annotation, known)
+            if kind is None:
+                continue
+            typed[node.target.id] = kind
+            if isinstance(node.value, ast.Dict):
+                declared = known[kind].__required_keys__ | known[kind].__optional_keys__
+                keys = {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+                spread = None in node.value.keys  # {**other, ...}: the required keys may come from it
+                missing = set() if spread else known[kind].__required_keys__ - keys
+                uses += len(keys)
+                misuses += [f"line {node.lineno}: {kind} literal, key {k!r}" for k in sorted(keys - declared)]
+                misuses += [f"line {node.lineno}: {kind} literal lacks {k!r}" for k in sorted(missing)]
+        for node in ast.walk(function):
+            name = key = None
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+                name, key = node.value.id, node.slice
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get"
+                and isinstance(node.func.value, ast.Name)
+                and node.args
+            ):
+                name, key = node.func.value.id, node.args[0]
+            if name not in typed or not isinstance(key, ast.Constant):
+                continue
+            uses += 1
+            kind = known[typed[name]]
+            if key.value not in kind.__required_keys__ | kind.__optional_keys__:
+                misuses.append(f"line {node.lineno}: {name}[{key.value!r}], not a key of {typed[name]}")
+    return uses, misuses
+
+
+def test_both_sides_name_only_the_contracts_keys() -> None:
+    """A key renamed in ``contract`` (or misspelt on one side) fails here, in a second: every dict
+    literal, subscript and ``get`` on a variable or argument annotated with a contract TypedDict, in
+    dp_assets and spark_jobs, uses that TypedDict's keys."""
+    known = contract_dicts()
+    root = spark_jobs_dir().parent
+    total, misuses = 0, {}
+    for package in ("dp_assets", "spark_jobs"):
+        for path in sorted((root / package).rglob("*.py")):
+            uses, found = key_uses(path.read_text(), known)
+            total += uses
+            if found:
+                misuses[str(path.relative_to(root))] = found
+    assert not misuses, misuses
+    assert total > 100  # the scan sees the code's uses (a change in how it is written would hide them)
+
+
+def test_a_renamed_key_is_found() -> None:
+    """The scan finds what it is for: the job's DumpDone and the orchestrator's reading of it, after
+    ``seconds`` became ``took`` in the contract."""
+    renamed = {**contract_dicts(), "DumpDone": typing.TypedDict("DumpDone", {"table": str, "took": float})}
+    job = 'def f(table, seconds):\n    done: DumpDone = {"table": table, "seconds": seconds}\n'
+    orchestrator = "def g(event):\n    done: DumpDone = event['x']\n    return done['seconds']\n"
+    assert key_uses(job, renamed)[1] == [
+        "line 2: DumpDone literal, key 'seconds'",
+        "line 2: DumpDone literal lacks 'took'",
+    ]
+    assert key_uses(orchestrator, renamed)[1] == ["line 3: done['seconds'], not a key of DumpDone"]
