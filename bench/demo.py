@@ -14,6 +14,8 @@ import argparse
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 from bench.common import machine, median, table, timed, workdir
 from dp_assets.config.loader import PACKAGED, load_config_from
@@ -29,12 +31,18 @@ spark.stop()
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+@dataclass(frozen=True)
+class Commands:
+    """The two things the benchmarks time: ``dp demo`` and a trivial spark-submit with the demo's own
+    Spark settings, each an argv and its environment."""
 
-    home = workdir("demo")
+    demo: list[str]
+    demo_env: dict[str, str]
+    trivial: list[str]
+    trivial_env: dict[str, str]
+
+
+def commands(home: Path) -> Commands:
     env = {**os.environ, "DP_HOME": str(home / "dp_home")}
     loaded = load_config_from(PACKAGED, home=home / "dp_home")
     launcher = build_launcher(loaded)
@@ -42,13 +50,23 @@ def main() -> None:
     script = home / "trivial.py"
     script.write_text(TRIVIAL)
     submit = [*launcher.command("run_pipeline.py")[:-1], str(script)]  # the demo's own settings
+    return Commands(
+        [sys.executable, "-m", "dp_assets.cli", "demo"], env, submit, {**env, **launcher.driver_env()}
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    run = commands(workdir("demo"))
 
     def demo() -> None:
-        done = subprocess.run([sys.executable, "-m", "dp_assets.cli", "demo"], env=env, capture_output=True)
+        done = subprocess.run(run.demo, env=run.demo_env, capture_output=True)
         assert done.returncode == 0, done.stdout.decode()[-3000:] + done.stderr.decode()[-3000:]
 
     def trivial() -> None:
-        subprocess.run(submit, env={**env, **launcher.driver_env()}, check=True, capture_output=True)
+        subprocess.run(run.trivial, env=run.trivial_env, check=True, capture_output=True)
 
     demo()  # warm-up: page cache, the PostgreSQL data folder, the Derby catalog
     demo_s, trivial_s = [], []

@@ -253,9 +253,10 @@ def _relocate(spark: SparkSession, quoted: str, partitions: list[Any], locations
     jvm = spark._jvm  # type: ignore[attr-defined]
     state = spark._jsparkSession.sessionState()  # type: ignore[attr-defined]
     moved = jvm.java.util.ArrayList()
+    # Resolved once, not per partition (see Hdfs: py4j searches every jar for each package on the way).
+    to_uri, some = jvm.org.apache.spark.sql.catalyst.catalog.CatalogUtils.stringToURI, jvm.scala.Some
     for partition, location in zip(partitions, locations, strict=True):
-        uri = jvm.org.apache.spark.sql.catalyst.catalog.CatalogUtils.stringToURI(location)
-        storage = _with_field(partition.storage(), 1, jvm.scala.Some(uri))  # locationUri
+        storage = _with_field(partition.storage(), 1, some(to_uri(location)))  # locationUri
         moved.add(_with_field(partition, 2, storage))  # storage
     state.catalog().alterPartitions(
         state.sqlParser().parseTableIdentifier(quoted),

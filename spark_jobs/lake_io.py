@@ -53,9 +53,12 @@ class Hdfs:
     def __init__(self, spark: SparkSession) -> None:
         self._jvm = spark._jvm  # type: ignore[attr-defined]
         self._conf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+        # Resolved once: py4j resolves ``jvm.org.apache.hadoop.fs.Path`` a package at a time, and each
+        # package it tries as a class first, a search of every jar (1.5 ms a call, against 0.25 ms).
+        self._path = self._jvm.org.apache.hadoop.fs.Path
 
     def _fs(self, uri: str) -> tuple[Any, Any]:
-        path = self._jvm.org.apache.hadoop.fs.Path(uri)
+        path = self._path(uri)
         return path.getFileSystem(self._conf), path
 
     def exists(self, uri: str) -> bool:
