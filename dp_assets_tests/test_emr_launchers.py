@@ -329,12 +329,29 @@ def test_interrupt_cancels_only_our_step(release: str, emr_emulator: EmrEmulator
     assert emr.describe_cluster(ClusterId=launcher.cluster_id)["Cluster"]["Status"]["State"] == "WAITING"
 
 
-def test_a_run_that_stops_reading_cancels_its_step(
-    release: str, emr_emulator: EmrEmulator, tmp_path: Path
+def assert_stopped(kind: str, emr_emulator: EmrEmulator, launcher: EmrPipesLauncher) -> None:
+    """What the launcher started is stopped: the existing cluster's step cancelled (the cluster
+    waits on), the transient cluster terminated, the Serverless job run cancelled."""
+    if kind == "existing":
+        assert isinstance(launcher, EmrExistingLauncher)
+        (step,) = boto3.client("emr").list_steps(ClusterId=launcher.cluster_id)["Steps"]
+        assert step["Status"]["State"] == "CANCELLED"
+        assert emr_emulator.cancel_requests == [(launcher.cluster_id, [step["Id"]])]
+    elif kind == "transient":
+        (cluster,) = [c for c in emr_emulator.emr.clusters.values() if c.name.startswith("dp ")][-1:]
+        assert cluster.state == "TERMINATED"
+    else:
+        runs = [r for rs in emr_emulator.serverless.job_runs.values() for r in rs]
+        assert runs[-1].state == "CANCELLED"
+
+
+@pytest.mark.parametrize("kind", ["transient", "existing", "serverless"])
+def test_a_run_that_stops_reading_stops_its_job(
+    kind: str, release: str, emr_emulator: EmrEmulator, tmp_path: Path
 ) -> None:
     """The run fails while it handles a result the job reported (the job still runs), and closes what
-    the launcher yields: the step is cancelled, not left running on the cluster."""
-    launcher = existing()
+    the launcher yields: what it started is stopped, not left running on EMR."""
+    launcher = LAUNCHERS[kind]()
 
     @dg.asset(partitions_def=DAILY, backfill_policy=dg.BackfillPolicy.single_run())
     def emr_demo(context: dg.AssetExecutionContext, spark: SparkLauncher):  # type: ignore[no-untyped-def]
@@ -351,22 +368,16 @@ def test_a_run_that_stops_reading_cancels_its_step(
         raise_on_error=False,
     )
     assert "failed while handling MaterializeResult" in failure_text(result)
-    (step,) = boto3.client("emr").list_steps(ClusterId=launcher.cluster_id)["Steps"]
-    assert step["Status"]["State"] == "CANCELLED"
-    assert emr_emulator.cancel_requests == [(launcher.cluster_id, [step["Id"]])]
+    assert_stopped(kind, emr_emulator, launcher)
 
 
 @pytest.mark.parametrize("kind", ["transient", "serverless"])
 def test_interrupt_stops_what_we_started(kind: str, release: str, emr_emulator: EmrEmulator) -> None:
     emr_emulator.faults.interrupt = True
-    text = failure_text(materialize(LAUNCHERS[kind](), {"sleep": 30}))
+    launcher = LAUNCHERS[kind]()
+    text = failure_text(materialize(launcher, {"sleep": 30}))
     assert "interrupted" in text
-    if kind == "transient":
-        (cluster,) = [c for c in emr_emulator.emr.clusters.values() if c.name.startswith("dp ")][-1:]
-        assert cluster.state == "TERMINATED"
-    else:
-        runs = [r for rs in emr_emulator.serverless.job_runs.values() for r in rs]
-        assert runs[-1].state == "CANCELLED"
+    assert_stopped(kind, emr_emulator, launcher)
 
 
 def test_missing_logs_fail_cleanly(release: str, emr_emulator: EmrEmulator) -> None:
