@@ -73,12 +73,12 @@ def sampled(argv: list[str], env: dict[str, str]) -> tuple[float, Counter[str]]:
     root = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tree, processes, threads = {root.pid}, {}, {}
     while root.poll() is None:
-        parents = {}
+        stats = {}  # pid -> (its parent's pid, its stat line)
         for pid in filter(str.isdigit, os.listdir("/proc")):
             stat = read(f"/proc/{pid}/stat")
             if stat is not None:
-                parents[int(pid)] = (int(stat.rsplit(")", 1)[1].split()[1]), stat)
-        for pid, (parent, stat) in parents.items():
+                stats[int(pid)] = (int(stat.rsplit(")", 1)[1].split()[1]), stat)
+        for pid, (parent, stat) in stats.items():
             if parent in tree:
                 tree.add(pid)
             if pid not in tree:

@@ -34,12 +34,11 @@ def spec(isolated_home: Path) -> LoadSpec:
 def right_version(spec: LoadSpec) -> tuple[dict[str, dict[str, int]], dict[str, Any]]:
     """Counts and an audit of a version that passes: every day's rows loaded or quarantined."""
     counts = {"quarantined": {"2013-01-01": 1, "2013-01-02": 0}, "deduplicated": dict.fromkeys(DAYS, 0)}
-    required = [c["name"] for c in spec["columns"] if not c["nullable"] or c["name"] in spec["key"]]
     audited = {
         "paths": [f"{spec['table_uri']}/_versions/run/flight_date={d}" for d in DAYS],
         "schema": published_columns(spec),
         "stats": {"2013-01-01": {"rows": 99}, "2013-01-02": {"rows": 80}},
-        "nulls": dict.fromkeys(required, 0),
+        "nulls": {"carrier": 0, "flight": 0},  # what the audit counted in the required columns
         "dup_keys": 0,
         "dup_rows": 0,
     }
