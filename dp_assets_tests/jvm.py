@@ -33,8 +33,7 @@ from dp_assets.launchers.local import (
     LocalSparkLauncher,
     default_spark_home,
 )
-
-QUICK_COMPILER = "-XX:TieredStopAtLevel=1"
+from spark_jobs.contract import QUICK_JIT
 
 # What a load does, in small: Parquet and CSV through the Hive catalog (Derby), a Python worker.
 WARM_UP = """
@@ -88,7 +87,7 @@ def archive_for(spark_home: Path, python: str) -> Path | None:
         env = {
             **os.environ,
             **launcher.driver_env(runtime),
-            "SPARK_SUBMIT_OPTS": f"{QUICK_COMPILER} -XX:ArchiveClassesAtExit={dumped}",
+            "SPARK_SUBMIT_OPTS": f"{QUICK_JIT} -XX:ArchiveClassesAtExit={dumped}",
         }
         done = subprocess.run(command, env=env, cwd=folder, capture_output=True, timeout=600)
         if done.returncode != 0 or not dumped.exists():
@@ -106,4 +105,4 @@ def fast_start_options(spark_home: Path | None = None, python: str | None = None
     (``DP_SPARK_HOME`` on a lane), with the jobs' interpreter."""
     spark_home = spark_home or Path(os.environ.get(SPARK_HOME_ENV) or default_spark_home())
     archive = archive_for(spark_home, python or os.environ.get(SPARK_PYTHON_ENV) or sys.executable)
-    return f"{QUICK_COMPILER} -XX:SharedArchiveFile={archive}" if archive else QUICK_COMPILER
+    return f"{QUICK_JIT} -XX:SharedArchiveFile={archive}" if archive else QUICK_JIT

@@ -105,6 +105,8 @@ def test_the_job_ran_on_the_runtime_the_launcher_pinned(three_days) -> None:
     reported = materializations(result, "flights")[0].metadata["spark_runtime"].value
     assert reported["spark"].startswith(expected.spark + "."), reported
     assert (reported["python"], reported["ansi"], reported["time_zone"]) == (version, "true", "UTC")
+    # As its JVM was started: the tests start every JVM so (jvm.py), and the launcher a run this small.
+    assert reported["jit"] == "quick compiler only"
 
 
 @pytest.mark.spark_job

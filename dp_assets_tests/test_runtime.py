@@ -16,7 +16,7 @@ from dp_assets.config.loader import ConfigError, load_config_from
 from dp_assets.config.model import EmrCluster
 from dp_assets.launchers.base import SparkLauncher
 from dp_assets.launchers.emr import EmrExistingLauncher, EmrLauncher, EmrServerlessLauncher
-from dp_assets.launchers.local import LocalSparkLauncher, default_spark_home
+from dp_assets.launchers.local import LocalSparkLauncher, default_spark_home, input_bytes
 from dp_assets.launchers.runtime import (
     UnsupportedRuntime,
     emr_runtime,
@@ -30,7 +30,7 @@ from dp_assets_tests.emr_emulator import ACCOUNT, serverless_application, shared
 from dp_assets_tests.helpers import pipes_results
 from dp_assets_tests.runtimes import MissingRuntime, interpreter
 from dp_assets_tests.test_launcher_choice import EMR, loaded_with
-from spark_jobs.contract import RUN_SCRIPT
+from spark_jobs.contract import QUICK_JIT, RUN_SCRIPT
 
 PINNED = {
     "spark.pyspark.python": "/usr/bin/python3.11",
@@ -133,6 +133,46 @@ def test_local_jobs_get_the_same_pins_and_the_shipped_zip() -> None:
     assert confs(args).items() >= {**PINNED, **interpreter}.items()
     assert zipfile.ZipFile(args[args.index("--py-files") + 1]).read("dagster_pipes/__init__.py")
     assert pyspark.__version__.startswith(launcher.runtime().spark + ".")
+
+
+def dump(table: str, delivered: list[int], extracted: list[int] | None = None) -> dict[str, Any]:
+    files = [{"path": f"{table}/{i}.csv", "size": size} for i, size in enumerate(delivered)]
+    entries = None if extracted is None else {"2013-01-01": [{"bytes": size} for size in extracted]}
+    return {"table": table, "delivered": {"2013-01-01": files}, "extracted": entries}
+
+
+def test_a_run_known_to_be_small_starts_spark_with_the_quick_compiler_only(tmp_path: Path) -> None:
+    launcher = build_launcher(loaded_with(tmp_path, ""))
+    assert isinstance(launcher, LocalSparkLauncher)
+    assert launcher.quick_jit_below_mb == 32  # the packaged default
+    mib = 2**20
+    flights, planes = dump("flights", [10 * mib, 10 * mib]), dump("planes", [], extracted=[5 * mib])
+    demo = {
+        "dumps": [flights, planes],
+        "loads": [{"table": "flights"}, {"table": "planes"}],
+        "derives": [
+            {"table": "delays", "upstream": {"flights": {}}},
+            {"table": "d2", "upstream": {"delays": {}}},
+        ],
+    }
+    assert input_bytes(demo) == 25 * mib  # delivered files and extracted ones alike
+    assert launcher.quick_jit(demo)
+    assert not launcher.quick_jit({**demo, "dumps": [dump("flights", [27 * mib]), planes]})  # 32 MiB
+    # What the run reads from days dumped before is not in its spec: both compilers, as for a large run.
+    reload = {**demo, "dumps": [flights]}  # planes loaded from an earlier dump
+    derive_only = {"dumps": [], "loads": [], "derives": demo["derives"][:1]}
+    for unknown in (reload, derive_only):
+        assert input_bytes(unknown) is None
+        assert not launcher.quick_jit(unknown)
+    assert not launcher.model_copy(update={"quick_jit_below_mb": 0}).quick_jit(demo)
+
+    def java_options(quick_jit: bool) -> list[str]:
+        return confs(launcher.command(RUN_SCRIPT, quick_jit=quick_jit))[
+            "spark.driver.extraJavaOptions"
+        ].split()
+
+    assert QUICK_JIT in java_options(True)
+    assert QUICK_JIT not in java_options(False)
 
 
 def test_local_spark_home_without_spark_is_refused(tmp_path: Path) -> None:

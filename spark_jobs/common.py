@@ -13,7 +13,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.contract import LOAD_DATE, ROW_HASH
+from spark_jobs.contract import LOAD_DATE, QUICK_JIT, ROW_HASH
 
 
 def days_between(start: str, end: str) -> list[str]:
@@ -51,8 +51,15 @@ def runtime_metadata(spark: SparkSession) -> dict[str, Any]:
             "python": platform.python_version(),
             "ansi": spark.conf.get("spark.sql.ansi.enabled"),
             "time_zone": spark.conf.get("spark.sql.session.timeZone"),
+            "jit": "quick compiler only" if QUICK_JIT in jvm_arguments(spark) else "both compilers",
         }
     )
+
+
+def jvm_arguments(spark: SparkSession) -> list[str]:
+    """The driver JVM's own arguments: what its launcher and ``SPARK_SUBMIT_OPTS`` gave it."""
+    management = spark._jvm.java.lang.management.ManagementFactory  # type: ignore[union-attr]
+    return list(management.getRuntimeMXBean().getInputArguments())
 
 
 def use_s3_credentials(spark: SparkSession, credentials: dict[str, dict[str, str]]) -> list[str]:

@@ -14,6 +14,10 @@ from typing import Any, TypedDict
 # The entry point spark-submit runs: one application per Dagster run, whatever it covers.
 RUN_SCRIPT = "run_pipeline.py"
 
+# The JVM option of a run with the JIT's quick compiler only (C1), which a short run repays and a
+# long one does not: the local launcher gives it to small runs, and the job reports whether it had it.
+QUICK_JIT = "-XX:TieredStopAtLevel=1"
+
 # Columns of the staged zone beside the delivered ones (written by the dump, read by the load).
 LINE, SOURCE, REASON, RAW = "_line", "_source_file", "_reject_reason", "_raw_text"
 # Their types (Spark SQL names); every delivered column is staged as a string.

@@ -162,6 +162,9 @@ class Emr(_Strict):
 class Spark(_Strict):
     launcher: Launcher = "local"  # DP_SPARK_LAUNCHER overrides it
     master: str = "local[*]"  # the local launcher's master
+    # The local launcher: a run whose deliveries total less starts Spark's JVM with the quick JIT
+    # compiler only, which a short run repays and a long one does not; 0: always both compilers.
+    quick_jit_below_mb: int = Field(32, ge=0)
     conf: dict[str, str] = Field(default_factory=dict)  # spark-submit --conf, for every launcher
     ansi: bool = True  # spark.sql.ansi.enabled for every job and for `dp validate`, on every release
     emr: Emr | None = None  # required by the EMR launchers

@@ -35,6 +35,7 @@ from dp_assets.launchers.base import (
     with_partition_range,
 )
 from dp_assets.launchers.runtime import SparkRuntime, UnsupportedRuntime, local_runtime, pinned_conf
+from spark_jobs.contract import QUICK_JIT
 
 SPARK_HOME_ENV, SPARK_PYTHON_ENV = "DP_SPARK_HOME", "DP_SPARK_PYTHON"
 
@@ -104,8 +105,31 @@ class LineSafeFileMessageReader(dg.PipesFileMessageReader):
             raise
 
 
+def input_bytes(spec: Mapping[str, Any]) -> int | None:
+    """The bytes a run's application reads, when its spec tells: what its dumps were delivered (or
+    extracted). None when it also loads or derives from days dumped before, whose size is in the lake."""
+    dumps = spec.get("dumps", [])
+    dumped = {d["table"] for d in dumps}
+    loads, derives = spec.get("loads", []), spec.get("derives", [])
+    if any(load["table"] not in dumped for load in loads) or any(
+        upstream not in dumped | {d["table"] for d in derives} for d in derives for upstream in d["upstream"]
+    ):
+        return None
+    return sum(
+        sum(f["size"] for files in d["delivered"].values() for f in files)
+        + sum(e["bytes"] for entries in (d["extracted"] or {}).values() for e in entries)
+        for d in dumps
+    )
+
+
 class LocalSparkLauncher(SparkLauncher):
+    """``quick_jit_below_mb``: a run known to read less than this starts Spark's JVM with the quick
+    compiler only. On two cores the optimizing compiler takes about a third of a small run's CPU and
+    never repays it (``dp demo``, some 14 MB: 60 s instead of 75-91 s); at 71 MiB it already does
+    (TPC-H SF0.1: 55 s instead of 69 s; bench/RESULTS.md). 0: always both compilers."""
+
     master: str = "local[*]"
+    quick_jit_below_mb: int = 0
     conf: dict[str, str] = Field(default_factory=dict)
     catalog_dir: str | None = None  # a Derby metastore here backs Spark's catalog; None: no catalog
     spark_home: str | None = None  # None: this environment's pyspark (or DP_SPARK_HOME)
@@ -121,9 +145,14 @@ class LocalSparkLauncher(SparkLauncher):
         except UnsupportedRuntime as e:
             raise dg.Failure(str(e)) from e
 
-    def command(self, script: str, runtime: SparkRuntime | None = None) -> list[str]:
+    def quick_jit(self, spec: Mapping[str, Any]) -> bool:
+        """Whether the run's application starts with the quick compiler only (see the class)."""
+        size = input_bytes(spec)
+        return size is not None and size < self.quick_jit_below_mb * 2**20
+
+    def command(self, script: str, runtime: SparkRuntime | None = None, quick_jit: bool = False) -> list[str]:
         log4j = spark_jobs_dir() / "log4j2.properties"
-        java_options = f"-Dlog4j2.configurationFile=file:{log4j}"
+        java_options = f"-Dlog4j2.configurationFile=file:{log4j}" + (f" {QUICK_JIT}" if quick_jit else "")
         catalog = catalog_conf(self.catalog_dir) if self.catalog_dir else {}
         if self.catalog_dir:
             java_options += f" -Dderby.system.home={self.catalog_dir}"  # keeps derby.log out of the cwd
@@ -150,8 +179,9 @@ class LocalSparkLauncher(SparkLauncher):
     def run_job(
         self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
     ) -> Generator[JobEvent, None, None]:
-        runtime = self.runtime()
-        context.log.info(f"Spark runtime {runtime.describe()}")
+        runtime, quick_jit = self.runtime(), self.quick_jit(extras)
+        compilers = "the quick JIT compiler only (a small run)" if quick_jit else "both JIT compilers"
+        context.log.info(f"Spark runtime {runtime.describe()}; {compilers}")
         with tempfile.TemporaryDirectory(prefix="dp-pipes-") as folder:
             with dg.open_pipes_session(
                 context=context,
@@ -163,7 +193,7 @@ class LocalSparkLauncher(SparkLauncher):
                 env = {**os.environ, **self.driver_env(runtime), **session.get_bootstrap_env_vars()}
                 # In the run's process group: a run killed with its group takes Spark with it, and the
                 # lake's table lock counts that group alive until all of it is gone (``liveness``).
-                process = subprocess.Popen(self.command(script, runtime), env=env)
+                process = subprocess.Popen(self.command(script, runtime, quick_jit), env=env)
                 try:
                     while not finished(process, REPORT_SECONDS):
                         yield from reported.new()

@@ -63,6 +63,7 @@ def build_launcher(loaded: LoadedConfig) -> SparkLauncher:
     if choice == "local":
         return LocalSparkLauncher(
             master=config.spark.master,
+            quick_jit_below_mb=config.spark.quick_jit_below_mb,
             conf=config.spark.conf,
             ansi=config.spark.ansi,
             catalog_dir=str(loaded.dp_home / "catalog") if config.catalog_database else None,
