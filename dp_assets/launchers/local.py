@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from threading import Event
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 from pydantic import Field
@@ -35,7 +35,7 @@ from dp_assets.launchers.base import (
     with_partition_range,
 )
 from dp_assets.launchers.runtime import SparkRuntime, UnsupportedRuntime, local_runtime, pinned_conf
-from spark_jobs.contract import QUICK_JIT
+from spark_jobs.contract import QUICK_JIT, RunSpec
 
 SPARK_HOME_ENV, SPARK_PYTHON_ENV = "DP_SPARK_HOME", "DP_SPARK_PYTHON"
 
@@ -105,12 +105,11 @@ class LineSafeFileMessageReader(dg.PipesFileMessageReader):
             raise
 
 
-def input_bytes(spec: Mapping[str, Any]) -> int | None:
+def input_bytes(spec: RunSpec) -> int | None:
     """The bytes a run's application reads, when its spec tells: what its dumps were delivered (or
     extracted). None when it also loads or derives from days dumped before, whose size is in the lake."""
-    dumps = spec.get("dumps", [])
+    dumps, loads, derives = spec["dumps"], spec["loads"], spec["derives"]
     dumped = {d["table"] for d in dumps}
-    loads, derives = spec.get("loads", []), spec.get("derives", [])
     if any(load["table"] not in dumped for load in loads) or any(
         upstream not in dumped | {d["table"] for d in derives} for d in derives for upstream in d["upstream"]
     ):
@@ -145,7 +144,7 @@ class LocalSparkLauncher(SparkLauncher):
         except UnsupportedRuntime as e:
             raise dg.Failure(str(e)) from e
 
-    def quick_jit(self, spec: Mapping[str, Any]) -> bool:
+    def quick_jit(self, spec: RunSpec) -> bool:
         """Whether the run's application starts with the quick compiler only (see the class)."""
         size = input_bytes(spec)
         return size is not None and size < self.quick_jit_below_mb * 2**20
@@ -179,7 +178,7 @@ class LocalSparkLauncher(SparkLauncher):
     def run_job(
         self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
     ) -> Generator[JobEvent, None, None]:
-        runtime, quick_jit = self.runtime(), self.quick_jit(extras)
+        runtime, quick_jit = self.runtime(), self.quick_jit(cast(RunSpec, extras))
         compilers = "the quick JIT compiler only (a small run)" if quick_jit else "both JIT compilers"
         context.log.info(f"Spark runtime {runtime.describe()}; {compilers}")
         with tempfile.TemporaryDirectory(prefix="dp-pipes-") as folder:
