@@ -71,7 +71,11 @@ def main() -> None:
             "DAGSTER_PIPES_CONTEXT": encode_param({"data": context}),
             "DAGSTER_PIPES_MESSAGES": encode_param({"path": str(messages)}),
         }
-        subprocess.run(launcher.command(RUN_SCRIPT), env=env, check=True, capture_output=True)
+        # The JVM the run's application gets: one day's delivery is far under quick_jit_below_mb.
+        quick_jit = launcher.quick_jit_below_mb > 0
+        subprocess.run(
+            launcher.command(RUN_SCRIPT, quick_jit=quick_jit), env=env, check=True, capture_output=True
+        )
         assert '"method": "report_asset_check"' in messages.read_text()
 
     through_dagster()  # warm-up, and stages the day for the bare runs
