@@ -70,18 +70,15 @@ def main() -> None:
         done = subprocess.run(run.demo, env=run.demo_env, capture_output=True)
         assert done.returncode == 0, done.stdout.decode()[-3000:] + done.stderr.decode()[-3000:]
 
-    def trivial() -> None:
-        subprocess.run(run.trivial, env=run.trivial_env, check=True, capture_output=True)
-
-    def trivial_quick_jit() -> None:
-        subprocess.run(run.trivial_quick_jit, env=run.trivial_env, check=True, capture_output=True)
+    def trivial(argv: list[str]) -> float:
+        return timed(lambda: subprocess.run(argv, env=run.trivial_env, check=True, capture_output=True))[1]
 
     demo()  # warm-up: page cache, the PostgreSQL data folder, the Derby catalog
     demo_s, trivial_s, quick_s = [], [], []
     for n in range(args.repeat):
-        trivial_s.append(timed(trivial)[1])
+        trivial_s.append(trivial(run.trivial))
         demo_s.append(timed(demo)[1])
-        quick_s.append(timed(trivial_quick_jit)[1])
+        quick_s.append(trivial(run.trivial_quick_jit))
         print(
             f"round {n + 1}: trivial spark-submit {trivial_s[-1]:.1f} s, dp demo {demo_s[-1]:.1f} s, "
             f"trivial spark-submit with the quick JIT only {quick_s[-1]:.1f} s",

@@ -149,7 +149,9 @@ def main() -> None:
     assert isinstance(launcher, LocalSparkLauncher)
     script = home / "bare_csv_to_parquet.py"
     script.write_text(BARE_SPARK)
-    submit = [*launcher.command("run_pipeline.py")[:-1], str(script)]  # dp's Spark and settings
+    # dp's Spark and settings, and the JVM dp's run gets for this delivery's size
+    quick_jit = launcher.quick_jit_for(csv.stat().st_size)
+    submit = [*launcher.command("run_pipeline.py", quick_jit=quick_jit)[:-1], str(script)]
     submit_env = {**os.environ, **launcher.driver_env()}
 
     dp_total, dp_load, dp_dump, duck, bare, read, peak, children = [], [], [], [], [], [], [], []

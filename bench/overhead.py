@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import os
 import subprocess
+from pathlib import Path
 
 import dagster as dg
 from dagster_pipes import encode_param
@@ -71,8 +72,9 @@ def main() -> None:
             "DAGSTER_PIPES_CONTEXT": encode_param({"data": context}),
             "DAGSTER_PIPES_MESSAGES": encode_param({"path": str(messages)}),
         }
-        # The JVM the run's application gets: one day's delivery is far under quick_jit_below_mb.
-        quick_jit = launcher.quick_jit_below_mb > 0
+        # The JVM the run's application gets for the day's delivery.
+        delivery = Path(loaded.input_path) / "flights" / day
+        quick_jit = launcher.quick_jit_for(sum(f.stat().st_size for f in delivery.iterdir()))
         subprocess.run(
             launcher.command(RUN_SCRIPT, quick_jit=quick_jit), env=env, check=True, capture_output=True
         )

@@ -144,7 +144,7 @@ def dump(table: str, delivered: list[int], extracted: list[int] | None = None) -
 def test_a_run_known_to_be_small_starts_spark_with_the_quick_compiler_only(tmp_path: Path) -> None:
     launcher = build_launcher(loaded_with(tmp_path, ""))
     assert isinstance(launcher, LocalSparkLauncher)
-    assert launcher.quick_jit_below_mb == 32  # the packaged default
+    assert launcher.quick_jit_below_mb == 32  # the config's default
     mib = 2**20
     flights, planes = dump("flights", [10 * mib, 10 * mib]), dump("planes", [], extracted=[5 * mib])
     demo = {
@@ -157,11 +157,13 @@ def test_a_run_known_to_be_small_starts_spark_with_the_quick_compiler_only(tmp_p
     }
     assert input_bytes(demo) == 25 * mib  # delivered files and extracted ones alike
     assert launcher.quick_jit(demo)
+    assert launcher.quick_jit({**demo, "dumps": [dump("flights", [27 * mib - 1]), planes]})  # a byte under
     assert not launcher.quick_jit({**demo, "dumps": [dump("flights", [27 * mib]), planes]})  # 32 MiB
     # What the run reads from days dumped before is not in its spec: both compilers, as for a large run.
     reload = {**demo, "dumps": [flights]}  # planes loaded from an earlier dump
     derive_only = {"dumps": [], "loads": [], "derives": demo["derives"][:1]}
-    for unknown in (reload, derive_only):
+    dumped_not_loaded = {**demo, "loads": demo["loads"][1:]}  # the derive reads flights as published before
+    for unknown in (reload, derive_only, dumped_not_loaded):
         assert input_bytes(unknown) is None
         assert not launcher.quick_jit(unknown)
     assert not launcher.model_copy(update={"quick_jit_below_mb": 0}).quick_jit(demo)
@@ -173,6 +175,11 @@ def test_a_run_known_to_be_small_starts_spark_with_the_quick_compiler_only(tmp_p
 
     assert QUICK_JIT in java_options(True)
     assert QUICK_JIT not in java_options(False)
+    # A driver option of the config's [spark] conf joins dp's instead of replacing them.
+    with_option = launcher.model_copy(update={"conf": {"spark.driver.extraJavaOptions": "-Xss4m"}})
+    joined = confs(with_option.command(RUN_SCRIPT, quick_jit=True))["spark.driver.extraJavaOptions"].split()
+    assert {QUICK_JIT, "-Xss4m"} <= set(joined)
+    assert any(o.startswith("-Dlog4j2.configurationFile=") for o in joined)
 
 
 def test_local_spark_home_without_spark_is_refused(tmp_path: Path) -> None:

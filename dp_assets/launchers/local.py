@@ -107,11 +107,12 @@ class LineSafeFileMessageReader(dg.PipesFileMessageReader):
 
 def input_bytes(spec: RunSpec) -> int | None:
     """The bytes a run's application reads, when its spec tells: what its dumps were delivered (or
-    extracted). None when it also loads or derives from days dumped before, whose size is in the lake."""
+    extracted). None when it also loads, or derives from, days dumped before, whose size is in the lake."""
     dumps, loads, derives = spec["dumps"], spec["loads"], spec["derives"]
     dumped = {d["table"] for d in dumps}
-    if any(load["table"] not in dumped for load in loads) or any(
-        upstream not in dumped | {d["table"] for d in derives} for d in derives for upstream in d["upstream"]
+    built = {load["table"] for load in loads} | {d["table"] for d in derives}  # what a derive may read
+    if not {load["table"] for load in loads} <= dumped or any(
+        upstream not in built for d in derives for upstream in d["upstream"]
     ):
         return None
     return sum(
@@ -125,7 +126,10 @@ class LocalSparkLauncher(SparkLauncher):
     """``quick_jit_below_mb``: a run known to read less than this starts Spark's JVM with the quick
     compiler only. On two cores the optimizing compiler takes about a third of a small run's CPU and
     never repays it (``dp demo``, 13 MB: 60 s instead of 75-91 s); at 71 MiB it already does
-    (TPC-H SF0.1: 55 s instead of 69 s; bench/RESULTS.md). 0: always both compilers."""
+    (TPC-H SF0.1: 55 s instead of 69 s; bench/RESULTS.md). In MiB; 0, the resource's own default:
+    always both compilers (the config's default, ``[spark] quick_jit_below_mb``, is what dp runs with).
+    ``spark.driver.extraJavaOptions`` in ``conf`` is added to the driver options dp sets, not put
+    in their place."""
 
     master: str = "local[*]"
     quick_jit_below_mb: int = 0
@@ -146,7 +150,10 @@ class LocalSparkLauncher(SparkLauncher):
 
     def quick_jit(self, spec: RunSpec) -> bool:
         """Whether the run's application starts with the quick compiler only (see the class)."""
-        size = input_bytes(spec)
+        return self.quick_jit_for(input_bytes(spec))
+
+    def quick_jit_for(self, size: int | None) -> bool:
+        """Whether an application reading ``size`` bytes (None: not known) gets the quick compiler only."""
         return size is not None and size < self.quick_jit_below_mb * 2**20
 
     def command(self, script: str, runtime: SparkRuntime | None = None, quick_jit: bool = False) -> list[str]:
@@ -155,6 +162,9 @@ class LocalSparkLauncher(SparkLauncher):
         catalog = catalog_conf(self.catalog_dir) if self.catalog_dir else {}
         if self.catalog_dir:
             java_options += f" -Dderby.system.home={self.catalog_dir}"  # keeps derby.log out of the cwd
+        user_conf = dict(self.conf)
+        if extra := user_conf.pop("spark.driver.extraJavaOptions", None):  # added, not in place of dp's
+            java_options += f" {extra}"
         runtime = runtime or self.runtime()
         env = job_env.for_interpreter(runtime.python)
         confs = {
@@ -162,7 +172,7 @@ class LocalSparkLauncher(SparkLauncher):
             **({"spark.executorEnv.PYTHONPATH": str(env)} if env else {}),
             "spark.driver.extraJavaOptions": java_options,
             **catalog,
-            **self.conf,
+            **user_conf,
         }
         args = [str(Path(self.spark_home_path()) / "bin" / "spark-submit"), "--master", self.master]
         for key, value in confs.items():
