@@ -35,7 +35,7 @@ from dp_assets.launchers.base import (
     with_partition_range,
 )
 from dp_assets.launchers.runtime import SparkRuntime, UnsupportedRuntime, local_runtime, pinned_conf
-from spark_jobs.contract import QUICK_JIT, RunSpec
+from spark_jobs.contract import QUICK_JIT, RUN_SCRIPT, RunSpec
 
 SPARK_HOME_ENV, SPARK_PYTHON_ENV = "DP_SPARK_HOME", "DP_SPARK_PYTHON"
 
@@ -188,7 +188,8 @@ class LocalSparkLauncher(SparkLauncher):
     def run_job(
         self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
     ) -> Generator[JobEvent, None, None]:
-        runtime, quick_jit = self.runtime(), self.quick_jit(cast(RunSpec, extras))
+        runtime = self.runtime()
+        quick_jit = script == RUN_SCRIPT and self.quick_jit(cast(RunSpec, extras))  # a run's spec only
         compilers = "the quick JIT compiler only (a small run)" if quick_jit else "both JIT compilers"
         context.log.info(f"Spark runtime {runtime.describe()}; {compilers}")
         with tempfile.TemporaryDirectory(prefix="dp-pipes-") as folder:
