@@ -134,6 +134,9 @@ def test_a_run_that_stops_reading_stops_its_local_job(tmp_path: Path) -> None:
 
     result = dg.materialize([waiting], resources={"spark": LocalSparkLauncher()}, raise_on_error=False)
     assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    error = failure.step_failure_data.error
+    assert "failed while handling" in str(error), error  # its own failure, so the job had started
     deadline = time.monotonic() + 10  # the driver exits on its SIGINT, just after spark-submit
     while running := subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True).stdout:
         assert time.monotonic() < deadline, f"still running: {running}"
