@@ -109,9 +109,9 @@ def input_bytes(spec: RunSpec) -> int | None:
     """The bytes a run's application reads, when its spec tells: what its dumps were delivered (or
     extracted). None when it also loads, or derives from, days dumped before, whose size is in the lake."""
     dumps, loads, derives = spec["dumps"], spec["loads"], spec["derives"]
-    dumped = {d["table"] for d in dumps}
-    built = {load["table"] for load in loads} | {d["table"] for d in derives}  # what a derive may read
-    if not {load["table"] for load in loads} <= dumped or any(
+    loaded = {load["table"] for load in loads}
+    built = loaded | {d["table"] for d in derives}  # what a derive may read
+    if not loaded <= {d["table"] for d in dumps} or any(
         upstream not in built for d in derives for upstream in d["upstream"]
     ):
         return None
