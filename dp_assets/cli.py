@@ -26,8 +26,31 @@ def _run(
     loaded, start: dt.date, end: dt.date, tables: list[str] | None, verbose: bool, **flags: bool | str
 ) -> int:
     """Run the range in this process: progress on the terminal, every event in a log file."""
-    from dp_assets.runner import RangeError, default_instance, run_range
+    from dp_assets.definitions import build_definitions
+    from dp_assets.runner import (
+        RangeError,
+        check_range,
+        default_instance,
+        run_range,
+        selected_tables,
+        warm_spark,
+    )
+    from spark_jobs.contract import days_between
 
+    try:
+        check_range(loaded, start, end)
+        names = selected_tables(loaded, tables)
+    except RangeError as e:
+        print(f"dp: {e}", file=sys.stderr)
+        return 2
+    defs = build_definitions(loaded)
+    warm = warm_spark(
+        loaded,
+        defs,
+        days_between(start.isoformat(), end.isoformat()),
+        names,
+        dumps=not flags.get("publish_rejected"),
+    )
     instance = default_instance(loaded.dp_home)
     began = time.monotonic()
     log_file = loaded.dp_home / "logs" / f"run-{dt.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
@@ -36,11 +59,10 @@ def _run(
         f"{start}..{end}: every event of the run goes to {log_file}"
         + ("" if verbose else " (--verbose shows it)")
     )
-    try:
-        summary = run_range(loaded, start, end, instance, tables, log_file=log_file, verbose=verbose, **flags)
-    except RangeError as e:
-        print(f"dp: {e}", file=sys.stderr)
-        return 2
+    with warm:
+        summary = run_range(
+            loaded, start, end, instance, tables, defs, log_file=log_file, verbose=verbose, **flags
+        )
     print(summary.render())
     print(f"{start}..{end}: {time.monotonic() - began:.1f} s wall; Dagster home {os.environ['DAGSTER_HOME']}")
     return 0 if summary.ok else 1

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import shutil
 from collections import defaultdict
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,14 @@ from typing import Any
 import dagster as dg
 
 from dp_assets.config.loader import LoadedConfig
+from dp_assets.config.model import FileSource
 from dp_assets.console import run_console
 from dp_assets.definitions import PIPELINE_JOB, build_definitions
+from dp_assets.lake import Lake
+from dp_assets.launchers.local import LocalSparkLauncher, known_input
 from dp_assets.liveness import owner_tags, release_dead_runs
+from dp_assets.stages.derive import derived_tables
+from dp_assets.stages.dump import MissingDelivery, list_delivery
 from dp_assets.stages.tables import TABLES_OP
 from spark_jobs.contract import RANGE_TOTALS
 
@@ -158,6 +164,32 @@ def table_selection(loaded: LoadedConfig, names: list[str], dumps: bool = True) 
     load, and each derived table; their checks come with them."""
     raw = [dg.AssetKey(["raw", n]) for n in names if n in loaded.config.tables] if dumps else []
     return [*raw, *(dg.AssetKey(n) for n in names)]
+
+
+def warm_spark(
+    loaded: LoadedConfig, defs: dg.Definitions, days: list[str], names: list[str], dumps: bool
+) -> AbstractContextManager[None]:
+    """The run's local Spark application, started while Dagster creates the run
+    (``LocalSparkLauncher.warm_start``), with the JIT its spec will ask for as far as ``expected_input``
+    tells (a run its extracts tip over the threshold starts its application again, with both compilers)."""
+    launcher = defs.resources.get("spark")
+    if not isinstance(launcher, LocalSparkLauncher):
+        return nullcontext()
+    return launcher.warm_start(launcher.quick_jit_for(expected_input(loaded, days, names, dumps)))
+
+
+def expected_input(loaded: LoadedConfig, days: list[str], names: list[str], dumps: bool) -> int | None:
+    """What a run of ``names`` over ``days`` will read, by the rule of its spec (``known_input``), before
+    the run exists: the delivered files as listed now; a database table's extract, not made yet, as 0."""
+    lake, tables = Lake(loaded), loaded.config.tables
+    loads = [n for n in names if n in tables]
+    dumped = dict.fromkeys(loads if dumps else [], 0)
+    for name in dumped:
+        for day in days if isinstance(tables[name].source, FileSource) else []:
+            with suppress(MissingDelivery):  # the run's dump says what is missing
+                dumped[name] += sum(f.size for f in list_delivery(lake, name, day))
+    derives = {d.name: list(d.transform.upstream) for d in derived_tables(loaded) if d.name in names}
+    return known_input(dumped, loads, derives)
 
 
 def run_range(

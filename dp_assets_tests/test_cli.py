@@ -86,6 +86,8 @@ def test_demo_subprocess_writes_lake_and_records_run_in_default_instance(isolate
     for table in ("flights", "airlines", "airports", "planes"):
         assert {f"dump {table}:", f"load {table}:"} <= progress, progress
     assert {"spark: starting", "derive daily_carrier_delays:"} <= progress, progress
+    # The run's application started while Dagster created the run, and the run took it over.
+    assert any("spark: Spark" in line and "ahead of the run, which took it over" in line for line in out), out
     assert any(line.split()[1:4] == ["load", "flights:", "published,"] for line in out)
     (log_file,) = [
         Path(w)

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow.compute as pc
@@ -20,8 +21,9 @@ from dp_assets.config.resource import PipelineConfigResource
 from dp_assets.definitions import build_definitions
 from dp_assets.demo import write_flight_deliveries
 from dp_assets.lake import Lake, published_folders
+from dp_assets.launchers import local
 from dp_assets.partitions import daily_partitions
-from dp_assets.runner import run_range
+from dp_assets.runner import expected_input, run_range, warm_spark
 from dp_assets.stages.tables import TABLES_OP
 from dp_assets_tests import helpers
 from dp_assets_tests.bad_inputs import CLEAN, KINDS, day_of, write_config
@@ -452,3 +454,74 @@ def test_evolved_columns_reach_a_catalog_table_an_earlier_run_created(tmp_path: 
     )
     assert "COLUMNS ['id', 'name', 'amount', 'ts', 'row_hash', 'load_date', 'note', 'event_date']" in out
     assert "NOTES [(1, 'hi'), (1, None), (2, None), (3, None)]" in out
+
+
+def test_the_cli_expects_what_the_run_will_read_before_it_exists(tmp_path: Path) -> None:
+    """``expected_input`` sizes the application started ahead of a run by its spec's rule: the files
+    delivered for the days; a database extract, not made yet, as 0; unknown when the run reads what
+    earlier runs wrote (a derived table alone, or loads without their dumps)."""
+    loaded, _ = demo_lake(tmp_path, START, END)
+    days = [START, "2013-01-02", END]
+    flights = sum(f.stat().st_size for f in (Path(loaded.input_path) / "flights").rglob("*") if f.is_file())
+    assert flights > 0
+    assert expected_input(loaded, days, ["flights"], dumps=True) == flights
+    assert expected_input(loaded, days, ["flights", "airlines"], dumps=True) == flights
+    assert expected_input(loaded, days[:1], ["flights"], dumps=True) < flights
+    everything = [*loaded.config.tables, "daily_carrier_delays"]
+    assert expected_input(loaded, days, everything, dumps=True) == flights
+    assert expected_input(loaded, days, ["daily_carrier_delays"], dumps=True) is None
+    assert expected_input(loaded, days, ["flights"], dumps=False) is None
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """The spark-submits the local launcher starts (each a Spark application), as it starts them."""
+    processes: list[subprocess.Popen[bytes]] = []
+    popen = subprocess.Popen
+
+    def counted(args: list[str], *rest: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        process = popen(args, *rest, **kwargs)
+        if Path(args[0]).name == "spark-submit":
+            processes.append(process)
+        return process
+
+    monkeypatch.setattr(local.subprocess, "Popen", counted)
+    return processes
+
+
+@pytest.mark.spark_job
+def test_an_application_started_ahead_for_other_settings_is_replaced(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    """The CLI starts the run's application ahead of the run (``warm_spark``); a run whose spec asks
+    for another JVM stops it and starts its own, so one application ran the run and none is left."""
+    loaded, _ = demo_lake(tmp_path, START, START)
+    defs = build_definitions(loaded)
+    launcher = defs.resources["spark"]
+    with dg.instance_for_test() as instance:
+        with launcher.warm_start(quick_jit=False):  # the day is small: its run asks for the quick JIT
+            summary = run_range(loaded, dt.date(2013, 1, 1), dt.date(2013, 1, 1), instance, ["flights"], defs)
+        assert summary.ok, summary.render()
+        logs = [e.user_message for e in instance.all_logs(summary.run_id)]
+    ahead, own = started
+    assert ahead.returncode is not None and own.returncode == 0
+    assert not local._warm
+    assert any("the quick JIT compiler only (a small run)" in m and "ahead" not in m for m in logs)
+    assert any("spark: Spark" in m and "started in" in m and "ahead" not in m for m in logs), logs
+
+
+@pytest.mark.spark_job
+def test_a_run_takes_over_the_application_started_ahead_of_it(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    loaded, _ = demo_lake(tmp_path, START, START)
+    defs = build_definitions(loaded)
+    with dg.instance_for_test() as instance:
+        with warm_spark(loaded, defs, [START], ["flights"], dumps=True):
+            summary = run_range(loaded, dt.date(2013, 1, 1), dt.date(2013, 1, 1), instance, ["flights"], defs)
+        assert summary.ok, summary.render()
+        logs = [e.user_message for e in instance.all_logs(summary.run_id)]
+    (application,) = started
+    assert application.returncode == 0
+    assert any("the quick JIT compiler only (a small run); started ahead of the run" in m for m in logs)
+    assert any("spark: Spark" in m and "ahead of the run, which took it over" in m for m in logs), logs

@@ -16,11 +16,6 @@ from pyspark.sql import functions as F
 from spark_jobs.contract import LOAD_DATE, QUICK_JIT, ROW_HASH
 
 
-def days_between(start: str, end: str) -> list[str]:
-    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
-    return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-
-
 class Phases:
     """Wall time per phase of the job, reported as metadata: the profile of every load."""
 

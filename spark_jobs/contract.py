@@ -8,11 +8,23 @@ the laptop instead of a Spark run.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
 # The entry point spark-submit runs: one application per Dagster run, whatever it covers.
 RUN_SCRIPT = "run_pipeline.py"
+
+
+def days_between(start: str, end: str) -> list[str]:
+    """A run's partition keys, ``start`` to ``end`` inclusive (ISO dates)."""
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+# In the Pipes context params of an application started before its run exists (the local launcher's
+# ``warm_start``): its context and message files appear once the run's step takes it over.
+AWAIT_RUN_KEY = "dp_await_run"
 
 # The JVM option of a run with the JIT's quick compiler only (C1), which a short run repays and a
 # long one does not: the local launcher gives it to small runs, and the job reports whether it had it.

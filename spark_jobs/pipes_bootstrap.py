@@ -24,6 +24,8 @@ from dagster_pipes import (
     open_dagster_pipes,
 )
 
+from spark_jobs.contract import AWAIT_RUN_KEY
+
 S3_MESSAGE_INTERVAL_SECONDS = 5.0  # how often buffered messages are uploaded while the job runs
 
 
@@ -48,6 +50,27 @@ def open_pipes() -> PipesContext:
             else PipesDefaultMessageWriter()
         ),
     )
+
+
+HANDOVER_POLL_SECONDS = 0.05
+
+
+def awaits_run() -> bool:
+    """Whether this application was started ahead of its run, to start Spark while the run is created."""
+    params = PipesEnvVarParamsLoader()
+    return params.is_dagster_pipes_process() and bool(params.load_context_params().get(AWAIT_RUN_KEY))
+
+
+def await_run() -> float:
+    """Seconds spent waiting for a run to take this application over: until its context file is
+    written and the run's reader has created the message file (which it truncates on creation, so
+    nothing may be written to it before)."""
+    params = PipesEnvVarParamsLoader()
+    paths = [params.load_context_params()["path"], params.load_messages_params()["path"]]
+    started = time.monotonic()
+    while not all(os.path.exists(p) for p in paths):
+        time.sleep(HANDOVER_POLL_SECONDS)
+    return time.monotonic() - started
 
 
 def end_with_parent(interval_seconds: float = 1.0) -> None:

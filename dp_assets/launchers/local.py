@@ -17,12 +17,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from threading import Event
 from typing import Any, cast
 
 import dagster as dg
+from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR, encode_param
 from pydantic import Field
 
 from dp_assets.launchers import job_env
@@ -35,7 +38,7 @@ from dp_assets.launchers.base import (
     with_partition_range,
 )
 from dp_assets.launchers.runtime import SparkRuntime, UnsupportedRuntime, local_runtime, pinned_conf
-from spark_jobs.contract import QUICK_JIT, RUN_SCRIPT, RunSpec
+from spark_jobs.contract import AWAIT_RUN_KEY, QUICK_JIT, RUN_SCRIPT, RunSpec
 
 SPARK_HOME_ENV, SPARK_PYTHON_ENV = "DP_SPARK_HOME", "DP_SPARK_PYTHON"
 
@@ -105,21 +108,70 @@ class LineSafeFileMessageReader(dg.PipesFileMessageReader):
             raise
 
 
+class HandOverContextInjector(dg.PipesContextInjector):
+    """Writes a run's context where the application started ahead of it waits for it (``warm_start``):
+    whole, by rename, so the job never reads half a file."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    @contextmanager
+    def inject_context(self, context_data: Any) -> Iterator[dict[str, Any]]:
+        partial = f"{self._path}.partial"
+        with open(partial, "w", encoding="utf-8") as stream:
+            json.dump(context_data, stream)
+        os.replace(partial, self._path)
+        yield {"path": self._path}
+
+    def no_messages_debug_text(self) -> str:
+        return f"The run's context was handed over in {self._path}."
+
+
+@dataclass(frozen=True)
+class WarmApplication:
+    """A run's Spark application started before the run, waiting in ``await_run`` for its Pipes files."""
+
+    command: list[str]
+    process: subprocess.Popen[bytes]
+    context_path: str
+    messages_path: str
+
+
+# Started by ``warm_start``, until a run's step takes it over; one at most (Derby admits one application).
+_warm: list[WarmApplication] = []
+
+
+def take_warm(command: list[str]) -> WarmApplication | None:
+    """The waiting application when it runs ``command`` and is still alive; any other is stopped, so
+    the one the step starts is the only application on the catalog."""
+    warm = _warm.pop() if _warm else None
+    if warm is not None and (warm.command != command or warm.process.poll() is not None):
+        stop(warm.process)
+        return None
+    return warm
+
+
 def input_bytes(spec: RunSpec) -> int | None:
     """The bytes a run's application reads, when its spec tells: what its dumps were delivered (or
     extracted). None when it also loads, or derives from, days dumped before, whose size is in the lake."""
-    dumps, loads, derives = spec["dumps"], spec["loads"], spec["derives"]
-    loaded = {load["table"] for load in loads}
-    built = loaded | {d["table"] for d in derives}  # what a derive may read
-    if not loaded <= {d["table"] for d in dumps} or any(
-        upstream not in built for d in derives for upstream in d["upstream"]
-    ):
-        return None
-    return sum(
-        sum(f["size"] for files in d["delivered"].values() for f in files)
+    dumped = {
+        d["table"]: sum(f["size"] for files in d["delivered"].values() for f in files)
         + sum(e["bytes"] for entries in (d["extracted"] or {}).values() for e in entries)
-        for d in dumps
-    )
+        for d in spec["dumps"]
+    }
+    derives = {d["table"]: list(d["upstream"]) for d in spec["derives"]}
+    return known_input(dumped, [load["table"] for load in spec["loads"]], derives)
+
+
+def known_input(
+    dumped: Mapping[str, int], loads: Iterable[str], derives: Mapping[str, Iterable[str]]
+) -> int | None:
+    """The bytes a run reads when it dumps (``dumped``: table -> bytes) what it loads, and derives from
+    what it loads or derives; else None (it reads what earlier runs wrote, of a size not listed here)."""
+    built = {*loads, *derives}
+    if not set(loads) <= set(dumped) or any(u not in built for up in derives.values() for u in up):
+        return None
+    return sum(dumped.values())
 
 
 class LocalSparkLauncher(SparkLauncher):
@@ -185,25 +237,58 @@ class LocalSparkLauncher(SparkLauncher):
         env = job_env.for_interpreter((runtime or self.runtime()).python)
         return {"SPARK_HOME": self.spark_home_path(), **({"PYTHONPATH": str(env)} if env else {})}
 
+    @contextmanager
+    def warm_start(self, quick_jit: bool) -> Iterator[None]:
+        """Start the run application's Spark now, while the orchestrator creates the run (seconds of
+        Dagster's own work on one core), and let the run's step take it over (``run_job``). A step that
+        needs another command (its run turned out to need the other JIT) stops it and starts its own;
+        one the run never took over is stopped here."""
+        runtime = self.runtime()
+        command = self.command(RUN_SCRIPT, runtime, quick_jit)
+        with tempfile.TemporaryDirectory(prefix="dp-warm-") as folder:
+            context_path, messages_path = os.path.join(folder, "context"), os.path.join(folder, "messages")
+            env = {
+                **os.environ,
+                **self.driver_env(runtime),
+                DAGSTER_PIPES_CONTEXT_ENV_VAR: encode_param({"path": context_path, AWAIT_RUN_KEY: True}),
+                DAGSTER_PIPES_MESSAGES_ENV_VAR: encode_param({"path": messages_path}),
+            }
+            while _warm:  # one application on the catalog at a time
+                stop(_warm.pop().process)
+            process = subprocess.Popen(command, env=env)
+            _warm.append(WarmApplication(command, process, context_path, messages_path))
+            try:
+                yield
+            finally:
+                while _warm:
+                    stop(_warm.pop().process)
+
     def run_job(
         self, context: dg.AssetExecutionContext, script: str, extras: Mapping[str, Any]
     ) -> Generator[JobEvent, None, None]:
         runtime = self.runtime()
         quick_jit = script == RUN_SCRIPT and self.quick_jit(cast(RunSpec, extras))  # a run's spec only
         compilers = "the quick JIT compiler only (a small run)" if quick_jit else "both JIT compilers"
-        context.log.info(f"Spark runtime {runtime.describe()}; {compilers}")
+        command = self.command(script, runtime, quick_jit)
+        warm = take_warm(command) if script == RUN_SCRIPT else None
+        started = "; started ahead of the run" if warm else ""
+        context.log.info(f"Spark runtime {runtime.describe()}; {compilers}{started}")
         with tempfile.TemporaryDirectory(prefix="dp-pipes-") as folder:
             with dg.open_pipes_session(
                 context=context,
-                context_injector=dg.PipesTempFileContextInjector(),
-                message_reader=LineSafeFileMessageReader(os.path.join(folder, "messages")),
+                context_injector=(
+                    HandOverContextInjector(warm.context_path) if warm else dg.PipesTempFileContextInjector()
+                ),
+                message_reader=LineSafeFileMessageReader(
+                    warm.messages_path if warm else os.path.join(folder, "messages")
+                ),
                 extras=with_partition_range(context, extras),
             ) as session:
                 reported = Reported(session)
                 env = {**os.environ, **self.driver_env(runtime), **session.get_bootstrap_env_vars()}
                 # In the run's process group: a run killed with its group takes Spark with it, and the
                 # lake's table lock counts that group alive until all of it is gone (``liveness``).
-                process = subprocess.Popen(self.command(script, runtime, quick_jit), env=env)
+                process = warm.process if warm else subprocess.Popen(command, env=env)
                 try:
                     while not finished(process, REPORT_SECONDS):
                         yield from reported.new()
