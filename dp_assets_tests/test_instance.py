@@ -11,11 +11,13 @@ from typing import Any
 import dagster as dg
 import pytest
 from dagster._core.instance.config import dagster_instance_config
+from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.test_utils import create_test_daemon_workspace_context
 from dagster._core.workspace.load_target import EmptyWorkspaceTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
 from dp_assets.automation.runs import TABLE_TAG, range_run_request, table_assets
+from dp_assets.event_log import RECENT_RUNS, LocalEventLogStorage
 from dp_assets_tests.automation_support import queued_run
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -77,3 +79,30 @@ def test_the_run_queue_never_starts_two_runs_for_the_same_table(monkeypatch: pyt
         instance.report_run_failed(instance.get_run_by_id(first.run_id))  # the first flights run ends
         list(daemon.run_iteration(workspace))
         assert second.run_id in {r.run_id for r in instance.run_launcher.queue()}
+
+
+def test_the_local_instance_keeps_dagsters_event_log_with_an_engine_per_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packaged dagster.yaml stores events through ``LocalEventLogStorage``: in Dagster's own files
+    and place, which Dagster's own storage reads back, partitions and all, with the engines it keeps
+    bounded (the index's and a few runs')."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((Path(__file__).resolve().parent.parent / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    days = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2013-01-08")
+
+    @dg.asset(partitions_def=days)
+    def daily() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"rows": 1})
+
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, LocalEventLogStorage)
+        for day in days.get_partition_keys():
+            assert dg.materialize([daily], instance=instance, partition_key=day).success
+        assert set(storage._engines) == {"index", *[r.run_id for r in instance.get_runs(limit=RECENT_RUNS)]}
+    dagsters = SqliteEventLogStorage(str(home / "history" / "runs"))
+    assert dagsters.get_materialized_partitions(dg.AssetKey("daily")) == set(days.get_partition_keys())
+    assert len(dagsters.get_all_run_ids()) == len(days.get_partition_keys())
