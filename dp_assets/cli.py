@@ -50,6 +50,7 @@ def _run(
         days_between(start.isoformat(), end.isoformat()),
         names,
         dumps=not flags.get("publish_rejected"),
+        e2e_test=bool(flags.get("e2e_test")),
     )
     instance = default_instance(loaded.dp_home)
     began = time.monotonic()

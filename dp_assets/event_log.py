@@ -42,10 +42,26 @@ class LocalEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._tables: set[str] = set()
-        home = os.environ.get("DAGSTER_HOME") or "."
-        super().__init__(base_dir or os.path.join(home, "history", "runs"), inst_data)
-        # Reentrant: Dagster asks ``has_table`` while it holds a connection, and that takes the lock too.
-        self._db_lock = threading.RLock()  # type: ignore[assignment]
+        # Reentrant: Dagster may ask ``has_table`` while it holds a connection, and that takes it too.
+        self._reentrant_lock = threading.RLock()
+        if base_dir is None:
+            home = os.environ.get("DAGSTER_HOME")
+            if not home:
+                raise dg.DagsterInvariantViolationError(
+                    "dp's dagster.yaml keeps the event log in $DAGSTER_HOME/history/runs, and DAGSTER_HOME "
+                    "is not set: run `dp ui` (it uses <DP_HOME>/dagster_home), or set DAGSTER_HOME to the "
+                    "instance's folder before `dagster dev`"
+                )
+            base_dir = os.path.join(home, "history", "runs")
+        super().__init__(base_dir, inst_data)
+
+    @property
+    def _db_lock(self) -> Any:
+        return self._reentrant_lock
+
+    @_db_lock.setter
+    def _db_lock(self, _: Any) -> None:
+        pass  # Dagster's __init__ sets a plain Lock, which ``has_table`` inside a connection would deadlock
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
@@ -61,19 +77,18 @@ class LocalEventLogStorage(SqliteEventLogStorage):
         """The shard's engine, created (and its database initialized) on first use; called under
         ``_db_lock``."""
         engine = self._engines.get(shard)
-        if engine is not None:
-            self._engines.move_to_end(shard)
-            return engine
-        engine = create_engine(
-            self.conn_string_for_shard(shard),
-            poolclass=NullPool,
-            connect_args={"timeout": BUSY_TIMEOUT_SECONDS},
-        )
-        db.event.listen(engine, "connect", _commit_without_fsync)
-        if shard not in self._initialized_dbs:
+        if engine is None:
+            engine = create_engine(
+                self.conn_string_for_shard(shard),
+                poolclass=NullPool,
+                connect_args={"timeout": BUSY_TIMEOUT_SECONDS},
+            )
+            db.event.listen(engine, "connect", _commit_without_fsync)
+        if shard not in self._initialized_dbs:  # new, or wiped since
             self._initdb(engine)
             self._initialized_dbs.add(shard)
         self._engines[shard] = engine
+        self._engines.move_to_end(shard)
         runs = [s for s in self._engines if s != INDEX_SHARD_NAME]
         for old in runs[: max(0, len(runs) - RECENT_RUNS)]:
             self._engines.pop(old).dispose()
@@ -95,13 +110,15 @@ class LocalEventLogStorage(SqliteEventLogStorage):
         return table_name in self._tables
 
     def upgrade(self) -> None:
-        self._forget_engines()
-        super().upgrade()
-        self._forget_engines()
+        with self._db_lock:
+            self._forget_engines()
+            super().upgrade()
+            self._forget_engines()
 
     def wipe(self) -> None:
-        super().wipe()
-        self._forget_engines()
+        with self._db_lock:
+            super().wipe()
+            self._forget_engines()
 
     def dispose(self) -> None:
         self._forget_engines()

@@ -106,3 +106,9 @@ def test_the_local_instance_keeps_dagsters_event_log_with_an_engine_per_database
     dagsters = SqliteEventLogStorage(str(home / "history" / "runs"))
     assert dagsters.get_materialized_partitions(dg.AssetKey("daily")) == set(days.get_partition_keys())
     assert len(dagsters.get_all_run_ids()) == len(days.get_partition_keys())
+
+
+def test_the_local_event_log_says_where_it_needs_dagster_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with pytest.raises(dg.DagsterInvariantViolationError, match=r"\$DAGSTER_HOME/history/runs.*`dp ui`"):
+        LocalEventLogStorage()

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -473,25 +474,31 @@ def test_the_cli_expects_what_the_run_will_read_before_it_exists(tmp_path: Path)
     assert expected_input(loaded, days, ["flights"], dumps=False) is None
 
 
+@dataclass
+class Started:
+    """The spark-submits the local launcher started (each a Spark application), in order, and for
+    each how many of those before it were still running when it started."""
+
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    running_before: list[int] = field(default_factory=list)
+
+
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
-    """The spark-submits the local launcher starts (each a Spark application), as it starts them."""
-    processes: list[subprocess.Popen[bytes]] = []
-    popen = subprocess.Popen
+def started(monkeypatch: pytest.MonkeyPatch) -> Started:
+    seen, spawn = Started(), local.spawn
 
-    def counted(args: list[str], *rest: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
-        process = popen(args, *rest, **kwargs)
-        if Path(args[0]).name == "spark-submit":
-            processes.append(process)
-        return process
+    def counted(command: list[str], env: Any) -> subprocess.Popen[bytes]:
+        seen.running_before.append(sum(p.poll() is None for p in seen.processes))
+        seen.processes.append(spawn(command, env))
+        return seen.processes[-1]
 
-    monkeypatch.setattr(local.subprocess, "Popen", counted)
-    return processes
+    monkeypatch.setattr(local, "spawn", counted)
+    return seen
 
 
 @pytest.mark.spark_job
 def test_an_application_started_ahead_for_other_settings_is_replaced(
-    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+    tmp_path: Path, started: Started
 ) -> None:
     """The CLI starts the run's application ahead of the run (``warm_spark``); a run whose spec asks
     for another JVM stops it and starts its own, so one application ran the run and none is left."""
@@ -503,17 +510,15 @@ def test_an_application_started_ahead_for_other_settings_is_replaced(
             summary = run_range(loaded, dt.date(2013, 1, 1), dt.date(2013, 1, 1), instance, ["flights"], defs)
         assert summary.ok, summary.render()
         logs = [e.user_message for e in instance.all_logs(summary.run_id)]
-    ahead, own = started
+    ahead, own = started.processes
+    assert started.running_before == [0, 0]  # the one ahead was stopped before the step started its own
     assert ahead.returncode is not None and own.returncode == 0
-    assert not local._warm
     assert any("the quick JIT compiler only (a small run)" in m and "ahead" not in m for m in logs)
     assert any("spark: Spark" in m and "started in" in m and "ahead" not in m for m in logs), logs
 
 
 @pytest.mark.spark_job
-def test_a_run_takes_over_the_application_started_ahead_of_it(
-    tmp_path: Path, started: list[subprocess.Popen[bytes]]
-) -> None:
+def test_a_run_takes_over_the_application_started_ahead_of_it(tmp_path: Path, started: Started) -> None:
     loaded, _ = demo_lake(tmp_path, START, START)
     defs = build_definitions(loaded)
     with dg.instance_for_test() as instance:
@@ -521,7 +526,7 @@ def test_a_run_takes_over_the_application_started_ahead_of_it(
             summary = run_range(loaded, dt.date(2013, 1, 1), dt.date(2013, 1, 1), instance, ["flights"], defs)
         assert summary.ok, summary.render()
         logs = [e.user_message for e in instance.all_logs(summary.run_id)]
-    (application,) = started
+    (application,) = started.processes
     assert application.returncode == 0
     assert any("the quick JIT compiler only (a small run); started ahead of the run" in m for m in logs)
     assert any("spark: Spark" in m and "ahead of the run, which took it over" in m for m in logs), logs

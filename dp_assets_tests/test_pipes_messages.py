@@ -14,10 +14,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster_pipes import encode_param
 
 from dp_assets.launchers.base import SparkLauncher
 from dp_assets.launchers.local import LineSafeFileMessageReader, LocalSparkLauncher
 from dp_assets_tests.helpers import AWAIT_HANDSHAKE, materializations, touching_on_materialization
+from spark_jobs.contract import AWAIT_RUN_KEY
+from spark_jobs.pipes_bootstrap import OwnerGone, await_run, awaits_run
 
 SLOW_JOB = """
 import json
@@ -141,3 +144,31 @@ def test_a_run_that_stops_reading_stops_its_local_job(tmp_path: Path) -> None:
     while running := subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True).stdout:
         assert time.monotonic() < deadline, f"still running: {running}"
         time.sleep(0.2)
+
+
+def test_an_application_started_ahead_waits_for_its_run_only_while_dp_lives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``await_run``: it returns once the run's step wrote the context and created the message file,
+    and ends, naming the pid, once the dp process that started it is gone (killed before its run
+    existed), instead of waiting for nobody."""
+    context, messages = tmp_path / "context", tmp_path / "messages"
+
+    def params(owner: int) -> None:
+        monkeypatch.setenv(
+            "DAGSTER_PIPES_CONTEXT", encode_param({"path": str(context), AWAIT_RUN_KEY: owner})
+        )
+        monkeypatch.setenv("DAGSTER_PIPES_MESSAGES", encode_param({"path": str(messages)}))
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    params(gone.pid)
+    assert awaits_run()
+    with pytest.raises(OwnerGone, match=rf"dp \(pid {gone.pid}\) started this application ahead of its run"):
+        await_run()
+    params(os.getpid())
+    context.write_text("{}")
+    messages.touch()
+    assert await_run() < 1.0
+    monkeypatch.setenv("DAGSTER_PIPES_CONTEXT", encode_param({"path": str(context)}))
+    assert not awaits_run()  # started by its step, as every launcher does

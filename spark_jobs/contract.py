@@ -23,7 +23,8 @@ def days_between(start: str, end: str) -> list[str]:
 
 
 # In the Pipes context params of an application started before its run exists (the local launcher's
-# ``warm_start``): its context and message files appear once the run's step takes it over.
+# ``warm_start``), the pid of the process that started it: its context and message files appear once
+# that process's run step takes it over.
 AWAIT_RUN_KEY = "dp_await_run"
 
 # The JVM option of a run with the JIT's quick compiler only (C1), which a short run repays and a

@@ -58,19 +58,37 @@ HANDOVER_POLL_SECONDS = 0.05
 def awaits_run() -> bool:
     """Whether this application was started ahead of its run, to start Spark while the run is created."""
     params = PipesEnvVarParamsLoader()
-    return params.is_dagster_pipes_process() and bool(params.load_context_params().get(AWAIT_RUN_KEY))
+    return params.is_dagster_pipes_process() and AWAIT_RUN_KEY in params.load_context_params()
+
+
+class OwnerGone(SystemExit):
+    pass
 
 
 def await_run() -> float:
     """Seconds spent waiting for a run to take this application over: until its context file is
     written and the run's reader has created the message file (which it truncates on creation, so
-    nothing may be written to it before)."""
+    nothing may be written to it before). The process that started it (its pid is the key's value)
+    may die before its run exists; the application then ends instead of waiting for nobody."""
     params = PipesEnvVarParamsLoader()
-    paths = [params.load_context_params()["path"], params.load_messages_params()["path"]]
+    context = params.load_context_params()
+    paths, owner = [context["path"], params.load_messages_params()["path"]], int(context[AWAIT_RUN_KEY])
     started = time.monotonic()
     while not all(os.path.exists(p) for p in paths):
+        if not alive(owner):
+            raise OwnerGone(f"dp (pid {owner}) started this application ahead of its run and is gone")
         time.sleep(HANDOVER_POLL_SECONDS)
     return time.monotonic() - started
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now holds the pid: ours is gone
+        return False
+    return True
 
 
 def end_with_parent(interval_seconds: float = 1.0) -> None:

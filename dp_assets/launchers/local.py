@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Event
@@ -121,7 +121,10 @@ class HandOverContextInjector(dg.PipesContextInjector):
         with open(partial, "w", encoding="utf-8") as stream:
             json.dump(context_data, stream)
         os.replace(partial, self._path)
-        yield {"path": self._path}
+        try:
+            yield {"path": self._path}
+        finally:  # it holds the run's S3 credentials
+            os.remove(self._path)
 
     def no_messages_debug_text(self) -> str:
         return f"The run's context was handed over in {self._path}."
@@ -139,6 +142,12 @@ class WarmApplication:
 
 # Started by ``warm_start``, until a run's step takes it over; one at most (Derby admits one application).
 _warm: list[WarmApplication] = []
+
+
+def spawn(command: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """A Spark application: spark-submit, in this process's group (a run killed with its group takes
+    Spark with it, and the lake's table lock counts that group alive until all of it is gone)."""
+    return subprocess.Popen(command, env=env)
 
 
 def take_warm(command: list[str]) -> WarmApplication | None:
@@ -250,13 +259,15 @@ class LocalSparkLauncher(SparkLauncher):
             env = {
                 **os.environ,
                 **self.driver_env(runtime),
-                DAGSTER_PIPES_CONTEXT_ENV_VAR: encode_param({"path": context_path, AWAIT_RUN_KEY: True}),
+                # The job waits for its run while this process lives (``pipes_bootstrap.await_run``).
+                DAGSTER_PIPES_CONTEXT_ENV_VAR: encode_param(
+                    {"path": context_path, AWAIT_RUN_KEY: os.getpid()}
+                ),
                 DAGSTER_PIPES_MESSAGES_ENV_VAR: encode_param({"path": messages_path}),
             }
             while _warm:  # one application on the catalog at a time
                 stop(_warm.pop().process)
-            process = subprocess.Popen(command, env=env)
-            _warm.append(WarmApplication(command, process, context_path, messages_path))
+            _warm.append(WarmApplication(command, spawn(command, env), context_path, messages_path))
             try:
                 yield
             finally:
@@ -271,30 +282,31 @@ class LocalSparkLauncher(SparkLauncher):
         compilers = "the quick JIT compiler only (a small run)" if quick_jit else "both JIT compilers"
         command = self.command(script, runtime, quick_jit)
         warm = take_warm(command) if script == RUN_SCRIPT else None
-        started = "; started ahead of the run" if warm else ""
-        context.log.info(f"Spark runtime {runtime.describe()}; {compilers}{started}")
-        with tempfile.TemporaryDirectory(prefix="dp-pipes-") as folder:
-            with dg.open_pipes_session(
-                context=context,
-                context_injector=(
-                    HandOverContextInjector(warm.context_path) if warm else dg.PipesTempFileContextInjector()
-                ),
-                message_reader=LineSafeFileMessageReader(
-                    warm.messages_path if warm else os.path.join(folder, "messages")
-                ),
-                extras=with_partition_range(context, extras),
-            ) as session:
-                reported = Reported(session)
-                env = {**os.environ, **self.driver_env(runtime), **session.get_bootstrap_env_vars()}
-                # In the run's process group: a run killed with its group takes Spark with it, and the
-                # lake's table lock counts that group alive until all of it is gone (``liveness``).
-                process = warm.process if warm else subprocess.Popen(command, env=env)
-                try:
-                    while not finished(process, REPORT_SECONDS):
-                        yield from reported.new()
-                finally:  # interrupted (or the run stopped reading): Spark must not outlive it
-                    stop(process)
-            yield from reported.new()  # what the reader received after the process ended
+        with ExitStack() as cleanup:
+            if warm is not None:  # whatever fails before it is watched, it must not outlive the step
+                cleanup.callback(stop, warm.process)
+            started = "; started ahead of the run" if warm else ""
+            context.log.info(f"Spark runtime {runtime.describe()}; {compilers}{started}")
+            with tempfile.TemporaryDirectory(prefix="dp-pipes-") as folder:
+                injector: dg.PipesContextInjector = dg.PipesTempFileContextInjector()
+                messages = os.path.join(folder, "messages")
+                if warm is not None:  # where the application started ahead of the run waits for them
+                    injector, messages = HandOverContextInjector(warm.context_path), warm.messages_path
+                with dg.open_pipes_session(
+                    context=context,
+                    context_injector=injector,
+                    message_reader=LineSafeFileMessageReader(messages),
+                    extras=with_partition_range(context, extras),
+                ) as session:
+                    reported = Reported(session)
+                    env = {**os.environ, **self.driver_env(runtime), **session.get_bootstrap_env_vars()}
+                    process = warm.process if warm else spawn(command, env)
+                    try:
+                        while not finished(process, REPORT_SECONDS):
+                            yield from reported.new()
+                    finally:  # interrupted (or the run stopped reading): Spark must not outlive it
+                        stop(process)
+                yield from reported.new()  # what the reader received after the process ended
         if process.returncode != 0:
             raise dg.Failure(f"spark-submit exited with code {process.returncode}")
 
