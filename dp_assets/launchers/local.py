@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Event
@@ -124,7 +124,8 @@ class HandOverContextInjector(dg.PipesContextInjector):
         try:
             yield {"path": self._path}
         finally:  # it holds the run's S3 credentials
-            os.remove(self._path)
+            with suppress(FileNotFoundError):  # a failure here must not replace the step's own
+                os.remove(self._path)
 
     def no_messages_debug_text(self) -> str:
         return f"The run's context was handed over in {self._path}."
